@@ -1,0 +1,118 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module pgsafe_run: open and close a run record in the product schema."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pgsafe_run
+short_description: Record a run of a pgsafe playbook in the target database
+description:
+  - Installs or upgrades the product schema C(pgsafe) when needed, then records the start
+    (I(state=started)) or the end (I(state=succeeded), I(state=failed)) of a run in C(pgsafe.run).
+  - In check mode nothing is written; the module reports what it would record.
+version_added: "0.1.0"
+author: pgsafe maintainers
+extends_documentation_fragment:
+  - pgsafe_connection
+options:
+  run_id:
+    description: Identifier of the run (the artifacts directory name).
+    type: str
+    required: true
+  state:
+    description: What to record.
+    type: str
+    choices: [started, succeeded, failed]
+    default: started
+  playbook:
+    description: Playbook name (required with I(state=started)).
+    type: str
+  environment:
+    description: Environment name (prod, dev, staging, ...).
+    type: str
+  operator:
+    description: Who runs it (AWX user or the controller's user).
+    type: str
+  awx_job_id:
+    description: AWX job id, when the run is an AWX job.
+    type: str
+  details:
+    description: JSON details stored with the run (merged on finish).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Record the start of the run
+  pgsafe_run:
+    run_id: "{{ pgsafe_run_id }}"
+    playbook: backup
+    environment: "{{ pgsafe_environment }}"
+"""
+
+RETURN = r"""
+meta_schema_created:
+  description: Whether the product schema was installed by this call.
+  returned: always
+  type: bool
+run_id:
+  description: The run id recorded.
+  returned: always
+  type: str
+"""
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_meta import ensure_meta_schema, meta_schema_installed
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            run_id=dict(type="str", required=True),
+            state=dict(type="str", default="started", choices=["started", "succeeded", "failed"]),
+            playbook=dict(type="str"),
+            environment=dict(type="str"),
+            operator=dict(type="str"),
+            awx_job_id=dict(type="str"),
+            details=dict(type="dict", default={}),
+        ),
+        required_if=[("state", "started", ("playbook", "environment"))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        conn = connect(params, read_only=module.check_mode)
+    except ConnectionFailure as exc:
+        module.fail_json(msg=str(exc))
+    created = False
+    try:
+        with conn.cursor() as cur:
+            if module.check_mode:
+                installed = meta_schema_installed(cur)
+                conn.rollback()
+                module.exit_json(changed=not installed, meta_schema_created=False, run_id=params["run_id"])
+            created = ensure_meta_schema(cur)
+            details = json.dumps(params["details"], sort_keys=True, default=str)
+            if params["state"] == "started":
+                cur.execute(
+                    "INSERT INTO pgsafe.run (run_id, playbook, environment, operator, awx_job_id, details) "
+                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (run_id) DO NOTHING",
+                    (params["run_id"], params["playbook"], params["environment"], params["operator"],
+                     params["awx_job_id"], details))
+            else:
+                cur.execute(
+                    "UPDATE pgsafe.run SET status = %s, finished_at = now(), details = details || %s::jsonb "
+                    "WHERE run_id = %s", (params["state"], details, params["run_id"]))
+        conn.commit()
+    finally:
+        conn.close()
+    module.exit_json(changed=True, meta_schema_created=created, run_id=params["run_id"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Shared pytest fixtures: module_utils importable as in Ansible, real Postgres servers."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# module_utils/ is importable the way Ansible's modules import it (ansible.module_utils.pgsafe_*),
+# so the deciding logic is unit-tested as plain Python, without running Ansible.
+import ansible.module_utils  # noqa: E402
+
+if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+
+from tests import pg  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> pg.Server:
+    """A throwaway cluster of the test suite's own (port 55440), started once per session."""
+    return pg.start_server(pg.TEST_CLUSTER)
+
+
+@pytest.fixture(scope="session")
+def scratch_server() -> pg.Server:
+    """A second cluster (port 55441): restore tests and cross-server work."""
+    return pg.start_server(pg.SCRATCH_CLUSTER)
+
+
+@pytest.fixture
+def prod_db(pg_server):
+    """A fresh Sprint 90 prod-like database at scale 1 (dropped after the test)."""
+    with pg_server.sprint90_database("prod") as name:
+        yield name
+
+
+@pytest.fixture
+def dev_db(pg_server):
+    """A fresh Sprint 90 dev-like database at scale 1 (dropped after the test)."""
+    with pg_server.sprint90_database("dev") as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def local_clusters():
+    """The prod/dev/staging clusters of inventories/local (make db-up), reseeded for the session."""
+    return pg.pgclusters.up(reseed=True)

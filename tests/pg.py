@@ -1,0 +1,121 @@
+"""Test helpers shared by the suites: real Postgres, Sprint 90 databases, ansible-playbook runs.
+
+No mocks: every database here is a real cluster (native binaries or a container, through
+tools/pgclusters.py), every database a real CREATE DATABASE.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import pgclusters  # noqa: E402
+import sprint90_fixtures  # noqa: E402
+
+TEST_CLUSTER = ("test", int(os.environ.get("PGSAFE_PORT_TEST", "55440")))
+SCRATCH_CLUSTER = ("scratch", int(os.environ.get("PGSAFE_PORT_SCRATCH", "55441")))
+
+
+class Server:
+    """A running test cluster: connect, create and drop databases."""
+
+    def __init__(self, libpq: dict):
+        self.libpq = libpq
+
+    @property
+    def port(self) -> int:
+        return self.libpq["port"]
+
+    def connect(self, dbname: str = "postgres", autocommit: bool = True):
+        conn = psycopg2.connect(**dict(self.libpq, dbname=dbname))
+        conn.autocommit = autocommit
+        return conn
+
+    def module_params(self, dbname: str) -> dict:
+        """Connection options in the modules' vocabulary (login_*)."""
+        return {"login_host": self.libpq["host"], "login_port": self.libpq["port"],
+                "login_user": self.libpq["user"], "login_password": self.libpq["password"],
+                "login_db": dbname, "ssl_mode": "disable"}
+
+    def execute(self, dbname: str, statement, params=None):
+        with self.connect(dbname) as conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else None
+
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                if template:
+                    stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+                cur.execute(stmt)
+        finally:
+            conn.close()
+        return name
+
+    def drop_database(self, name: str) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        finally:
+            conn.close()
+
+    def ensure_template(self, variant: str, scale: float = 1.0) -> str:
+        """A template database seeded as ``variant`` at ``scale`` (created once per cluster)."""
+        name = f"tpl_sprint90_{variant}_{str(scale).replace('.', '_')}"
+        rows = self.execute("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if not rows:
+            self.create_database(name)
+            conn = self.connect(name, autocommit=False)
+            try:
+                sprint90_fixtures.seed(conn, variant, scale)
+            finally:
+                conn.close()
+            self.execute("postgres", sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(name)))
+        return name
+
+    @contextmanager
+    def sprint90_database(self, variant: str, scale: float = 1.0):
+        """A fresh copy of a Sprint 90 database, dropped afterwards."""
+        name = self.create_database(template=self.ensure_template(variant, scale))
+        try:
+            yield name
+        finally:
+            self.drop_database(name)
+
+
+def start_server(name_port=TEST_CLUSTER) -> Server:
+    return Server(pgclusters.start(*name_port))
+
+
+def run_playbook(playbook: str, inventory: str = "inventories/local", extra_vars: dict | None = None,
+                 check: bool = False, limit: str | None = None, env: dict | None = None,
+                 timeout: int = 900) -> subprocess.CompletedProcess:
+    """ansible-playbook from the project root, as users run it."""
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, f"playbooks/{playbook}"]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    if check:
+        cmd.append("--check")
+    if limit:
+        cmd += ["--limit", limit]
+    full_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                    ANSIBLE_NOCOLOR="1")
+    full_env.update(env or {})
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+                          check=False)

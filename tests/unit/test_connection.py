@@ -1,0 +1,38 @@
+import os
+import stat
+
+from ansible.module_utils.pgsafe_connection import (CONNECTION_ARGUMENT_SPEC, describe_target, libpq_environment,
+                                                    libpq_params)
+
+PARAMS = {"login_host": "db.example.com", "login_port": 6543, "login_user": "migrator",
+          "login_password": "s3cr:et\\pw", "login_db": "bazaar_vid", "ssl_mode": "require",
+          "connect_params": {"options": "-c lock_timeout=5s"}}
+
+
+def test_same_option_names_as_community_postgresql():
+    for name in ("login_host", "login_port", "login_user", "login_password", "login_db", "ssl_mode", "ca_cert",
+                 "login_unix_socket", "connect_params", "session_role"):
+        assert name in CONNECTION_ARGUMENT_SPEC
+    assert CONNECTION_ARGUMENT_SPEC["login_password"]["no_log"] is True
+
+
+def test_libpq_params_maps_options():
+    kw = libpq_params(PARAMS)
+    assert kw["host"] == "db.example.com" and kw["port"] == 6543 and kw["sslmode"] == "require"
+    assert kw["options"] == "-c lock_timeout=5s" and kw["dbname"] == "bazaar_vid"
+
+
+def test_describe_target_never_shows_password():
+    assert "s3cr" not in describe_target(PARAMS)
+
+
+def test_passfile_is_private_and_removed(monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "leaked")
+    with libpq_environment(PARAMS) as env:
+        path = env["PGPASSFILE"]
+        assert "PGPASSWORD" not in env
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with open(path) as handle:
+            assert handle.read() == "*:*:*:*:s3cr\\:et\\\\pw\n"
+        assert "s3cr" not in " ".join(f"{k}={v}" for k, v in env.items() if k != "PGPASSFILE")
+    assert not os.path.exists(path)
