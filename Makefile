@@ -58,7 +58,7 @@ integration: venv collections
 	pytest -q tests/integration $(PYTEST_ARGS)
 
 faults: venv collections
-	pytest -q tests/faults -p tests.faults.summary $(PYTEST_ARGS)
+	pytest -q tests/faults $(PYTEST_ARGS)
 
 molecule: venv collections
 	tools/molecule.sh

@@ -78,15 +78,24 @@ class Server:
     def ensure_template(self, variant: str, scale: float = 1.0) -> str:
         """A template database seeded as ``variant`` at ``scale`` (created once per cluster)."""
         name = f"tpl_sprint90_{variant}_{str(scale).replace('.', '_')}"
-        rows = self.execute("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if not rows:
-            self.create_database(name)
-            conn = self.connect(name, autocommit=False)
-            try:
-                sprint90_fixtures.seed(conn, variant, scale)
-            finally:
-                conn.close()
-            self.execute("postgres", sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(name)))
+        lock = self.connect()  # several pytest sessions may share the cluster: build each template once
+        try:
+            with lock.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+                cur.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,))
+                row = cur.fetchone()
+                if row and not row[0]:  # a half-built template from an interrupted session
+                    self.drop_database(name)
+                if not row or not row[0]:
+                    self.create_database(name)
+                    conn = self.connect(name, autocommit=False)
+                    try:
+                        sprint90_fixtures.seed(conn, variant, scale)
+                    finally:
+                        conn.close()
+                    cur.execute(sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(name)))
+        finally:
+            lock.close()
         return name
 
     @contextmanager
@@ -97,6 +106,31 @@ class Server:
             yield name
         finally:
             self.drop_database(name)
+
+
+def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra_vars: dict | None = None) -> Path:
+    """An inventory like inventories/local whose hosts are databases of test clusters.
+
+    ``hosts`` maps an inventory host name (prod, dev, staging, ...) to (server, database).  The
+    password goes to a 0600 file next to it, read by a lookup: never on a command line.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pwfile = directory / "pg_password"
+    pwfile.write_text(pgclusters.password())
+    pwfile.chmod(0o600)
+    lines = ["all:", "  vars:", "    pg_host: 127.0.0.1", "    pg_user: postgres", "    pg_sslmode: disable",
+             f"    pg_password: \"{{{{ lookup('ansible.builtin.file', '{pwfile}') }}}}\"",
+             "    ansible_connection: local", "    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
+             "    pgsafe_maintenance_window: always", "    pgsafe_scratch_host: staging"]
+    for key, value in (extra_vars or {}).items():
+        lines.append(f"    {key}: {json.dumps(value)}")
+    lines += ["  children:", "    sprint90:", "      hosts:"]
+    for name, (server, dbname) in hosts.items():
+        lines += [f"        {name}:", f"          pg_port: {server.port}", f"          pg_database: {json.dumps(dbname)}",
+                  f"          pgsafe_environment: {name}"]
+    path = directory / "hosts.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def start_server(name_port=TEST_CLUSTER) -> Server:

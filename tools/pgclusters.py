@@ -50,7 +50,7 @@ SEED_VARIANT = {"prod": "prod", "dev": "dev", "staging": "prod"}
 
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
-    "max_connections": "60",
+    "max_connections": "200",
     "shared_buffers": "128MB",
     "fsync": "off",  # throwaway clusters: speed over durability
     "synchronous_commit": "off",
