@@ -1,0 +1,171 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module pgsafe_gate: the gates that stand before any change to prod."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pgsafe_gate
+short_description: Check the gates before a run changes a database (rehearsal, confirmation, window, staleness)
+description:
+  - Computes the plan fingerprint (a hash of the plan variables and the product version).
+  - With I(require_rehearsal), demands a passing rehearsal of the same plan fingerprint within
+    I(rehearsal_max_age_days), read from C(pgsafe.attestation) in the target database (the
+    rehearsal records it there), and that the live schema's fingerprint equals the one the
+    rehearsal started from (a stale plan is refused).
+  - With I(confirm_required), demands I(confirm_database) equal to the target's database name.
+  - Demands the current time be inside I(window) unless I(window_override_reason) is given (the
+    reason is returned so the run records it).
+  - Reads only, in a READ ONLY transaction; fails before anything changes, naming each closed gate
+    and what to do.
+version_added: "0.1.0"
+author: pgsafe maintainers
+extends_documentation_fragment:
+  - pgsafe_connection
+options:
+  environment:
+    description: Environment name, for messages.
+    type: str
+    required: true
+  plan:
+    description: The plan variables of this run (what will change); hashed into the plan fingerprint.
+    type: dict
+    required: true
+  product_version:
+    description: Version of this product, part of the plan fingerprint.
+    type: str
+    required: true
+  require_rehearsal:
+    description: Demand a passing rehearsal of the same plan and an unchanged schema.
+    type: bool
+    default: false
+  rehearsal_max_age_days:
+    description: How old the passing rehearsal may be.
+    type: float
+    default: 7
+  confirm_required:
+    description: Demand I(confirm_database).
+    type: bool
+    default: false
+  confirm_database:
+    description: What the operator typed (AWX survey answer).
+    type: str
+  window:
+    description: Maintenance window (UTC), e.g. C(always), C(Sat 02:00-06:00), C(Mon-Fri 22:00-02:00).
+    type: raw
+    default: always
+  window_override_reason:
+    description: A reason to run outside the window; recorded with the run.
+    type: str
+  now:
+    description: Current time as ISO 8601 (tests); default the database server's clock.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Check the gates before changing prod
+  pgsafe_gate:
+    environment: prod
+    plan: "{{ {'schema_fix': schema_fix_plan, 'cleanup': table_cleanup_plan} }}"
+    product_version: "{{ pgsafe_product_version }}"
+    require_rehearsal: true
+    confirm_required: true
+    confirm_database: "{{ confirm_database | default(omit) }}"
+    window: "{{ pgsafe_maintenance_window }}"
+    window_override_reason: "{{ window_override_reason | default(omit) }}"
+"""
+
+RETURN = r"""
+plan_fingerprint:
+  description: Hash of the plan and product version.
+  returned: always
+  type: str
+schema_fingerprint:
+  description: Fingerprint of the live schema (product schemas ignored).
+  returned: always
+  type: str
+gates:
+  description: Every gate with passed, detail and remedy.
+  returned: always
+  type: list
+  elements: dict
+window_overridden:
+  description: Whether the run proceeds outside its window on an override reason.
+  returned: always
+  type: bool
+"""
+
+import datetime as dt
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_gates import GateError, evaluate_gates, failed_gates, failure_message, plan_fingerprint
+from ansible.module_utils.pgsafe_meta import meta_schema_installed
+from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
+
+
+def read_attestations(cur, fingerprint):
+    if not meta_schema_installed(cur):
+        return []
+    cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id "
+                "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
+    keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id")
+    return [dict(zip(keys, row)) for row in cur.fetchall()]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            environment=dict(type="str", required=True),
+            plan=dict(type="dict", required=True),
+            product_version=dict(type="str", required=True),
+            require_rehearsal=dict(type="bool", default=False),
+            rehearsal_max_age_days=dict(type="float", default=7),
+            confirm_required=dict(type="bool", default=False),
+            confirm_database=dict(type="str"),
+            window=dict(type="raw", default="always"),
+            window_override_reason=dict(type="str"),
+            now=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    fingerprint = plan_fingerprint(p["plan"], p["product_version"])
+    try:
+        conn = connect(p, read_only=True)
+    except ConnectionFailure as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT now(), current_database()")
+            server_now, database = cur.fetchone()
+            attestations = read_attestations(cur, fingerprint) if p["require_rehearsal"] else []
+            live = schema_fingerprint(take_snapshot(cur))
+        conn.rollback()
+    finally:
+        conn.close()
+    now = dt.datetime.fromisoformat(p["now"]) if p["now"] else server_now
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.timezone.utc)
+    facts = dict(environment=p["environment"], requires_rehearsal=p["require_rehearsal"],
+                 plan_fingerprint=fingerprint, attestations=attestations,
+                 rehearsal_max_age_days=p["rehearsal_max_age_days"], live_schema_fingerprint=live,
+                 confirm_required=p["confirm_required"], confirm_database=p["confirm_database"],
+                 database=database, window=p["window"], now=now,
+                 window_override_reason=p["window_override_reason"])
+    try:
+        results = evaluate_gates(facts)
+    except GateError as exc:
+        module.fail_json(msg=str(exc), plan_fingerprint=fingerprint)
+    overridden = any(r.get("overridden") for r in results)
+    outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
+                   window_overridden=overridden)
+    if failed_gates(results):
+        module.fail_json(msg=failure_message(results).replace("the target", "{0} ({1})".format(
+            p["environment"], database)), **outcome)
+    module.exit_json(**outcome)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+# -*- coding: utf-8 -*-
+"""Gates before prod changes anything: plan fingerprint, rehearsal, confirmation, window, staleness.
+
+Plain Python (no Ansible, no database): the module ``pgsafe_gate`` feeds it catalog facts and
+attestation rows; tests exercise every rule directly.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class GateError(ValueError):
+    """A gate configuration is malformed; the message names the variable and the fix."""
+
+
+def plan_fingerprint(plan, product_version):
+    """Stable hash of the plan variables and the product version.
+
+    The plan is canonical JSON (sorted keys, no whitespace), so the same plan written in
+    another key order or YAML style gives the same fingerprint.
+    """
+    canonical = json.dumps({"plan": plan, "product_version": product_version}, sort_keys=True,
+                           separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+_WINDOW_RE = re.compile(
+    r"^(?P<days>[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3}(?:-[A-Za-z]{3})?)*|daily)\s+"
+    r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
+
+
+def _parse_days(text):
+    if text.lower() == "daily":
+        return set(range(7))
+    days = set()
+    for part in text.lower().split(","):
+        if "-" in part:
+            first, last = part.split("-")
+            i, j = DAYS.index(first), DAYS.index(last)
+            k = i
+            while True:
+                days.add(k)
+                if k == j:
+                    break
+                k = (k + 1) % 7
+        else:
+            days.add(DAYS.index(part))
+    return days
+
+
+def _minutes(hhmm):
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    if hours > 24 or minutes > 59 or (hours == 24 and minutes):
+        raise GateError("time {0!r} is not HH:MM".format(hhmm))
+    return hours * 60 + minutes
+
+
+def parse_window(spec):
+    """Parse ``always``, ``never`` or windows like ``Sat 02:00-06:00``, ``Mon-Fri 22:00-02:00``.
+
+    Several windows: a list or a ``;``-separated string. Times are UTC; a window whose end is
+    before its start runs past midnight into the next day.
+    """
+    if isinstance(spec, (list, tuple)):
+        items = list(spec)
+    else:
+        items = [s.strip() for s in str(spec).split(";") if s.strip()]
+    if not items:
+        raise GateError("pgsafe_maintenance_window is empty: set 'always' or e.g. 'Sat 02:00-06:00'")
+    windows = []
+    for item in items:
+        if str(item).lower() in ("always", "never"):
+            windows.append(str(item).lower())
+            continue
+        match = _WINDOW_RE.match(str(item).strip())
+        try:
+            if not match:
+                raise ValueError
+            windows.append((_parse_days(match.group("days")), _minutes(match.group("start")),
+                            _minutes(match.group("end"))))
+        except (ValueError, GateError):
+            raise GateError("pgsafe_maintenance_window {0!r} is not understood: use 'always', or days and UTC "
+                            "times like 'Sat 02:00-06:00' or 'Mon-Fri 22:00-02:00'".format(item)) from None
+    return windows
+
+
+def in_window(spec, now):
+    """True when ``now`` (an aware or UTC-naive datetime) falls in one of the windows."""
+    if now.tzinfo is not None:
+        now = now.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    minute = now.hour * 60 + now.minute
+    day = now.weekday()
+    for window in parse_window(spec):
+        if window == "always":
+            return True
+        if window == "never":
+            continue
+        days, start, end = window
+        if start <= end:
+            if day in days and start <= minute < end:
+                return True
+        elif (day in days and minute >= start) or (((day - 1) % 7) in days and minute < end):
+            return True
+    return False
+
+
+def evaluate_gates(facts):
+    """Decide every gate. ``facts`` holds what the module measured or was given:
+
+    environment, requires_rehearsal (bool), plan_fingerprint, attestations (list of dicts with
+    plan_fingerprint, result, attested_at (aware datetime), schema_fingerprint_before, run_id),
+    rehearsal_max_age_days, live_schema_fingerprint, confirm_required (bool), confirm_database,
+    database, window, now, window_override_reason.
+
+    Returns a list of {gate, passed, detail, remedy}.
+    """
+    results = []
+    env = facts.get("environment")
+    now = facts["now"]
+
+    if facts.get("confirm_required"):
+        given = facts.get("confirm_database")
+        passed = given == facts.get("database")
+        results.append({
+            "gate": "confirmation", "passed": passed,
+            "detail": "confirm_database matches the target database" if passed else
+            "confirm_database is {0} but the target database is {1!r}".format(
+                "missing" if given in (None, "") else repr(given), facts.get("database")),
+            "remedy": "" if passed else "re-run with -e confirm_database={0} (AWX: answer the survey question) "
+                                       "after checking the inventory targets the right database".format(
+                                           facts.get("database")),
+        })
+
+    inside = in_window(facts.get("window", "always"), now)
+    reason = (facts.get("window_override_reason") or "").strip()
+    results.append({
+        "gate": "maintenance_window", "passed": inside or bool(reason),
+        "detail": ("inside the window {0!r}".format(facts.get("window")) if inside else
+                   "outside the window {0!r}, overridden: {1}".format(facts.get("window"), reason) if reason else
+                   "{0} is outside the maintenance window {1!r} of {2}".format(
+                       now.strftime("%a %H:%M UTC"), facts.get("window"), env)),
+        "remedy": "" if inside or reason else
+        "wait for the window, or set window_override_reason='<why>' (it is recorded with the run)",
+        "overridden": bool(reason) and not inside,
+    })
+
+    if facts.get("requires_rehearsal"):
+        max_age = _dt.timedelta(days=float(facts.get("rehearsal_max_age_days", 7)))
+        matching = [a for a in facts.get("attestations", [])
+                    if a.get("plan_fingerprint") == facts["plan_fingerprint"]]
+        passing = [a for a in matching if a.get("result") == "passed" and now - a["attested_at"] <= max_age]
+        passing.sort(key=lambda a: a["attested_at"], reverse=True)
+        if passing:
+            newest = passing[0]
+            detail = "rehearsal {0} passed at {1} for this plan".format(newest.get("run_id"),
+                                                                          newest["attested_at"].isoformat())
+            remedy = ""
+        elif matching:
+            detail = "no PASSING rehearsal of this plan ({0}...) within {1} days: the newest one {2}".format(
+                facts["plan_fingerprint"][:12], max_age.days,
+                "failed" if any(a.get("result") == "failed" for a in matching) else "is too old")
+            remedy = "fix the cause, then re-run playbooks/sprint90_rehearsal.yml on staging"
+        else:
+            detail = "no rehearsal of this plan ({0}...) was recorded: always test on staging first".format(
+                facts["plan_fingerprint"][:12])
+            remedy = "run playbooks/sprint90_rehearsal.yml on staging with the same plan, then re-run"
+        results.append({"gate": "rehearsal", "passed": bool(passing), "detail": detail, "remedy": remedy})
+
+        live = facts.get("live_schema_fingerprint")
+        if passing:
+            expected = passing[0].get("schema_fingerprint_before")
+            fresh = expected is not None and expected == live
+            results.append({
+                "gate": "plan_not_stale", "passed": fresh,
+                "detail": "the live schema is the one the rehearsal started from" if fresh else
+                "the live schema ({0}...) differs from the one the rehearsal started from ({1}...)".format(
+                    (live or "?")[:12], (expected or "?")[:12]),
+                "remedy": "" if fresh else "the schema changed since the rehearsal: take a new backup, rehearse "
+                                           "again on staging, then re-run",
+            })
+    return results
+
+
+def failed_gates(results):
+    return [r for r in results if not r["passed"]]
+
+
+def failure_message(results):
+    """One message naming every closed gate and what to do about it."""
+    lines = ["{0}: {1}. To proceed: {2}".format(r["gate"], r["detail"], r["remedy"]) for r in failed_gates(results)]
+    return "Refusing to change {0}: ".format("the target") + " | ".join(lines)

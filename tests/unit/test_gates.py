@@ -1,0 +1,106 @@
+import datetime as dt
+
+import pytest
+
+from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message, in_window,
+                                               parse_window, plan_fingerprint)
+
+UTC = dt.timezone.utc
+SAT_3AM = dt.datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # a Saturday
+WED_NOON = dt.datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_plan_fingerprint_ignores_key_order_but_not_content():
+    a = plan_fingerprint({"x": 1, "y": [1, 2]}, "0.1.0")
+    assert a == plan_fingerprint({"y": [1, 2], "x": 1}, "0.1.0")
+    assert a != plan_fingerprint({"x": 1, "y": [2, 1]}, "0.1.0")
+    assert a != plan_fingerprint({"x": 1, "y": [1, 2]}, "0.2.0")
+
+
+@pytest.mark.parametrize(("spec", "now", "expected"), [
+    ("always", WED_NOON, True),
+    ("never", WED_NOON, False),
+    ("Sat 02:00-06:00", SAT_3AM, True),
+    ("Sat 02:00-06:00", WED_NOON, False),
+    ("Sat 02:00-06:00", SAT_3AM.replace(hour=6), False),
+    ("Fri 22:00-02:00", SAT_3AM.replace(hour=1, minute=59), True),  # runs past midnight into Saturday
+    ("Fri 22:00-02:00", SAT_3AM.replace(hour=2), False),
+    ("Mon-Fri 11:00-13:00", WED_NOON, True),
+    ("Fri-Mon 11:00-13:00", WED_NOON, False),
+    ("daily 11:30-12:30", WED_NOON, True),
+    (["Sat 02:00-06:00", "Wed 11:00-12:01"], WED_NOON, True),
+    ("Sat 02:00-06:00; Wed 11:00-12:01", WED_NOON, True),
+])
+def test_windows(spec, now, expected):
+    assert in_window(spec, now) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "Saturday 2-6", "Sat 25:00-26:00", "Sat 02:00"])
+def test_bad_window_names_the_variable(bad):
+    with pytest.raises(GateError, match="pgsafe_maintenance_window"):
+        parse_window(bad)
+
+
+def facts(**over):
+    base = dict(environment="prod", requires_rehearsal=True, plan_fingerprint="p" * 64,
+                attestations=[dict(plan_fingerprint="p" * 64, result="passed", run_id="r1",
+                                   attested_at=WED_NOON - dt.timedelta(days=1), schema_fingerprint_before="s1")],
+                rehearsal_max_age_days=7, live_schema_fingerprint="s1", confirm_required=True,
+                confirm_database="bazaar_vid", database="bazaar_vid", window="always", now=WED_NOON,
+                window_override_reason=None)
+    base.update(over)
+    return base
+
+
+def test_all_gates_open():
+    results = evaluate_gates(facts())
+    assert failed_gates(results) == []
+    assert {r["gate"] for r in results} == {"confirmation", "maintenance_window", "rehearsal", "plan_not_stale"}
+
+
+def test_missing_confirmation_names_the_fix():
+    results = evaluate_gates(facts(confirm_database=None))
+    assert [r["gate"] for r in failed_gates(results)] == ["confirmation"]
+    assert "-e confirm_database=bazaar_vid" in failure_message(results)
+
+
+def test_wrong_database_confirmed():
+    results = evaluate_gates(facts(confirm_database="bazaar_vid_staging"))
+    assert "'bazaar_vid_staging'" in failure_message(results)
+
+
+def test_outside_window_and_override():
+    closed = evaluate_gates(facts(window="Sat 02:00-06:00"))
+    assert [r["gate"] for r in failed_gates(closed)] == ["maintenance_window"]
+    assert "window_override_reason" in failure_message(closed)
+    overridden = evaluate_gates(facts(window="Sat 02:00-06:00", window_override_reason="incident 4711"))
+    assert failed_gates(overridden) == []
+    assert any(r.get("overridden") for r in overridden)
+
+
+def test_no_rehearsal_of_this_plan():
+    results = evaluate_gates(facts(plan_fingerprint="q" * 64))
+    assert [r["gate"] for r in failed_gates(results)] == ["rehearsal"]
+    assert "sprint90_rehearsal.yml" in failure_message(results)
+
+
+def test_failed_or_old_rehearsal_refused():
+    failed = facts()
+    failed["attestations"][0]["result"] = "failed"
+    assert "failed" in failure_message(evaluate_gates(failed))
+    old = facts()
+    old["attestations"][0]["attested_at"] = WED_NOON - dt.timedelta(days=8)
+    assert "too old" in failure_message(evaluate_gates(old))
+
+
+def test_stale_plan_refused():
+    results = evaluate_gates(facts(live_schema_fingerprint="s2"))
+    assert [r["gate"] for r in failed_gates(results)] == ["plan_not_stale"]
+    assert "rehearse again" in failure_message(results)
+
+
+def test_newest_passing_rehearsal_decides_staleness():
+    f = facts(live_schema_fingerprint="s2")
+    f["attestations"].append(dict(plan_fingerprint="p" * 64, result="passed", run_id="r2",
+                                  attested_at=WED_NOON - dt.timedelta(hours=1), schema_fingerprint_before="s2"))
+    assert failed_gates(evaluate_gates(f)) == []
