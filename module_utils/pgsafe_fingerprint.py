@@ -1,0 +1,765 @@
+# -*- coding: utf-8 -*-
+"""Data fingerprints: exact row counts and order-independent content hashes, and their reconciliation.
+
+A fingerprint says, per table, how many rows it holds and a 64-bit content hash that does not
+depend on row order, physical layout, column order, client session settings or (with the
+normalisations below) on a planned type change such as ``text -> uuid``.  Taken before and after
+every migration; ``reconcile()`` explains each difference as planned (a cast, quarantined rows,
+merged rows, a table retired to the quarantine schema, a drop of an empty table) or flags it as
+loss.
+
+Canonical form (algorithm ``pgsafe-fp-v1``)
+-------------------------------------------
+For each row the server builds a jsonb object ``{column name: value}`` over all live columns
+(dropped columns excluded; column order is irrelevant because jsonb sorts its keys), with each
+value converted exactly as ``to_jsonb(row)`` converts it, then normalised:
+
+* string-category columns (text, varchar, char, citext, enums, domains over them), when
+  ``uuid_text='auto'`` (the default): a value spelled like a UUID (any case, optional hyphens at
+  the 8-4-4-4-12 positions, optional ``{braces}``) is replaced by its canonical spelling
+  ``lower(value::uuid::text)``, so a text column compares equal to the uuid column it becomes, and
+  an upper-case or braced spelling equals the canonical one;
+* explicit ``normalize`` per column: ``uuid`` (``col::text::uuid``), ``jsonb`` (``col::jsonb``;
+  text holding JSON), ``text`` (the value's text output, as a JSON string), ``numeric``
+  (``col::text::numeric``), ``timestamp_utc`` (timestamptz converted to UTC wall time; timestamp
+  kept), ``ignore`` (the column is left out of the hash);
+* jsonb / json values are embedded as parsed jsonb (key order and whitespace do not matter);
+* timestamptz render in ISO 8601 at UTC (``2025-03-01T09:00:00+00:00``), timestamps without
+  zone as ``2025-03-01T09:00:00``, floats with shortest-exact digits, bytea as hex.
+
+The row's canonical text is that jsonb's text output (``{"a": 1, "bb": "x"}``: keys ordered by
+length then bytes, ``", "`` and ``": "`` separators).  The row hash is
+``hashtextextended(canonical_text COLLATE "C", 0)`` (a signed 64-bit integer); the table hash is
+the sum of the row hashes modulo 2**64, as 16 hex digits (empty table: ``0000000000000000``).
+Summing (not xor) keeps duplicate rows visible and makes the hash additive:
+``hash(before) = hash(after) + hash(quarantined rows)`` modulo 2**64, which is how quarantined
+and merged rows are accounted for.
+
+Session settings are pinned inside the fingerprint transaction (``PINNED_SETTINGS``: TimeZone UTC,
+DateStyle ISO, IntervalStyle postgres, extra_float_digits 1, bytea_output hex, lc_monetary C,
+search_path pg_catalog, row_security off), so two clients with different settings get identical
+fingerprints.  ``row_security = off`` makes a login subject to row-level security fail loudly
+instead of silently counting fewer rows.  Every table is read in ONE scan, server side, inside a
+``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot).
+
+Quarantined rows (``pgsafe.quarantine_row.row_data``) must be stored as ``to_jsonb(t.*)`` of the
+original row: ``jsonb_row_hash_sql()`` applies the same normalisations to such a jsonb, so a
+quarantined row contributes exactly the hash it had as a live row.  (The jsonb path applies the
+UUID spelling rule to every string value of the object; the live path to string-category
+columns; other types never render as a UUID spelling.)
+
+The hash is a checksum against accidents (lost, duplicated or changed rows), not a cryptographic
+proof: hashtextextended is stable across PostgreSQL versions on one byte order.
+
+Plain Python; SQL is built with psycopg2.sql (identifiers quoted, values as parameters).
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from decimal import Decimal
+
+from ansible.module_utils.pgsafe_identifiers import split_qualified
+from ansible.module_utils.pgsafe_meta import META_SCHEMA, PRODUCT_SCHEMAS
+
+ALGORITHM = "pgsafe-fp-v1"
+MOD = 2 ** 64
+EMPTY_HASH = "0" * 16
+
+# Settings pinned (SET LOCAL) in every fingerprint transaction.
+PINNED_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+    ("lc_monetary", "C"),
+    ("search_path", "pg_catalog, pg_temp"),
+    ("row_security", "off"),
+    ("standard_conforming_strings", "on"),
+)
+
+NORMALIZATIONS = ("uuid", "jsonb", "text", "numeric", "timestamp_utc", "ignore")
+UUID_TEXT_MODES = ("auto", "off")
+# UUID spellings uuid_in accepts and we normalise: any case, optional hyphens, optional braces.
+_UUID_CORE = "[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}"
+UUID_SPELLING_RE = "^(\\{" + _UUID_CORE + "\\}|" + _UUID_CORE + ")$"
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+class FingerprintError(Exception):
+    """A fingerprint could not be taken or compared; the message names the table and the fix."""
+
+
+# --------------------------------------------------------------------------- names
+def table_key(schema, table):
+    """``schema.table`` as used in fingerprint maps; parts with a dot or a double quote are quoted."""
+    def part(name):
+        if "." in name or '"' in name:
+            return '"' + name.replace('"', '""') + '"'
+        return name
+    return part(schema) + "." + part(table)
+
+
+def parse_table_key(key):
+    """(schema, table) from a key of a fingerprint map or a user-given ``[schema.]table``."""
+    return split_qualified(key)
+
+
+def canonical_key(key):
+    return table_key(*parse_table_key(key))
+
+
+def normalize_spec(normalize):
+    """Validate ``{"schema.table": {"column": "uuid"}}`` and key it by canonical table key."""
+    result = {}
+    for key, columns in (normalize or {}).items():
+        if not isinstance(columns, dict):
+            raise FingerprintError("normalize[{0!r}] must map column names to one of {1}".format(
+                key, ", ".join(NORMALIZATIONS)))
+        for column, how in columns.items():
+            if how not in NORMALIZATIONS:
+                raise FingerprintError("normalize[{0!r}][{1!r}] = {2!r} is not one of {3}".format(
+                    key, column, how, ", ".join(NORMALIZATIONS)))
+        result[canonical_key(key)] = dict(columns)
+    return result
+
+
+# --------------------------------------------------------------------------- SQL builders
+def _sql():
+    from psycopg2 import sql  # imported lazily: unit tests of the pure parts need no driver
+    return sql
+
+
+def _live_value_sql(column, how, uuid_text):
+    """SQL for one column's normalised value in a live row (alias ``t``)."""
+    sql = _sql()
+    col = sql.SQL("t.{0}").format(sql.Identifier(column["name"]))
+    if how == "uuid":
+        return sql.SQL("(({0})::text)::uuid").format(col)
+    if how == "jsonb":
+        return sql.SQL("({0})::jsonb").format(col) if column["type_name"] in ("json", "jsonb", "text", "varchar",
+                                                                              "bpchar") \
+            else sql.SQL("(({0})::text)::jsonb").format(col)
+    if how == "text":
+        return sql.SQL("({0})::text").format(col)
+    if how == "numeric":
+        return sql.SQL("(({0})::text)::numeric").format(col)
+    if how == "timestamp_utc":
+        if column["type_name"] == "timestamptz":
+            return sql.SQL("({0} AT TIME ZONE 'UTC')").format(col)
+        return sql.SQL("(({0})::text)::timestamptz AT TIME ZONE 'UTC'").format(col)
+    if uuid_text == "auto" and column.get("category") == "S":
+        text = sql.SQL("({0})::text").format(col)
+        return sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} "
+                       "THEN (({0})::uuid)::text ELSE {0} END").format(text, sql.Literal(UUID_SPELLING_RE))
+    return col
+
+
+def live_row_jsonb_sql(columns, table_normalize=None, uuid_text="auto"):
+    """SQL building the canonical jsonb of a live row of alias ``t`` from its column list."""
+    sql = _sql()
+    table_normalize = table_normalize or {}
+    pairs = []
+    for column in columns:
+        how = table_normalize.get(column["name"])
+        if how == "ignore":
+            continue
+        pairs.append(sql.SQL("{0}, {1}").format(sql.Literal(column["name"]),
+                                                _live_value_sql(column, how, uuid_text)))
+    if not pairs:
+        return sql.SQL("'{}'::jsonb")
+    chunks = [pairs[i:i + 50] for i in range(0, len(pairs), 50)]  # 100 arguments per function call
+    return sql.SQL(" || ").join(sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(chunk))
+                                for chunk in chunks)
+
+
+def _hash_of_jsonb(expr):
+    sql = _sql()
+    return sql.SQL("hashtextextended(({0})::text COLLATE \"C\", 0)").format(expr)
+
+
+def jsonb_canonical_sql(jsonb_expr, table_normalize=None, uuid_text="auto"):
+    """SQL turning a row given as jsonb (``to_jsonb(t.*)`` of the original row) into its canonical jsonb."""
+    sql = _sql()
+    table_normalize = table_normalize or {}
+    v = sql.SQL("e.value")
+    s = sql.SQL("(e.value #>> '{}')")
+    if uuid_text == "auto":
+        default = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' AND octet_length({1}) BETWEEN 32 AND 38 "
+                          "AND {1} ~* {2} THEN to_jsonb(({1})::uuid) ELSE {0} END").format(
+                              v, s, sql.Literal(UUID_SPELLING_RE))
+    else:
+        default = v
+    per_key = {
+        "uuid": sql.SQL("to_jsonb(({0})::uuid)").format(s),
+        "jsonb": sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' THEN ({1})::jsonb ELSE {0} END").format(v, s),
+        "text": sql.SQL("CASE WHEN jsonb_typeof({0}) IN ('string', 'null') THEN {0} ELSE to_jsonb({1}) END").format(
+            v, s),
+        "numeric": sql.SQL("to_jsonb(({0})::numeric)").format(s),
+        "timestamp_utc": sql.SQL("to_jsonb((({0})::timestamptz AT TIME ZONE 'UTC'))").format(s),
+    }
+    whens = [sql.SQL("WHEN {0} THEN {1}").format(sql.Literal(name), per_key[how])
+             for name, how in sorted(table_normalize.items()) if how != "ignore"]
+    value = sql.SQL("CASE e.key {0} ELSE {1} END").format(sql.SQL(" ").join(whens), default) if whens else default
+    ignored = sorted(name for name, how in table_normalize.items() if how == "ignore")
+    where = sql.SQL("")
+    if ignored:
+        where = sql.SQL(" WHERE e.key <> ALL ({0}::text[])").format(sql.Literal(ignored))
+    return sql.SQL("(SELECT coalesce(jsonb_object_agg(e.key, {0}), '{{}}'::jsonb) FROM jsonb_each({1}) e{2})").format(
+        value, jsonb_expr, where)
+
+
+def jsonb_row_hash_sql(jsonb_expr, table_normalize=None, uuid_text="auto"):
+    """SQL for the signed 64-bit hash of a row given as jsonb: equal to its live row's contribution."""
+    return _hash_of_jsonb(jsonb_canonical_sql(jsonb_expr, table_normalize, uuid_text))
+
+
+def table_fingerprint_sql(schema, table, columns, table_normalize=None, uuid_text="auto", relkind="r",
+                          where=None):
+    """``SELECT count(*), sum(row hash)`` over a table (one scan); ``where`` an optional sql.Composable filter."""
+    sql = _sql()
+    only = sql.SQL("ONLY ") if relkind == "r" else sql.SQL("")
+    query = sql.SQL("SELECT count(*), sum({0}) FROM {1}{2}.{3} AS t").format(
+        _hash_of_jsonb(live_row_jsonb_sql(columns, table_normalize, uuid_text)), only,
+        sql.Identifier(schema), sql.Identifier(table))
+    if where is not None:
+        query = sql.SQL("{0} WHERE {1}").format(query, where)
+    return query
+
+
+def fold_hash(total):
+    """A server-side sum of row hashes (numeric, may be NULL) as 16 hex digits modulo 2**64."""
+    if total is None:
+        return EMPTY_HASH
+    return "{0:016x}".format(int(Decimal(total)) % MOD)
+
+
+def add_hashes(*hashes):
+    return "{0:016x}".format(sum(int(h, 16) for h in hashes) % MOD)
+
+
+def sub_hash(a, b):
+    return "{0:016x}".format((int(a, 16) - int(b, 16)) % MOD)
+
+
+# --------------------------------------------------------------------------- catalog
+def pin_settings(cur):
+    """SET LOCAL the pinned settings; returns the previous values (for restore_settings)."""
+    previous = []
+    for name, value in PINNED_SETTINGS:
+        cur.execute("SELECT current_setting(%s), set_config(%s, %s, true)", (name, name, value))
+        previous.append((name, cur.fetchone()[0]))
+    return previous
+
+
+def restore_settings(cur, previous):
+    for name, value in previous:
+        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+
+
+def list_tables(cur, exclude_schemas=()):
+    """User tables (ordinary and partitioned roots) outside system, product and excluded schemas."""
+    excluded = list(SYSTEM_SCHEMAS) + list(PRODUCT_SCHEMAS) + list(exclude_schemas or ())
+    cur.execute(
+        "SELECT n.nspname, c.relname, c.relkind FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+        "AND n.nspname <> ALL (%s::text[]) AND n.nspname NOT LIKE 'pg\\_temp\\_%%' "
+        "AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%' "
+        "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass "
+        "                AND d.objid = c.oid AND d.deptype = 'e') "
+        "ORDER BY n.nspname, c.relname", (excluded,))
+    return [(schema, name, kind) for schema, name, kind in cur.fetchall()]
+
+
+def table_columns(cur, schema, table):
+    """Live columns of a table: name, type (format_type), type_name (base type), category."""
+    cur.execute(
+        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory, c.relkind "
+        "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+        "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (schema, table))
+    rows = cur.fetchall()
+    return [{"name": r[0], "type": r[1], "type_name": r[2], "category": r[3]} for r in rows], \
+        (rows[0][4] if rows else None)
+
+
+def _relkind(cur, schema, table):
+    cur.execute("SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s", (schema, table))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def resolve_tables(cur, tables=None, exclude_schemas=()):
+    """[(schema, table, relkind)] for explicit names (must exist) or every user table."""
+    if not tables:
+        return list_tables(cur, exclude_schemas)
+    resolved = []
+    for name in tables:
+        schema, table = parse_table_key(name)
+        kind = _relkind(cur, schema, table)
+        if kind not in ("r", "p"):
+            raise FingerprintError("table {0} does not exist (or is not a table): check the name; write "
+                                   "schema.table, quoting parts that contain dots".format(table_key(schema, table)))
+        resolved.append((schema, table, kind))
+    return resolved
+
+
+def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text):
+    key = table_key(schema, table)
+    columns, _ = table_columns(cur, schema, table)
+    table_normalize = normalize.get(key, {})
+    unknown = sorted(set(table_normalize) - {c["name"] for c in columns})
+    if unknown:
+        raise FingerprintError("normalize for {0} names columns it does not have: {1}".format(key, ", ".join(unknown)))
+    try:
+        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind))
+    except Exception as exc:  # psycopg2.Error: say which table and why
+        raise FingerprintError("cannot fingerprint {0}: {1}".format(key, " ".join(str(exc).split()))) from None
+    rows, total = cur.fetchone()
+    entry = {"rows": int(rows), "hash": fold_hash(total),
+             "columns": {c["name"]: c["type"] for c in columns}}
+    if table_normalize:
+        entry["normalize"] = dict(table_normalize)
+    return key, entry
+
+
+def fingerprint_in_transaction(cur, tables=None, normalize=None, uuid_text="auto", exclude_schemas=()):
+    """Fingerprint inside the caller's open transaction (e.g. under the caller's locks).
+
+    The settings are pinned with SET LOCAL for the duration and restored afterwards.  The caller
+    chooses the isolation level (use REPEATABLE READ for a consistent multi-table view).
+    """
+    if uuid_text not in UUID_TEXT_MODES:
+        raise FingerprintError("uuid_text must be one of {0}".format(", ".join(UUID_TEXT_MODES)))
+    normalize = normalize_spec(normalize)
+    previous = pin_settings(cur)
+    try:
+        result = {}
+        for schema, table, kind in resolve_tables(cur, tables, exclude_schemas):
+            key, entry = _fingerprint_one(cur, schema, table, kind, normalize, uuid_text)
+            result[key] = entry
+        return result
+    finally:
+        restore_settings(cur, previous)
+
+
+def _begin_snapshot_transaction(conn, snapshot=None):
+    """Autocommit connection -> explicit READ ONLY REPEATABLE READ transaction with pinned settings."""
+    cur = conn.cursor()
+    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    if snapshot:
+        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    pin_settings(cur)
+    return cur
+
+
+def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_schemas=(), connect=None, workers=1):
+    """Fingerprint tables in one READ ONLY REPEATABLE READ transaction of ``conn`` (which must be idle).
+
+    ``tables``: names (``schema.table``; default every user table outside the product schemas and
+    ``exclude_schemas``).  ``normalize``: ``{"schema.table": {"column": "uuid"|...}}``.
+    ``connect``: a callable returning a new connection to the same database; with ``workers`` > 1
+    the tables are spread over that many connections sharing the first one's snapshot.
+
+    Returns ``{"algorithm", "taken_at", "snapshot_xmin", "settings", "uuid_text", "tables":
+    {"schema.table": {"rows", "hash", "columns", ["normalize"]}}}``.
+    """
+    if uuid_text not in UUID_TEXT_MODES:
+        raise FingerprintError("uuid_text must be one of {0}".format(", ".join(UUID_TEXT_MODES)))
+    normalize = normalize_spec(normalize)
+    if conn.get_transaction_status() != 0:  # psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        raise FingerprintError("fingerprint() needs an idle connection (commit or roll back first), or use "
+                               "fingerprint_in_transaction() inside your own transaction")
+    saved_autocommit = conn.autocommit
+    conn.autocommit = True
+    extra = []
+    try:
+        cur = _begin_snapshot_transaction(conn)
+        cur.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                    "txid_snapshot_xmin(txid_current_snapshot())")
+        taken_at, xmin = cur.fetchone()
+        targets = resolve_tables(cur, tables, exclude_schemas)
+        result = {}
+        workers = max(1, min(int(workers or 1), len(targets)))
+        if workers > 1 and connect is not None:
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            jobs = queue.Queue()
+            for target in sorted(targets, key=lambda t: t[2] != "p"):
+                jobs.put(target)
+            errors = []
+            cursors = [cur]
+            for _ in range(workers - 1):
+                other = connect()
+                other.autocommit = True
+                extra.append(other)
+                cursors.append(_begin_snapshot_transaction(other, snapshot))
+
+            def work(worker_cur):
+                while not errors:
+                    try:
+                        schema, table, kind = jobs.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        key, entry = _fingerprint_one(worker_cur, schema, table, kind, normalize, uuid_text)
+                        result[key] = entry
+                    except Exception as exc:  # noqa: BLE001 - re-raised below in the caller's thread
+                        errors.append(exc)
+                        return
+
+            threads = [threading.Thread(target=work, args=(c,)) for c in cursors]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+        else:
+            for schema, table, kind in targets:
+                key, entry = _fingerprint_one(cur, schema, table, kind, normalize, uuid_text)
+                result[key] = entry
+        return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
+                "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
+                "tables": {key: result[key] for key in sorted(result)}}
+    finally:
+        for other in extra:
+            try:
+                other.rollback()
+            finally:
+                other.close()
+        try:
+            conn.cursor().execute("ROLLBACK")
+        finally:
+            conn.autocommit = saved_autocommit
+
+
+# --------------------------------------------------------------------------- quarantined rows
+def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto", run_id=None,
+                            include_restored=False):
+    """Rows and hash of the rows of ``schema.table`` held in pgsafe.quarantine_row.
+
+    Computed from ``row_data`` (the original row as ``to_jsonb(t.*)``) with the same canonical
+    form as live rows, so ``before = after + quarantined`` holds for counts and hashes.
+    """
+    sql = _sql()
+    table_normalize = normalize_spec(normalize).get(table_key(schema, table), {})
+    conditions = [sql.SQL("q.source_schema = {0}").format(sql.Literal(schema)),
+                  sql.SQL("q.source_table = {0}").format(sql.Literal(table))]
+    if run_id is not None:
+        conditions.append(sql.SQL("q.run_id = {0}").format(sql.Literal(run_id)))
+    if not include_restored:
+        conditions.append(sql.SQL("q.restored_at IS NULL"))
+    previous = pin_settings(cur)
+    try:
+        cur.execute(sql.SQL("SELECT count(*), sum({0}) FROM {1}.quarantine_row q WHERE {2}").format(
+            jsonb_row_hash_sql(sql.SQL("q.row_data"), table_normalize, uuid_text), sql.Identifier(META_SCHEMA),
+            sql.SQL(" AND ").join(conditions)))
+        rows, total = cur.fetchone()
+    finally:
+        restore_settings(cur, previous)
+    return {"rows": int(rows), "hash": fold_hash(total)}
+
+
+def jsonb_rows_hash(cur, rows_as_jsonb, table_normalize=None, uuid_text="auto"):
+    """Count and hash of rows given as Python dicts / JSON strings (each ``to_jsonb`` of a row)."""
+    sql = _sql()
+    payload = json.dumps([r if isinstance(r, dict) else json.loads(r) for r in rows_as_jsonb])
+    previous = pin_settings(cur)
+    try:
+        cur.execute(sql.SQL("SELECT count(*), sum({0}) FROM jsonb_array_elements({1}::jsonb) AS r(j)").format(
+            jsonb_row_hash_sql(sql.SQL("r.j"), table_normalize, uuid_text), sql.Literal(payload)))
+        rows, total = cur.fetchone()
+    finally:
+        restore_settings(cur, previous)
+    return {"rows": int(rows), "hash": fold_hash(total)}
+
+
+# --------------------------------------------------------------------------- storage
+FINGERPRINT_DDL = """
+ALTER TABLE pgsafe.fingerprint ADD COLUMN IF NOT EXISTS algorithm text;
+ALTER TABLE pgsafe.fingerprint ADD COLUMN IF NOT EXISTS details jsonb NOT NULL DEFAULT '{}'::jsonb;
+CREATE INDEX IF NOT EXISTS fingerprint_run_label_idx ON pgsafe.fingerprint (run_id, label, id);
+CREATE TABLE IF NOT EXISTS pgsafe.fingerprint_explanation (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    explanation jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fingerprint_explanation_run_idx ON pgsafe.fingerprint_explanation (run_id, id);
+"""
+
+
+def fingerprint_schema_ready(cur):
+    cur.execute("SELECT to_regclass('pgsafe.fingerprint_explanation') IS NOT NULL AND EXISTS ("
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = 'pgsafe' "
+                "AND table_name = 'fingerprint' AND column_name = 'details')")
+    return bool(cur.fetchone()[0])
+
+
+def ensure_fingerprint_schema(cur):
+    """Add the fingerprint extras to the product schema (needs ensure_meta_schema first); True when changed."""
+    if fingerprint_schema_ready(cur):
+        return False
+    cur.execute(FINGERPRINT_DDL)
+    return True
+
+
+def store_fingerprint(cur, fp, label, run_id=None, schema_fingerprint=None):
+    """Insert a fingerprint into pgsafe.fingerprint; returns its id."""
+    ensure_fingerprint_schema(cur)
+    details = {k: v for k, v in fp.items() if k != "tables"}
+    cur.execute("INSERT INTO pgsafe.fingerprint (run_id, label, schema_fingerprint, tables, algorithm, details) "
+                "VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb) RETURNING id",
+                (run_id, label, schema_fingerprint, json.dumps(fp["tables"], sort_keys=True), fp.get("algorithm"),
+                 json.dumps(details, sort_keys=True, default=str)))
+    return cur.fetchone()[0]
+
+
+def load_fingerprint(cur, run_id=None, label="before", fingerprint_id=None):
+    """The newest stored fingerprint of a run with a label (or by id), as fingerprint() returns it; None if none."""
+    cur.execute("SELECT to_regclass('pgsafe.fingerprint') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    extras = fingerprint_schema_ready(cur)
+    cols = "id, run_id, label, taken_at, tables" + (", algorithm, details" if extras else "")
+    if fingerprint_id is not None:
+        cur.execute("SELECT " + cols + " FROM pgsafe.fingerprint WHERE id = %s", (fingerprint_id,))
+    else:
+        cur.execute("SELECT " + cols + " FROM pgsafe.fingerprint WHERE run_id IS NOT DISTINCT FROM %s AND label = %s "
+                    "ORDER BY id DESC LIMIT 1", (run_id, label))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    fp = dict(row[6]) if extras and row[6] else {}
+    fp.update({"id": row[0], "run_id": row[1], "label": row[2], "tables": row[4],
+               "algorithm": (row[5] if extras else None) or fp.get("algorithm") or ALGORITHM})
+    fp.setdefault("taken_at", row[3].isoformat())
+    return fp
+
+
+def record_explanation(cur, run_id, explanation):
+    """Record a planned change of a run (see reconcile()) for later comparisons."""
+    validate_explanation(explanation)
+    ensure_fingerprint_schema(cur)
+    cur.execute("INSERT INTO pgsafe.fingerprint_explanation (run_id, explanation) VALUES (%s, %s::jsonb)",
+                (run_id, json.dumps(explanation, sort_keys=True, default=str)))
+
+
+def recorded_explanations(cur, run_id, normalize=None, uuid_text="auto"):
+    """Explanations a run left in the product schema (read only).
+
+    * rows in pgsafe.quarantine_row (not restored) -> ``quarantine`` per source table, with hashes;
+    * tables in pgsafe.quarantined_object (kind table, not restored/purged) -> ``retire`` with the
+      live rows and hash of the set-aside copy;
+    * explicit ones recorded with record_explanation().
+    """
+    explanations = []
+    cur.execute("SELECT to_regclass('pgsafe.quarantine_row') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return explanations
+    cur.execute("SELECT DISTINCT source_schema, source_table FROM pgsafe.quarantine_row "
+                "WHERE run_id = %s AND restored_at IS NULL ORDER BY 1, 2", (run_id,))
+    for schema, table in cur.fetchall():
+        contribution = quarantine_contribution(cur, schema, table, normalize, uuid_text, run_id=run_id)
+        explanations.append({"kind": "quarantine", "table": table_key(schema, table), "source": "pgsafe.quarantine_row",
+                             **contribution})
+    cur.execute("SELECT original_schema, original_name, quarantine_schema, quarantine_name FROM pgsafe.quarantined_object "
+                "WHERE run_id = %s AND kind = 'table' AND restored_at IS NULL AND purged_at IS NULL ORDER BY id",
+                (run_id,))
+    for o_schema, o_name, q_schema, q_name in cur.fetchall():
+        entry = {"kind": "retire", "table": table_key(o_schema, o_name), "to": table_key(q_schema, q_name),
+                 "source": "pgsafe.quarantined_object"}
+        if _relkind(cur, q_schema, q_name) in ("r", "p"):
+            key, fp = fingerprint_in_transaction(cur, [table_key(q_schema, q_name)],
+                                                 {table_key(q_schema, q_name): normalize_spec(normalize).get(
+                                                     table_key(o_schema, o_name), {})}, uuid_text).popitem()
+            entry.update(rows=fp["rows"], hash=fp["hash"])
+        explanations.append(entry)
+    if fingerprint_schema_ready(cur):
+        cur.execute("SELECT explanation FROM pgsafe.fingerprint_explanation WHERE run_id = %s ORDER BY id", (run_id,))
+        explanations.extend(dict(row[0], source="pgsafe.fingerprint_explanation") for row in cur.fetchall())
+    return explanations
+
+
+# --------------------------------------------------------------------------- reconciliation
+EXPLANATION_KINDS = {
+    "cast": "a planned type change of a column; content must still compare equal after normalisation "
+            "(value_changing: true accepts a different hash with the same row count)",
+    "quarantine": "rows moved to pgsafe.quarantine_row: rows and hash are subtracted from before",
+    "merge": "rows merged into this table from another (rows, optional hash) are added to before",
+    "delete": "rows deliberately deleted (rows, optional hash) are subtracted from before",
+    "retire": "the table was moved to another name/schema (to); its copy there must equal before",
+    "rename": "the table was renamed (to); the renamed table must equal before",
+    "drop": "the table was dropped; allowed only when it was empty before",
+    "writes": "the application may write to this table during the window: growth is accepted, "
+              "the content hash is not verifiable",
+}
+
+
+def validate_explanation(explanation):
+    if not isinstance(explanation, dict) or explanation.get("kind") not in EXPLANATION_KINDS:
+        raise FingerprintError("an explanation must be a dict with kind one of {0}: got {1!r}".format(
+            ", ".join(sorted(EXPLANATION_KINDS)), explanation))
+    if not explanation.get("table"):
+        raise FingerprintError("explanation {0!r} needs a table (schema.table)".format(explanation))
+    kind = explanation["kind"]
+    if kind in ("quarantine", "merge", "delete") and not isinstance(explanation.get("rows"), int):
+        raise FingerprintError("explanation {0!r} needs rows (an integer count)".format(explanation))
+    if kind in ("retire", "rename") and not explanation.get("to"):
+        raise FingerprintError("explanation {0!r} needs to (the new schema.table)".format(explanation))
+    return explanation
+
+
+def _tables_of(fp):
+    tables = fp.get("tables", fp) if isinstance(fp, dict) else {}
+    return {canonical_key(k): v for k, v in tables.items()}
+
+
+def _type_changes(b, a):
+    bc, ac = (b or {}).get("columns") or {}, (a or {}).get("columns") or {}
+    changes = ["{0}: {1} -> {2}".format(c, bc[c], ac[c]) for c in sorted(set(bc) & set(ac)) if bc[c] != ac[c]]
+    changes += ["{0}: dropped".format(c) for c in sorted(set(bc) - set(ac))]
+    changes += ["{0}: added".format(c) for c in sorted(set(ac) - set(bc))]
+    return changes
+
+
+def reconcile(before, after, explanations=()):
+    """Explain every difference between two fingerprints, or flag it.
+
+    ``before``/``after``: fingerprint() results (or their ``tables`` maps).  ``explanations``: list
+    of dicts ``{"kind": <EXPLANATION_KINDS>, "table": "schema.table", ...}``.
+
+    Returns ``{"ok", "tables": [{table, status, before_rows, after_rows, expected_rows, explained_by,
+    type_changes, detail}], "losses": [{table, kind, rows, detail}], "summary"}``; ``status`` is one
+    of identical, explained, explained_unverified, added, loss.  Every unexplained difference is in
+    ``losses`` (kinds: rows_missing, values_changed, rows_added, table_missing, hash_mismatch).
+    """
+    if isinstance(before, dict) and isinstance(after, dict) and before.get("algorithm") and after.get("algorithm") \
+            and before["algorithm"] != after["algorithm"]:
+        raise FingerprintError("cannot compare fingerprints of different algorithms ({0} vs {1}): take both "
+                               "with the same pgsafe version".format(before["algorithm"], after["algorithm"]))
+    b_tables, a_tables = _tables_of(before), _tables_of(after)
+    by_table = {}
+    for explanation in explanations or ():
+        validate_explanation(explanation)
+        by_table.setdefault(canonical_key(explanation["table"]), []).append(explanation)
+    moved_to = {}
+    for key, items in by_table.items():
+        for e in items:
+            if e["kind"] in ("retire", "rename"):
+                moved_to[canonical_key(e["to"])] = key
+    rows_out, losses = [], []
+
+    def loss(key, kind, rows, detail):
+        losses.append({"table": key, "kind": kind, "rows": rows, "detail": detail})
+
+    for key in sorted(set(b_tables) | set(a_tables)):
+        b, a = b_tables.get(key), a_tables.get(key)
+        items = by_table.get(key, [])
+        kinds = [e["kind"] for e in items]
+        entry = {"table": key, "before_rows": b["rows"] if b else None, "after_rows": a["rows"] if a else None,
+                 "expected_rows": None, "explained_by": kinds, "type_changes": _type_changes(b, a), "detail": ""}
+        rows_out.append(entry)
+        if b is None:
+            if key in moved_to:
+                entry.update(status="explained", detail="new name of {0}".format(moved_to[key]))
+            else:
+                entry.update(status="added", detail="table not in the before fingerprint")
+            continue
+        moves = [e for e in items if e["kind"] in ("retire", "rename")]
+        if a is None or moves:
+            if moves:
+                e = moves[0]
+                target = a_tables.get(canonical_key(e["to"]))
+                rows, digest = (e.get("rows"), e.get("hash")) if e.get("rows") is not None else \
+                    ((target or {}).get("rows"), (target or {}).get("hash"))
+                entry["expected_rows"] = b["rows"]
+                if rows is None:
+                    entry.update(status="loss", detail="{0} to {1}, but that table was not fingerprinted".format(
+                        e["kind"], e["to"]))
+                    loss(key, "table_missing", b["rows"], entry["detail"])
+                elif rows != b["rows"]:
+                    entry.update(status="loss", detail="{0} to {1} holds {2} rows, before {3}".format(
+                        e["kind"], e["to"], rows, b["rows"]))
+                    loss(key, "rows_missing" if rows < b["rows"] else "rows_added", abs(b["rows"] - rows),
+                         entry["detail"])
+                elif digest is not None and digest != b["hash"]:
+                    entry.update(status="loss", detail="{0} to {1}: same row count, content hash differs".format(
+                        e["kind"], e["to"]))
+                    loss(key, "values_changed", 0, entry["detail"])
+                else:
+                    entry.update(status="explained", detail="{0} to {1}, {2} rows, hash equal".format(
+                        e["kind"], e["to"], rows))
+                continue
+            if "drop" in kinds and b["rows"] == 0:
+                entry.update(status="explained", expected_rows=0, detail="empty table dropped as planned")
+            else:
+                entry.update(status="loss", expected_rows=b["rows"],
+                             detail="table missing after ({0} rows before){1}".format(
+                                 b["rows"], "; a drop is only explained for an empty table" if "drop" in kinds
+                                 else ""))
+                loss(key, "table_missing", b["rows"], entry["detail"])
+            continue
+        expected_rows, expected_hash, hash_known = b["rows"], b["hash"], True
+        notes = []
+        for e in items:
+            if e["kind"] in ("quarantine", "delete"):
+                expected_rows -= e["rows"]
+                if e.get("hash"):
+                    expected_hash = sub_hash(expected_hash, e["hash"])
+                else:
+                    hash_known = False
+                notes.append("{0} {1} rows".format("quarantined" if e["kind"] == "quarantine" else "deleted",
+                                                   e["rows"]))
+            elif e["kind"] == "merge":
+                expected_rows += e["rows"]
+                if e.get("hash"):
+                    expected_hash = add_hashes(expected_hash, e["hash"])
+                else:
+                    hash_known = False
+                notes.append("merged {0} rows{1}".format(e["rows"], " from " + e["from"] if e.get("from") else ""))
+        entry["expected_rows"] = expected_rows
+        writes = "writes" in kinds
+        value_changing_cast = any(e["kind"] == "cast" and e.get("value_changing") for e in items)
+        if entry["type_changes"]:
+            notes.append("types: " + "; ".join(entry["type_changes"]))
+        if a["rows"] == expected_rows and a["hash"] == expected_hash and hash_known:
+            entry.update(status="identical" if not items and not entry["type_changes"] else "explained",
+                         detail=", ".join(notes + ["rows and content hash match"]))
+        elif a["rows"] == expected_rows and not hash_known:
+            entry.update(status="explained_unverified",
+                         detail=", ".join(notes + ["row count matches; no hash given for the planned rows"]))
+        elif writes and a["rows"] >= expected_rows:
+            entry.update(status="explained_unverified",
+                         detail=", ".join(notes + ["{0} rows written during the window (allowed)".format(
+                             a["rows"] - expected_rows)]))
+        elif a["rows"] < expected_rows:
+            entry.update(status="loss", detail=", ".join(notes + ["{0} rows missing".format(expected_rows - a["rows"])]))
+            loss(key, "rows_missing", expected_rows - a["rows"], entry["detail"])
+        elif a["rows"] > expected_rows:
+            entry.update(status="loss", detail=", ".join(notes + ["{0} unexplained extra rows".format(
+                a["rows"] - expected_rows)]))
+            loss(key, "rows_added", a["rows"] - expected_rows, entry["detail"])
+        elif value_changing_cast:
+            entry.update(status="explained_unverified",
+                         detail=", ".join(notes + ["row count matches; a value-changing cast was planned"]))
+        else:
+            entry.update(status="loss", detail=", ".join(notes + ["same row count, content hash differs: "
+                                                                   "values changed"]))
+            loss(key, "values_changed", 0, entry["detail"])
+    counts = {}
+    for entry in rows_out:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    summary = ", ".join("{0} {1}".format(n, status) for status, n in sorted(counts.items()))
+    if losses:
+        summary += "; UNEXPLAINED: " + "; ".join("{0} {1} ({2} rows)".format(x["table"], x["kind"], x["rows"])
+                                                 for x in losses)
+    return {"ok": not losses, "tables": rows_out, "losses": losses, "summary": summary}
