@@ -1,0 +1,689 @@
+# -*- coding: utf-8 -*-
+"""Compare two schema snapshots (module_utils/pgsafe_snapshot.py) and classify every difference.
+
+Direction: ``left`` is the database that would be changed (the actual one), ``right`` the state
+wanted (e.g. what the code expects).  "missing" means in right and not in left (fixing it is a
+CREATE), "extra" means in left and not in right (fixing it is a DROP).  The hazard of each
+difference is the cost of making left look like right:
+
+    {rewrite: bool, scan: bool, lock: "ACCESS EXCLUSIVE" | ... | None, data_loss: bool,
+     cast_may_fail: bool, note: str}
+
+Severity: ``blocking`` (the code breaks or integrity is missing: types, nullability, missing
+tables/columns/keys), ``warning`` (worth fixing, the code keeps working: extra objects, indexes,
+defaults of nullable columns), ``info`` (cosmetic: comments, column order, extension versions).
+
+Column order differences are reported apart (kind ``column_order``, severity info) with what a
+rebuild would cost.  Comments are compared on every object kind.
+
+Plain Python; no Ansible import, no database.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
+from ansible.module_utils.pgsafe_snapshot import KINDS, TABLE_CHILD_KINDS, check_snapshot, filter_snapshot
+
+SEVERITY_ORDER = {"blocking": 0, "warning": 1, "info": 2}
+KIND_ORDER = {kind: i for i, kind in enumerate(("schema", "extension", "table", "column", "column_order", "constraint",
+                                                 "index", "view", "function", "trigger", "sequence", "enum",
+                                                 "domain", "policy"))}
+AE = "ACCESS EXCLUSIVE"
+COMMENT_LOCK = "SHARE UPDATE EXCLUSIVE"
+VOLATILE_DEFAULTS = ("gen_random_uuid", "uuid_generate", "random(", "nextval(", "clock_timestamp", "timeofday")
+TEXT_TYPES = ("text", "character varying")
+INT_RANK = {"smallint": 1, "integer": 2, "bigint": 3}
+_TYPE_RE = re.compile(r"^(?P<base>.*?)(?:\((?P<mods>[^()]*)\))?(?P<array>(\[\])*)$")
+_CONSTRAINT_TAIL = re.compile(r"( DEFERRABLE)?( INITIALLY (DEFERRED|IMMEDIATE))?( NOT VALID)?$")
+
+
+# --------------------------------------------------------------------------- small helpers
+def hazard(rewrite=False, lock=None, data_loss=False, cast_may_fail=False, scan=False, note=""):
+    """One hazard record (every difference carries one)."""
+    return {"rewrite": bool(rewrite), "scan": bool(scan), "lock": lock, "data_loss": bool(data_loss),
+            "cast_may_fail": bool(cast_may_fail), "note": note}
+
+
+def human_bytes(num):
+    num = float(num or 0)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if num < 1024 or unit == "TB":
+            return "{0:.0f} {1}".format(num, unit) if unit == "B" else "{0:.1f} {1}".format(num, unit)
+        num /= 1024
+    return "{0:.1f} TB".format(num)  # pragma: no cover
+
+
+def table_size_text(table):
+    """'~134 rows, ~16.0 kB' from a snapshot table (estimates: reltuples and relpages)."""
+    if not table:
+        return "size unknown"
+    rows = table.get("reltuples")
+    size = table.get("estimated_bytes")
+    if rows is None and size is None:
+        return "size unknown"
+    return "~{0} rows, ~{1}".format(int(rows or 0), human_bytes(size or 0))
+
+
+def split_type(text):
+    """('character varying', [255], '') from 'character varying(255)'; mods None when absent."""
+    match = _TYPE_RE.match(text.strip())
+    base, mods, array = match.group("base").strip(), match.group("mods"), match.group("array") or ""
+    if mods is not None:
+        try:
+            mods = [int(m) for m in mods.split(",")]
+        except ValueError:
+            base, mods = text.strip(), None
+    # "timestamp(3) without time zone": modifiers in the middle
+    base = re.sub(r"\(\d+\)", "", base).strip()
+    return base, mods, array
+
+
+def type_change_hazard(old, new, table=None, column="col"):
+    """Hazard of ALTER COLUMN ... TYPE ``new`` on a column of type ``old`` (``table``: left snapshot table)."""
+    size = table_size_text(table)
+    ob, om, oa = split_type(old)
+    nb, nm, na = split_type(new)
+    rewrite_note = "rewrites the table ({0}) and rebuilds its indexes under ACCESS EXCLUSIVE".format(size)
+    if oa != na:
+        return hazard(True, AE, cast_may_fail=True, note=rewrite_note + "; array dimension changes: needs USING")
+    if ob == nb == "character varying" or (ob == nb and ob in ("bit varying", "numeric", "character")):
+        if nm is None or (om is not None and ob != "numeric" and nm[0] >= om[0]) or (
+                ob == "numeric" and om is not None and len(nm) == len(om) and nm[0] >= om[0] and nm[1:] == om[1:]):
+            return hazard(False, AE, note="catalog-only: the limit is widened, no rewrite, brief ACCESS EXCLUSIVE")
+        return hazard(True, AE, scan=True, cast_may_fail=True,
+                      note=rewrite_note + "; values over the new limit make it fail: check max(length) first")
+    if ob in TEXT_TYPES and nb in TEXT_TYPES:
+        if nm is None:
+            return hazard(False, AE, note="binary-compatible: catalog-only, brief ACCESS EXCLUSIVE")
+        return hazard(True, AE, scan=True, cast_may_fail=True,
+                      note=rewrite_note + "; values longer than {0} make it fail: check max(length) first".format(nm[0]))
+    if {ob, nb} == {"timestamp without time zone", "timestamp with time zone"}:
+        return hazard(True, AE, note="rewrites the table ({0}) unless the session TimeZone is UTC (PG 12+); values "
+                                     "are reinterpreted in the session time zone".format(size))
+    if ob in INT_RANK and nb in INT_RANK:
+        widening = INT_RANK[nb] > INT_RANK[ob]
+        return hazard(True, AE, cast_may_fail=not widening,
+                      note=rewrite_note + ("" if widening else "; values out of range make it fail"))
+    if nb in TEXT_TYPES:
+        may_fail = nm is not None
+        return hazard(True, AE, cast_may_fail=may_fail,
+                      note=rewrite_note + ("; values longer than {0} make it fail".format(nm[0]) if may_fail else ""))
+    if ob in TEXT_TYPES:
+        return hazard(True, AE, scan=True, cast_may_fail=True,
+                      note=rewrite_note + "; needs USING {0}::{1}: every value must be castable (check the real data "
+                                          "first: empty strings, malformed values)".format(column, new))
+    if {ob, nb} == {"json", "jsonb"}:
+        return hazard(True, AE, note=rewrite_note + "; jsonb drops duplicate keys and key order" if nb == "jsonb"
+                      else rewrite_note)
+    return hazard(True, AE, cast_may_fail=True, note=rewrite_note + "; a USING clause may be needed and the cast may "
+                                                                     "fail on some values")
+
+
+def _is_volatile_default(default):
+    return bool(default) and any(v in default for v in VOLATILE_DEFAULTS)
+
+
+def normalize_constraint_definition(definition):
+    """pg_get_constraintdef without DEFERRABLE/INITIALLY/NOT VALID (compared as attributes of their own)."""
+    return _CONSTRAINT_TAIL.sub("", definition or "").strip()
+
+
+def _diff(kind, obj, attribute, left, right, severity, hz, summary):
+    return {"kind": kind, "object": obj, "attribute": attribute, "left": left, "right": right,
+            "severity": severity, "hazard": hz, "summary": summary}
+
+
+def _comment_diff(kind, obj, lval, rval):
+    if (lval or None) == (rval or None):
+        return []
+    return [_diff(kind, obj, "comment", lval, rval, "info",
+                  hazard(lock=COMMENT_LOCK, note="COMMENT ON: catalog-only"),
+                  "{0} comment differs".format(kind))]
+
+
+def _attr_diffs(kind, obj, left, right, attributes, classify):
+    out = []
+    for attr in attributes:
+        lval, rval = left.get(attr), right.get(attr)
+        if lval != rval:
+            severity, hz = classify(attr, lval, rval)
+            out.append(_diff(kind, obj, attr, lval, rval, severity, hz,
+                             "{0} {1}: {2} -> {3}".format(kind, attr, _show(lval), _show(rval))))
+    return out
+
+
+def _show(value):
+    if value is None:
+        return "(none)"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "(empty)"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- per kind
+def _presence(kind, key, lobj, robj, severity_missing, severity_extra, hz_missing, hz_extra, brief):
+    if lobj is None:
+        return [_diff(kind, key, "presence", None, brief(robj), severity_missing, hz_missing,
+                      "{0} missing (in right only)".format(kind))]
+    return [_diff(kind, key, "presence", brief(lobj), None, severity_extra, hz_extra,
+                  "{0} extra (in left only)".format(kind))]
+
+
+def _brief_table(t):
+    return "{0} ({1} columns)".format(t["kind"], len(t["columns"]))
+
+
+def _column_diffs(tkey, ltable, rtable):
+    out = []
+    lcols, rcols = ltable["columns"], rtable["columns"]
+    for name in list(rcols) + [c for c in lcols if c not in rcols]:
+        lc, rc = lcols.get(name), rcols.get(name)
+        obj = "{0}.{1}".format(tkey, '"' + name.replace('"', '""') + '"')
+        if lc is None:
+            volatile = _is_volatile_default(rc.get("default"))
+            fails = rc["not_null"] and not rc.get("default") and not rc.get("identity") and not rc.get("generated")
+            note = ("ADD COLUMN: " + ("rewrites the table ({0}): volatile default".format(table_size_text(ltable))
+                                      if volatile or rc.get("generated") else "catalog-only, brief ACCESS EXCLUSIVE"))
+            if fails:
+                note += "; NOT NULL without a default fails on a non-empty table: add nullable, backfill, then SET NOT NULL"
+            out.append(_diff("column", obj, "presence", None, rc["type"], "blocking",
+                             hazard(volatile or bool(rc.get("generated")), AE, cast_may_fail=fails, note=note),
+                             "column missing (in right only)"))
+            continue
+        if rc is None:
+            breaks_inserts = lc["not_null"] and not lc.get("default") and not lc.get("identity") and not lc.get("generated")
+            out.append(_diff("column", obj, "presence", lc["type"], None, "blocking" if breaks_inserts else "warning",
+                             hazard(False, AE, data_loss=True,
+                                    note="DROP COLUMN loses its data ({0}); back it up first{1}".format(
+                                        table_size_text(ltable),
+                                        "; NOT NULL without default: inserts that do not know this column fail"
+                                        if breaks_inserts else "")),
+                             "column extra (in left only)"))
+            continue
+        out += _attr_diffs("column", obj, lc, rc, ("type", "not_null", "default", "identity", "generated", "collation"),
+                           lambda attr, lv, rv, lc=lc, rc=rc, name=name: _classify_column(attr, lv, rv, lc, rc, ltable, name))
+        out += _comment_diff("column", obj, lc.get("comment"), rc.get("comment"))
+    return out
+
+
+def _classify_column(attr, lval, rval, lcol, rcol, ltable, name):
+    if attr == "type":
+        return "blocking", type_change_hazard(lval, rval, ltable, '"' + name.replace('"', '""') + '"')
+    if attr == "not_null":
+        if rval:
+            return "blocking", hazard(False, AE, scan=True, cast_may_fail=True, note=(
+                "SET NOT NULL scans the table ({0}) under ACCESS EXCLUSIVE and fails if a NULL exists; add CHECK (col IS "
+                "NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL skips the scan (PG 12+)").format(
+                    table_size_text(ltable)))
+        return "blocking", hazard(False, AE, note="DROP NOT NULL: catalog-only; until then inserts of NULL fail")
+    if attr == "default":
+        missing_needed = rval is not None and lval is None and rcol.get("not_null")
+        return ("blocking" if missing_needed else "warning"), hazard(False, AE, note=(
+            "SET/DROP DEFAULT: catalog-only, brief ACCESS EXCLUSIVE; existing rows are not changed" +
+            ("; inserts that omit this NOT NULL column fail until the default exists" if missing_needed else "")))
+    if attr == "identity":
+        return "blocking", hazard(False, AE, note="ADD/DROP IDENTITY: catalog-only; set the sequence past max(col)")
+    if attr == "generated":
+        if rval is None:
+            return "blocking", hazard(False, AE, note="DROP EXPRESSION (PG 13+): keeps the stored values")
+        return "blocking", hazard(True, AE, data_loss=True, note=(
+            "a column becomes generated only by drop and re-add: rewrites the table ({0}), current values are "
+            "replaced").format(table_size_text(ltable)))
+    if attr == "collation":
+        return "warning", hazard(False, AE, note="ALTER TYPE ... COLLATE: catalog change, indexes on the column are "
+                                                 "rebuilt under ACCESS EXCLUSIVE")
+    return "warning", hazard(lock=AE)  # pragma: no cover
+
+
+def _classify_table_attr(ltable):
+    size = table_size_text(ltable)
+
+    def classify(attr, lval, rval):
+        if attr in ("kind", "partition_key"):
+            return "blocking", hazard(True, AE, note=(
+                "a table becomes (un)partitioned or changes its partition key only by a rebuild: create the new "
+                "table, copy ({0}), swap names under ACCESS EXCLUSIVE").format(size))
+        if attr in ("partition_of", "partition_bound"):
+            return "warning", hazard(False, AE, scan=True, note=(
+                "DETACH/ATTACH PARTITION: attaching scans the partition ({0}) unless a matching CHECK constraint "
+                "exists; ACCESS EXCLUSIVE on the partition, SHARE UPDATE EXCLUSIVE on the parent").format(size))
+        if attr in ("rls_enabled", "rls_forced"):
+            return "blocking", hazard(False, AE, note="ENABLE/DISABLE/FORCE ROW LEVEL SECURITY: catalog-only; changes "
+                                                      "which rows the app sees")
+        if attr == "persistence":
+            return "warning", hazard(True, AE, note="SET LOGGED/UNLOGGED rewrites the table ({0})".format(size))
+        return "info", hazard(False, AE, note="ALTER TABLE SET/RESET storage options: catalog-only")
+    return classify
+
+
+def _constraint_add_hazard(con, ltable):
+    size = table_size_text(ltable)
+    ctype = con.get("type")
+    if ctype == "foreign key":
+        return hazard(False, "SHARE ROW EXCLUSIVE", scan=True, note=(
+            "ADD FOREIGN KEY validates every row ({0}) holding SHARE ROW EXCLUSIVE on both tables and fails on "
+            "orphans; add it NOT VALID (brief lock), then VALIDATE CONSTRAINT (SHARE UPDATE EXCLUSIVE, writes go "
+            "on)").format(size))
+    if ctype in ("primary key", "unique"):
+        return hazard(False, "SHARE", scan=True, note=(
+            "builds a unique index ({0}) blocking writes and fails on duplicates{1}; build it with CREATE UNIQUE INDEX "
+            "CONCURRENTLY then ADD CONSTRAINT ... USING INDEX").format(
+                size, " or NULLs (primary key implies NOT NULL)" if ctype == "primary key" else ""))
+    if ctype == "check":
+        return hazard(False, AE, scan=True, note=(
+            "ADD CHECK scans the table ({0}) under ACCESS EXCLUSIVE and fails on violating rows; add it NOT VALID, "
+            "then VALIDATE CONSTRAINT (SHARE UPDATE EXCLUSIVE)").format(size))
+    return hazard(False, AE, scan=True, note="ADD CONSTRAINT builds/checks against every row ({0})".format(size))
+
+
+def _constraint_diffs(key, lc, rc, ltable, left_snap):
+    del left_snap
+    blocking = rc.get("type") in ("primary key", "unique", "foreign key")
+    out = []
+    ldef, rdef = normalize_constraint_definition(lc["definition"]), normalize_constraint_definition(rc["definition"])
+    if lc.get("type") != rc.get("type") or ldef != rdef:
+        hz = _constraint_add_hazard(rc, ltable)
+        hz["note"] = "drop and re-create: " + hz["note"]
+        out.append(_diff("constraint", key, "definition", lc["definition"], rc["definition"],
+                         "blocking" if blocking else "warning", hz, "constraint definition differs"))
+    if lc.get("validated") != rc.get("validated"):
+        if rc.get("validated"):
+            out.append(_diff("constraint", key, "validated", False, True, "warning",
+                             hazard(False, COMMENT_LOCK, scan=True, note=(
+                                 "VALIDATE CONSTRAINT scans the table ({0}) under SHARE UPDATE EXCLUSIVE (writes go "
+                                 "on) and fails on violating rows").format(table_size_text(ltable))),
+                             "constraint is NOT VALID in left"))
+        else:
+            out.append(_diff("constraint", key, "validated", True, False, "info", hazard(),
+                             "constraint is NOT VALID in right only"))
+    for attr in ("deferrable", "initially_deferred"):
+        if lc.get(attr) != rc.get(attr):
+            out.append(_diff("constraint", key, attr, lc.get(attr), rc.get(attr), "warning",
+                             hazard(False, AE if rc.get("type") != "foreign key" else "SHARE ROW EXCLUSIVE",
+                                    note="ALTER CONSTRAINT (foreign keys) or drop and re-create (others)"),
+                             "constraint {0} differs".format(attr)))
+    out += _comment_diff("constraint", key, lc.get("comment"), rc.get("comment"))
+    return out
+
+
+def _index_add_hazard(idx, ltable):
+    return hazard(False, "SHARE", scan=True, cast_may_fail=bool(idx.get("unique")), note=(
+        "CREATE INDEX reads the whole table ({0}) and blocks writes (SHARE); use CREATE INDEX CONCURRENTLY "
+        "(SHARE UPDATE EXCLUSIVE, writes go on; check indisvalid afterwards){1}").format(
+            table_size_text(ltable), "; fails on duplicates" if idx.get("unique") else ""))
+
+
+def _paired_renames(kind, missing, extra, left_items, right_items, definition):
+    """Objects present on both sides under different names (same table, same definition)."""
+    renames, by_def = [], {}
+    for key in extra:
+        by_def.setdefault((left_items[key].get("table"), definition(left_items[key])), []).append(key)
+    for key in list(missing):
+        candidates = by_def.get((right_items[key].get("table"), definition(right_items[key])))
+        if candidates:
+            lkey = candidates.pop(0)
+            missing.remove(key)
+            extra.remove(lkey)
+            renames.append(_diff(kind, key, "name", left_items[lkey]["name"], right_items[key]["name"], "info",
+                                 hazard(False, AE, note="RENAME: catalog-only, brief ACCESS EXCLUSIVE"),
+                                 "{0} has another name in left".format(kind)))
+    return renames
+
+
+# --------------------------------------------------------------------------- the diff
+def diff_snapshots(left, right, ignore=None):
+    """Every difference between two snapshots, column-order ones included (kind ``column_order``).
+
+    ``ignore``: ``{"schemas": [...], "patterns": [...]}`` on top of the product schemas, which are
+    always ignored.  Returns a list of dicts sorted by severity, kind and object::
+
+        {kind, object, attribute, left, right, severity, hazard, summary}
+
+    ``kind`` is one of schema, table, column, column_order, constraint, index, view, function, trigger,
+    sequence, extension, enum, domain, policy; ``attribute`` is ``presence`` when the object exists on
+    one side only (its absent side is None).
+    """
+    ignore = ignore or {}
+    schemas = tuple(PRODUCT_SCHEMAS) + tuple(ignore.get("schemas") or ())
+    patterns = tuple(ignore.get("patterns") or ())
+    left = filter_snapshot(check_snapshot(left), schemas, patterns)
+    right = filter_snapshot(check_snapshot(right), schemas, patterns)
+    out = []
+
+    # schemas
+    for key in _keys(left["schemas"], right["schemas"]):
+        lo, ro = left["schemas"].get(key), right["schemas"].get(key)
+        if lo is None or ro is None:
+            has_tables = lo is not None and any(t["schema"] == lo["name"] for t in left["tables"].values())
+            out += _presence("schema", key, lo, ro, "blocking", "warning",
+                             hazard(note="CREATE SCHEMA: no lock on existing objects"),
+                             hazard(False, AE, data_loss=has_tables, note=(
+                                 "DROP SCHEMA ... CASCADE removes every object in it{0}; back it up (pg_dump -n) "
+                                 "first").format(" including tables with data" if has_tables else "")),
+                             lambda o: "schema")
+        else:
+            out += _comment_diff("schema", key, lo.get("comment"), ro.get("comment"))
+
+    # extensions
+    for key in _keys(left["extensions"], right["extensions"]):
+        lo, ro = left["extensions"].get(key), right["extensions"].get(key)
+        if lo is None or ro is None:
+            out += _presence("extension", key, lo, ro, "blocking", "info",
+                             hazard(note="CREATE EXTENSION (needs the package on the server)"),
+                             hazard(False, AE, note="DROP EXTENSION fails while objects depend on it"),
+                             lambda o: "version {0}".format(o["version"]))
+            continue
+        out += _attr_diffs("extension", key, lo, ro, ("version", "schema"), lambda a, lv, rv: (
+            ("info", hazard(note="ALTER EXTENSION ... UPDATE")) if a == "version"
+            else ("warning", hazard(False, AE, note="ALTER EXTENSION ... SET SCHEMA moves its objects"))))
+        out += _comment_diff("extension", key, lo.get("comment"), ro.get("comment"))
+
+    # tables, columns, column order
+    for key in _keys(left["tables"], right["tables"]):
+        lt, rt = left["tables"].get(key), right["tables"].get(key)
+        if lt is None or rt is None:
+            out += _presence("table", key, lt, rt, "blocking", "warning",
+                             hazard(note="CREATE TABLE: no lock on existing tables (FKs lock the referenced tables "
+                                         "briefly)"),
+                             hazard(False, AE, data_loss=True, note=(
+                                 "DROP TABLE loses its data ({0}); quarantine it (rename into pgsafe_quarantine) and "
+                                 "keep a verified backup instead").format(table_size_text(lt))),
+                             _brief_table)
+            continue
+        out += _attr_diffs("table", key, lt, rt, ("kind", "persistence", "partition_key", "partition_of",
+                                                  "partition_bound", "rls_enabled", "rls_forced", "options"),
+                           _classify_table_attr(lt))
+        out += _comment_diff("table", key, lt.get("comment"), rt.get("comment"))
+        out += _column_diffs(key, lt, rt)
+        order = column_order_difference(key, lt, rt)
+        if order:
+            out.append(order)
+
+    # constraints (only on tables present on both sides: a missing table takes its constraints with it)
+    both = {k for k in left["tables"] if k in right["tables"]}
+    lcons = {k: v for k, v in left["constraints"].items() if v["table"] in both}
+    rcons = {k: v for k, v in right["constraints"].items() if v["table"] in both}
+    missing = [k for k in rcons if k not in lcons]
+    extra = [k for k in lcons if k not in rcons]
+    out += _paired_renames("constraint", missing, extra, lcons, rcons,
+                           lambda c: (c.get("type"), normalize_constraint_definition(c["definition"])))
+    for key in missing:
+        con = rcons[key]
+        out.append(_diff("constraint", key, "presence", None, con["definition"],
+                         "blocking" if con["type"] in ("primary key", "unique", "foreign key") else "warning",
+                         _constraint_add_hazard(con, left["tables"][con["table"]]), "{0} missing".format(con["type"])))
+    for key in extra:
+        con = lcons[key]
+        out.append(_diff("constraint", key, "presence", con["definition"], None, "warning",
+                         hazard(False, AE, note="DROP CONSTRAINT: catalog-only, brief ACCESS EXCLUSIVE; until then it "
+                                                "may reject writes the code expects to succeed"),
+                         "{0} extra".format(con["type"])))
+    for key in sorted(set(lcons) & set(rcons)):
+        out += _constraint_diffs(key, lcons[key], rcons[key], left["tables"][lcons[key]["table"]], left)
+
+    # indexes (constraint-backed ones are covered by their constraint; their comments still compared)
+    lviews_tables = both | {k for k in left["views"] if k in right["views"]}
+    lidx = {k: v for k, v in left["indexes"].items() if v["table"] in lviews_tables}
+    ridx = {k: v for k, v in right["indexes"].items() if v["table"] in lviews_tables}
+    missing = [k for k in ridx if k not in lidx and not ridx[k]["constraint_backed"]]
+    extra = [k for k in lidx if k not in ridx and not lidx[k]["constraint_backed"]]
+    out += _paired_renames("index", missing, extra, lidx, ridx, lambda i: i["definition"])
+    for key in missing:
+        idx = ridx[key]
+        out.append(_diff("index", key, "presence", None, idx["definition"], "warning",
+                         _index_add_hazard(idx, left["tables"].get(idx["table"])), "index missing"))
+    for key in extra:
+        idx = lidx[key]
+        out.append(_diff("index", key, "presence", idx["definition"], None, "info",
+                         hazard(False, AE, note="DROP INDEX CONCURRENTLY avoids the ACCESS EXCLUSIVE lock; "
+                                                "no data lost"), "index extra"))
+    for key in sorted(set(lidx) & set(ridx)):
+        li, ri = lidx[key], ridx[key]
+        if li["definition"] != ri["definition"] and not (li["constraint_backed"] and ri["constraint_backed"]):
+            hz = _index_add_hazard(ri, left["tables"].get(ri["table"]))
+            hz["note"] = "drop and re-create: " + hz["note"]
+            out.append(_diff("index", key, "definition", li["definition"], ri["definition"], "warning", hz,
+                             "index definition differs"))
+        if li["valid"] != ri["valid"] and ri["valid"]:
+            out.append(_diff("index", key, "valid", False, True, "warning",
+                             _index_add_hazard(ri, left["tables"].get(ri["table"])),
+                             "index is INVALID in left (a failed CREATE INDEX CONCURRENTLY): drop and rebuild"))
+        out += _comment_diff("index", key, li.get("comment"), ri.get("comment"))
+
+    # views
+    for key in _keys(left["views"], right["views"]):
+        lo, ro = left["views"].get(key), right["views"].get(key)
+        if lo is None or ro is None:
+            out += _presence("view", key, lo, ro, "blocking", "warning",
+                             hazard(note="CREATE VIEW: catalog-only" if (ro or {}).get("kind") == "view" else
+                                    "CREATE MATERIALIZED VIEW runs its query"),
+                             hazard(False, AE, note="DROP VIEW: no table data lost; dependent views go with CASCADE"),
+                             lambda o: o["kind"])
+            continue
+        out += _attr_diffs("view", key, lo, ro, ("kind", "definition"), lambda a, lv, rv: (
+            "warning", hazard(False, AE, note="CREATE OR REPLACE VIEW (same columns) or drop and re-create")))
+        out += _comment_diff("view", key, lo.get("comment"), ro.get("comment"))
+        for col in ro["columns"]:
+            if col in lo["columns"]:
+                out += _comment_diff("column", "{0}.{1}".format(key, '"' + col.replace('"', '""') + '"'),
+                                     lo["columns"][col].get("comment"), ro["columns"][col].get("comment"))
+
+    # functions
+    for key in _keys(left["functions"], right["functions"]):
+        lo, ro = left["functions"].get(key), right["functions"].get(key)
+        if lo is None or ro is None:
+            out += _presence("function", key, lo, ro, "blocking", "warning",
+                             hazard(note="CREATE FUNCTION: catalog-only"),
+                             hazard(note="DROP FUNCTION: catalog-only; fails while views, defaults or triggers use it"),
+                             lambda o: "{0} returns {1}".format(o["kind"], o.get("result") or "void"))
+            continue
+        out += _attr_diffs("function", key, lo, ro, ("kind", "result", "language", "volatility", "security_definer",
+                                                     "strict", "config", "body_sha256"), lambda a, lv, rv: (
+            "warning", hazard(note=("return type changes need DROP and CREATE" if a in ("kind", "result") else
+                                    "CREATE OR REPLACE FUNCTION: catalog-only"))))
+        out += _comment_diff("function", key, lo.get("comment"), ro.get("comment"))
+
+    # triggers and policies (on tables present on both sides)
+    for kind, name, attrs in (("triggers", "trigger", ("definition", "enabled")),
+                              ("policies", "policy", ("command", "permissive", "roles", "using", "with_check"))):
+        lo_all = {k: v for k, v in left[kind].items() if v["table"] in lviews_tables}
+        ro_all = {k: v for k, v in right[kind].items() if v["table"] in lviews_tables}
+        for key in _keys(lo_all, ro_all):
+            lo, ro = lo_all.get(key), ro_all.get(key)
+            if lo is None or ro is None:
+                out += _presence(name, key, lo, ro, "blocking", "warning",
+                                 hazard(False, "SHARE ROW EXCLUSIVE" if name == "trigger" else AE,
+                                        note="CREATE {0}: catalog-only, brief lock".format(name.upper())),
+                                 hazard(False, AE, note="DROP {0}: catalog-only, brief lock".format(name.upper())),
+                                 lambda o: o.get("definition") or "{0} {1}".format(o.get("command"), _show(o.get("roles"))))
+                continue
+            out += _attr_diffs(name, key, lo, ro, attrs, lambda a, lv, rv, name=name: (
+                "warning", hazard(False, AE, note="drop and re-create the {0}: catalog-only, brief lock".format(name))))
+            out += _comment_diff(name, key, lo.get("comment"), ro.get("comment"))
+
+    # sequences, enums, domains
+    for key in _keys(left["sequences"], right["sequences"]):
+        lo, ro = left["sequences"].get(key), right["sequences"].get(key)
+        if lo is None or ro is None:
+            out += _presence("sequence", key, lo, ro, "blocking", "warning", hazard(note="CREATE SEQUENCE"),
+                             hazard(False, AE, note="DROP SEQUENCE loses its current value; defaults using it fail"),
+                             lambda o: o["type"])
+            continue
+        out += _attr_diffs("sequence", key, lo, ro, ("type", "increment", "min", "max", "cache", "cycle", "owned_by"),
+                           lambda a, lv, rv: ("warning", hazard(False, AE, note="ALTER SEQUENCE: catalog-only")))
+        if lo.get("start") != ro.get("start"):
+            out.append(_diff("sequence", key, "start", lo.get("start"), ro.get("start"), "info", hazard(),
+                             "sequence start differs (the current value matters, not the start)"))
+        out += _comment_diff("sequence", key, lo.get("comment"), ro.get("comment"))
+    for key in _keys(left["enums"], right["enums"]):
+        lo, ro = left["enums"].get(key), right["enums"].get(key)
+        if lo is None or ro is None:
+            out += _presence("enum", key, lo, ro, "blocking", "warning", hazard(note="CREATE TYPE ... AS ENUM"),
+                             hazard(False, AE, note="DROP TYPE fails while columns use it"),
+                             lambda o: _show(o["labels"]))
+            continue
+        if lo["labels"] != ro["labels"]:
+            lacking = [lab for lab in ro["labels"] if lab not in lo["labels"]]
+            surplus = [lab for lab in lo["labels"] if lab not in ro["labels"]]
+            if surplus:
+                sev, hz = "warning", hazard(True, AE, cast_may_fail=True, note=(
+                    "removing enum labels means a new type and ALTER COLUMN ... TYPE on every column using it "
+                    "(rewrite); rows holding {0} block it").format(_show(surplus)))
+            elif lacking:
+                sev, hz = "blocking", hazard(note="ALTER TYPE ... ADD VALUE: catalog-only, no rewrite")
+            else:
+                sev, hz = "info", hazard(note="label order differs: only sort order is affected")
+            out.append(_diff("enum", key, "labels", lo["labels"], ro["labels"], sev, hz, "enum labels differ"))
+        out += _comment_diff("enum", key, lo.get("comment"), ro.get("comment"))
+    for key in _keys(left["domains"], right["domains"]):
+        lo, ro = left["domains"].get(key), right["domains"].get(key)
+        if lo is None or ro is None:
+            out += _presence("domain", key, lo, ro, "blocking", "warning", hazard(note="CREATE DOMAIN"),
+                             hazard(False, AE, note="DROP DOMAIN fails while columns use it"),
+                             lambda o: o["base_type"])
+            continue
+        out += _attr_diffs("domain", key, lo, ro, ("base_type", "not_null", "default", "collation", "constraints"),
+                           lambda a, lv, rv: ("warning", hazard(False, AE, scan=a in ("not_null", "constraints"),
+                                                                cast_may_fail=a in ("not_null", "constraints", "base_type"),
+                                                                note="ALTER DOMAIN: new constraints are checked "
+                                                                     "against every column using the domain")))
+        out += _comment_diff("domain", key, lo.get("comment"), ro.get("comment"))
+    return sort_differences(out)
+
+
+def _keys(left_items, right_items):
+    return sorted(set(left_items) | set(right_items))
+
+
+def sort_differences(diffs):
+    return sorted(diffs, key=lambda d: (SEVERITY_ORDER.get(d["severity"], 9), KIND_ORDER.get(d["kind"], 99),
+                                        d["object"], d["attribute"]))
+
+
+def column_order_difference(key, ltable, rtable):
+    """The column_order entry of a table whose shared columns come in another order, or None."""
+    lorder = [c for c, _ in sorted(ltable["columns"].items(), key=lambda kv: kv[1]["position"])
+              if c in rtable["columns"]]
+    rorder = [c for c, _ in sorted(rtable["columns"].items(), key=lambda kv: kv[1]["position"])
+              if c in ltable["columns"]]
+    if lorder == rorder:
+        return None
+    moved = [c for i, c in enumerate(lorder) if rorder[i] != c]
+    size = table_size_text(ltable)
+    note = ("cosmetic: column order changes no query that names its columns (only SELECT * and INSERT without a "
+            "column list see it). Postgres cannot reorder columns in place: a rebuild means a copy of the whole "
+            "table ({0}) under ACCESS EXCLUSIVE, plus re-creating its indexes, constraints, the foreign keys that "
+            "point at it, and dependent views. Not worth it; left as is.").format(size)
+    return _diff("column_order", key, "order", lorder, rorder, "info",
+                 hazard(True, AE, note=note),
+                 "column order differs ({0} columns in another position)".format(len(moved)))
+
+
+# --------------------------------------------------------------------------- result and rendering
+def summarize(differences):
+    """Split a diff_snapshots() result: {differences, column_order, counts, counts_by_kind, total}."""
+    main = [d for d in differences if d["kind"] != "column_order"]
+    order = [d for d in differences if d["kind"] == "column_order"]
+    counts = {sev: 0 for sev in SEVERITY_ORDER}
+    by_kind = {}
+    for d in main:
+        counts[d["severity"]] = counts.get(d["severity"], 0) + 1
+        by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
+    return {"differences": main, "column_order": order, "counts": counts, "counts_by_kind": by_kind,
+            "total": len(main)}
+
+
+def flat_items(differences, comparison=None):
+    """Flat dicts (one per difference) for report sections' ``items``."""
+    items = []
+    for d in differences:
+        hz = d["hazard"]
+        items.append({"comparison": comparison, "severity": d["severity"], "kind": d["kind"], "object": d["object"],
+                      "attribute": d["attribute"], "left": _cell(d["left"]), "right": _cell(d["right"]),
+                      "rewrite": hz["rewrite"], "lock": hz["lock"] or "", "data_loss": hz["data_loss"],
+                      "cast_may_fail": hz["cast_may_fail"], "note": hz["note"]})
+        if comparison is None:
+            del items[-1]["comparison"]
+    return items
+
+
+def _cell(value):
+    if value is None:
+        return "(absent)"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def render_markdown(result, left_label="left", right_label="right"):
+    """Markdown for people: counts, then one table per object kind, then column order explained."""
+    lines = ["### {0} vs {1}".format(left_label, right_label), "",
+             "{0} differences: {1} blocking, {2} warning, {3} info; {4} tables with another column order.".format(
+                 result["total"], result["counts"]["blocking"], result["counts"]["warning"], result["counts"]["info"],
+                 len(result["column_order"])), ""]
+    by_kind = {}
+    for d in result["differences"]:
+        by_kind.setdefault(d["kind"], []).append(d)
+    for kind in sorted(by_kind, key=lambda k: KIND_ORDER.get(k, 99)):
+        lines += ["#### {0}".format(kind), "",
+                  "| severity | object | attribute | {0} | {1} | hazard |".format(left_label, right_label),
+                  "|---|---|---|---|---|---|"]
+        for d in by_kind[kind]:
+            lines.append("| {0} | `{1}` | {2} | {3} | {4} | {5} |".format(
+                d["severity"], d["object"].replace("|", "\\|"), d["attribute"], _md(d["left"]), _md(d["right"]),
+                _md(_hazard_text(d["hazard"]))))
+        lines.append("")
+    if result["column_order"]:
+        lines += ["#### column order (informational)", ""]
+        for d in result["column_order"]:
+            lines += ["- `{0}`: {1}: {2} vs {3}. {4}".format(d["object"], d["summary"], _md(d["left"]),
+                                                            _md(d["right"]), d["hazard"]["note"])]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _md(value):
+    return _cell(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _hazard_text(hz):
+    flags = [name for name in ("rewrite", "scan", "data_loss", "cast_may_fail") if hz.get(name)]
+    head = ", ".join(flags + ([hz["lock"]] if hz.get("lock") else [])) or "none"
+    return "{0}: {1}".format(head, hz.get("note") or "")
+
+
+def render_html(result, left_label="left", right_label="right"):
+    """A side-by-side HTML table per object kind (a fragment, embedded in report.html)."""
+    esc = html.escape
+    parts = ["<h3>{0} vs {1}</h3>".format(esc(left_label), esc(right_label)),
+             "<p>{0} differences: <b>{1} blocking</b>, {2} warning, {3} info; {4} tables with another column "
+             "order.</p>".format(result["total"], result["counts"]["blocking"], result["counts"]["warning"],
+                                 result["counts"]["info"], len(result["column_order"]))]
+    by_kind = {}
+    for d in result["differences"]:
+        by_kind.setdefault(d["kind"], []).append(d)
+    colours = {"blocking": "#fdd", "warning": "#ffd", "info": "#eef"}
+    for kind in sorted(by_kind, key=lambda k: KIND_ORDER.get(k, 99)):
+        parts.append("<h4>{0}</h4><table><tr><th>severity</th><th>object</th><th>attribute</th><th>{1}</th>"
+                     "<th>{2}</th><th>hazard</th></tr>".format(esc(kind), esc(left_label), esc(right_label)))
+        for d in by_kind[kind]:
+            parts.append('<tr style="background:{0}"><td>{1}</td><td><code>{2}</code></td><td>{3}</td>'
+                         "<td><code>{4}</code></td><td><code>{5}</code></td><td>{6}</td></tr>".format(
+                             colours.get(d["severity"], "#fff"), esc(d["severity"]), esc(d["object"]),
+                             esc(d["attribute"]), esc(_cell(d["left"])), esc(_cell(d["right"])),
+                             esc(_hazard_text(d["hazard"]))))
+        parts.append("</table>")
+    if result["column_order"]:
+        parts.append("<h4>column order (informational)</h4><table><tr><th>table</th><th>{0}</th><th>{1}</th>"
+                     "<th>explanation</th></tr>".format(esc(left_label), esc(right_label)))
+        for d in result["column_order"]:
+            parts.append("<tr><td><code>{0}</code></td><td>{1}</td><td>{2}</td><td>{3}</td></tr>".format(
+                esc(d["object"]), esc(_cell(d["left"])), esc(_cell(d["right"])), esc(d["hazard"]["note"])))
+        parts.append("</table>")
+    return "\n".join(parts)
+
+
+__all__ = ["diff_snapshots", "summarize", "flat_items", "render_markdown", "render_html", "type_change_hazard",
+           "column_order_difference", "normalize_constraint_definition", "hazard", "KINDS", "TABLE_CHILD_KINDS"]
