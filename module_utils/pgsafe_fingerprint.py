@@ -763,3 +763,80 @@ def reconcile(before, after, explanations=()):
         summary += "; UNEXPLAINED: " + "; ".join("{0} {1} ({2} rows)".format(x["table"], x["kind"], x["rows"])
                                                  for x in losses)
     return {"ok": not losses, "tables": rows_out, "losses": losses, "summary": summary}
+
+
+def _normalize_of(fp):
+    """Per-table normalisations recorded in a fingerprint (re-applied to the other side)."""
+    return {key: entry["normalize"] for key, entry in _tables_of(fp).items() if entry.get("normalize")}
+
+
+def compare(conn, run_id=None, before=None, before_label="before", after=None, after_label=None,
+            explanations=(), use_recorded=True, normalize=None, uuid_text=None, tables=None, connect=None,
+            workers=1):
+    """Reconcile a before fingerprint with an after one (stored, given, or taken now). Never writes.
+
+    ``before``/``after``: fingerprint dicts; when None they are loaded from pgsafe.fingerprint
+    (``run_id`` + label); ``after`` None and ``after_label`` None takes a live fingerprint now,
+    with the normalisations the before fingerprint used.  ``use_recorded`` adds the explanations
+    the run left in the product schema (recorded_explanations()).
+
+    Returns reconcile()'s dict plus ``before`` / ``after`` (id, label, taken_at, total rows) and
+    ``explanations`` (the list used).
+    """
+    if conn.get_transaction_status() != 0:
+        raise FingerprintError("compare() needs an idle connection")
+    saved = conn.autocommit
+    conn.autocommit = True
+    try:
+        cur = _begin_snapshot_transaction(conn)
+        if before is None:
+            before = load_fingerprint(cur, run_id, before_label)
+            if before is None:
+                raise FingerprintError("no fingerprint labelled {0!r} is stored for run {1!r} in pgsafe.fingerprint: "
+                                       "take one with pgsafe_fingerprint (store: true) before the change, or pass "
+                                       "before".format(before_label, run_id))
+        if after is None and after_label is not None:
+            after = load_fingerprint(cur, run_id, after_label)
+            if after is None:
+                raise FingerprintError("no fingerprint labelled {0!r} is stored for run {1!r}".format(after_label,
+                                                                                                     run_id))
+        merged_normalize = _normalize_of(before)
+        merged_normalize.update(normalize_spec(normalize))
+        mode = uuid_text or before.get("uuid_text") or "auto"
+        recorded = recorded_explanations(cur, run_id, merged_normalize, mode) if (use_recorded and run_id) else []
+        cur.execute("ROLLBACK")
+    finally:
+        conn.autocommit = saved
+    if after is None:
+        after = fingerprint(conn, tables=tables, normalize=merged_normalize_for(merged_normalize, conn),
+                            uuid_text=mode, connect=connect, workers=workers)
+    used = list(recorded) + [dict(e) for e in (explanations or ())]
+    result = reconcile(before, after, used)
+
+    def meta(fp):
+        return {"id": fp.get("id"), "label": fp.get("label"), "taken_at": fp.get("taken_at"),
+                "tables": len(_tables_of(fp)), "total_rows": sum(t["rows"] for t in _tables_of(fp).values())}
+
+    result.update(before=meta(before), after=meta(after), explanations=used, after_fingerprint=after)
+    return result
+
+
+def merged_normalize_for(normalize, conn):
+    """Keep only the normalisations whose table and columns still exist (a retired table has none)."""
+    if not normalize:
+        return {}
+    saved = conn.autocommit
+    conn.autocommit = True
+    kept = {}
+    try:
+        with conn.cursor() as cur:
+            for key, columns in normalize.items():
+                schema, table = parse_table_key(key)
+                live, _ = table_columns(cur, schema, table)
+                names = {c["name"] for c in live}
+                cols = {c: how for c, how in columns.items() if c in names}
+                if cols:
+                    kept[key] = cols
+    finally:
+        conn.autocommit = saved
+    return kept
