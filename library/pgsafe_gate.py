@@ -111,7 +111,7 @@ def read_attestations(cur, fingerprint):
     cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id "
                 "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
     keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id")
-    return [dict(zip(keys, row)) for row in cur.fetchall()]
+    return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
 def main():

@@ -22,6 +22,26 @@ options:
     description: Lowest server major version accepted.
     type: int
     default: 13
+  tables:
+    description:
+      - Tables the plan touches (C(schema.table), quoted parts allowed). For these the preflight
+        checks that no other session holds a lock on them, and, with I(require_owner), that the
+        login owns them (or can SET ROLE to the owner), since ALTER TABLE needs ownership.
+    type: list
+    elements: str
+    default: []
+  require_owner:
+    description: Fail when the login cannot act as the owner of every table in I(tables).
+    type: bool
+    default: false
+  max_transaction_age_seconds:
+    description: Fail when another session has a transaction open longer than this (it would block DDL).
+    type: int
+    default: 300
+  max_replication_lag_bytes:
+    description: Fail when a replica lags more than this many bytes of WAL behind (0 disables the check).
+    type: int
+    default: 0
 """
 
 EXAMPLES = r"""
@@ -53,6 +73,16 @@ is_superuser:
   description: Whether that role is a superuser.
   returned: success
   type: bool
+problems:
+  description: Every blocking finding (long transactions, locks held on the plan's tables, ownership, replica lag).
+  returned: always
+  type: list
+  elements: str
+replicas:
+  description: Replicas seen in pg_stat_replication with their lag in bytes.
+  returned: success
+  type: list
+  elements: dict
 database_size_bytes:
   description: Size of the target database.
   returned: success
@@ -65,14 +95,65 @@ meta_schema_installed:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_meta import meta_schema_installed
+from ansible.module_utils.pgsafe_identifiers import IdentifierError, qualified, split_qualified
+from ansible.module_utils.pgsafe_meta import meta_schema_access, meta_schema_installed
+
+LONG_TRANSACTIONS = """
+    SELECT pid, usename, state, extract(epoch FROM now() - xact_start)::int, left(query, 120)
+      FROM pg_stat_activity
+     WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+       AND now() - xact_start > make_interval(secs => %s)
+"""
+LOCKS_ON_TABLES = """
+    SELECT l.pid, l.mode, n.nspname, c.relname
+      FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE l.pid <> pg_backend_pid() AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+"""
+OWNERSHIP = """
+    SELECT t.nspname, t.relname, c.oid IS NOT NULL, coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false)
+      FROM unnest(%s::text[], %s::text[]) AS t(nspname, relname)
+      LEFT JOIN pg_namespace n ON n.nspname = t.nspname
+      LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.relname
+"""
+REPLICAS = """
+    SELECT application_name, client_addr::text, state,
+           coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint
+      FROM pg_stat_replication
+"""
+
+
+def inspect_tables(cur, names, params):
+    problems = []
+    schemas, tables = [n[0] for n in names], [n[1] for n in names]
+    cur.execute(OWNERSHIP, (schemas, tables))
+    for schema, table, exists, owner in cur.fetchall():
+        if not exists:
+            problems.append("table {0} does not exist: check the plan's table names".format(qualified(schema, table)))
+        elif params["require_owner"] and not owner:
+            problems.append("must be owner of table {0}: run as its owner, or GRANT the owning role to the "
+                            "migration login (SET ROLE through session_role)".format(qualified(schema, table)))
+    cur.execute(LOCKS_ON_TABLES, (schemas, tables))
+    for pid, mode, schema, table in cur.fetchall():
+        problems.append("session {0} holds {1} on {2}: wait for it to finish or stop it before the run".format(
+            pid, mode, qualified(schema, table)))
+    return problems
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=connection_argument_spec(min_server_version=dict(type="int", default=13)),
+        argument_spec=connection_argument_spec(
+            min_server_version=dict(type="int", default=13),
+            tables=dict(type="list", elements="str", default=[]),
+            require_owner=dict(type="bool", default=False),
+            max_transaction_age_seconds=dict(type="int", default=300),
+            max_replication_lag_bytes=dict(type="int", default=0),
+        ),
         supports_check_mode=True,
     )
+    try:
+        names = [split_qualified(t) for t in module.params["tables"]]
+    except IdentifierError as exc:
+        module.fail_json(msg="preflight tables: {0}".format(exc))
     try:
         conn = connect(module.params, read_only=True)
     except ConnectionFailure as exc:
@@ -84,14 +165,35 @@ def main():
                         "pg_database_size(current_database())")
             version, version_num, user, superuser, size = cur.fetchone()
             installed = meta_schema_installed(cur)
+            problems = inspect_tables(cur, names, module.params) if names else []
+            if meta_schema_access(cur) == "no-access":
+                problems.append("login {0} cannot use the product schema pgsafe (it records runs, backups and "
+                                "quarantined rows there): GRANT USAGE, CREATE ON SCHEMA pgsafe and the privileges on "
+                                "its tables to it, or run as the login that installed it".format(user))
+            cur.execute(LONG_TRANSACTIONS, (module.params["max_transaction_age_seconds"],))
+            for pid, user, state, age, query in cur.fetchall():
+                problems.append("session {0} ({1}, {2}) has had a transaction open for {3}s ({4!r}): it would "
+                                "block DDL; end it before the run".format(pid, user, state, age, query))
+            cur.execute(REPLICAS)
+            replicas = [dict(name=r[0], address=r[1], state=r[2], lag_bytes=r[3]) for r in cur.fetchall()]
+            limit = module.params["max_replication_lag_bytes"]
+            for replica in replicas:
+                if limit and replica["lag_bytes"] > limit:
+                    problems.append("replica {0} lags {1} bytes behind (limit {2}): wait for it to catch up".format(
+                        replica["name"], replica["lag_bytes"], limit))
         conn.rollback()
     finally:
         conn.close()
     if version_num // 10000 < module.params["min_server_version"]:
         module.fail_json(msg="server {0} is older than the supported minimum {1}: upgrade the server or "
                              "lower min_server_version".format(version, module.params["min_server_version"]))
-    module.exit_json(changed=False, server_version=version, server_version_num=version_num, current_user=user,
-                     is_superuser=bool(superuser), database_size_bytes=size, meta_schema_installed=installed)
+    facts = dict(server_version=version, server_version_num=version_num, current_user=user,
+                 is_superuser=bool(superuser), database_size_bytes=size, meta_schema_installed=installed,
+                 problems=problems, replicas=replicas)
+    if problems:
+        module.fail_json(msg="preflight found {0} problem(s): {1}".format(len(problems), " | ".join(problems)),
+                         **facts)
+    module.exit_json(changed=False, **facts)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ run_id:
 
 import json
 
+try:
+    import psycopg2
+    import psycopg2.errors
+except ImportError:  # pragma: no cover - reported by connect()
+    psycopg2 = None
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, meta_schema_installed
@@ -92,11 +98,18 @@ def main():
     created = False
     try:
         with conn.cursor() as cur:
+            try:
+                created = ensure_meta_schema(cur) if not module.check_mode else False
+            except psycopg2.errors.InsufficientPrivilege as exc:
+                conn.rollback()
+                module.fail_json(msg="cannot install the product schema pgsafe in {0}: {1}. Grant CREATE on the "
+                                     "database to {2}, or have a DBA run the product schema DDL once "
+                                     "(module_utils/pgsafe_meta.py) and give the schema to {2}".format(
+                                         params["login_db"], str(exc).strip(), params["login_user"]))
             if module.check_mode:
                 installed = meta_schema_installed(cur)
                 conn.rollback()
                 module.exit_json(changed=not installed, meta_schema_created=False, run_id=params["run_id"])
-            created = ensure_meta_schema(cur)
             details = json.dumps(params["details"], sort_keys=True, default=str)
             if params["state"] == "started":
                 cur.execute(

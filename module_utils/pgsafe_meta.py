@@ -123,10 +123,21 @@ INSERT INTO pgsafe.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
 """
 
 
+def meta_schema_access(cur):
+    """``missing``, ``no-access`` (exists but this login cannot use it) or ``ok``; never raises."""
+    cur.execute("SELECT to_regnamespace('pgsafe') IS NOT NULL, "
+                "has_schema_privilege('pgsafe', 'USAGE') AND has_schema_privilege('pgsafe', 'CREATE') "
+                "  AND coalesce(has_table_privilege('pgsafe.schema_version', 'SELECT'), false) "
+                "  WHERE to_regnamespace('pgsafe') IS NOT NULL")
+    row = cur.fetchone()
+    if row is None or not row[0]:
+        return "missing"
+    return "ok" if row[1] else "no-access"
+
+
 def meta_schema_installed(cur):
-    """True when the product schema exists at the current version (read-only check)."""
-    cur.execute("SELECT to_regclass('pgsafe.schema_version') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    """True when the product schema exists at the current version and this login can use it."""
+    if meta_schema_access(cur) != "ok":
         return False
     cur.execute("SELECT coalesce(max(version), 0) FROM pgsafe.schema_version")
     return cur.fetchone()[0] >= SCHEMA_VERSION
