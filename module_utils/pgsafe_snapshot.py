@@ -482,3 +482,85 @@ def snapshot_counts(snapshot):
 def dumps(snapshot):
     """The snapshot as the JSON text written to files (sorted keys, stable across runs)."""
     return json.dumps(snapshot, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+# --------------------------------------------------------------------------- sources (need a server)
+class SnapshotSourceError(Exception):
+    """A snapshot source could not be read; the message names it and says what to do."""
+
+
+def live_snapshot(params, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()):
+    """Snapshot the database ``params`` (login_* options) name, in a READ ONLY transaction."""
+    from ansible.module_utils.pgsafe_connection import connect  # noqa: PLC0415 (plain import for unit tests)
+
+    conn = connect(params, read_only=True, settings={"statement_timeout": "60s", "lock_timeout": "5s"})
+    try:
+        with conn.cursor() as cur:
+            return take_snapshot(cur, ignore_schemas, ignore_patterns)
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def read_snapshot_file(path):
+    """A snapshot saved by pgsafe_snapshot (dest) or dumps()."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise SnapshotSourceError("cannot read snapshot file {0}: {1}".format(path, exc.strerror)) from None
+    except ValueError as exc:
+        raise SnapshotSourceError("snapshot file {0} is not JSON: {1}".format(path, exc)) from None
+    try:
+        return check_snapshot(data)
+    except ValueError as exc:
+        raise SnapshotSourceError("snapshot file {0}: {1}".format(path, exc)) from None
+
+
+def ddl_snapshot(scratch_params, ddl_text, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=(),
+                 prefix="pgsafe_scratch", label="DDL"):
+    """Load ``ddl_text`` into a throwaway database on the scratch server and snapshot it.
+
+    The database is uniquely named (``<prefix>_<12 hex>``), created from template0 (nothing of
+    template1 leaks in), loaded in one transaction, snapshotted, and always dropped.  Returns
+    (snapshot, database name used).
+    """
+    import uuid  # noqa: PLC0415
+
+    from psycopg2 import Error as PgError  # noqa: PLC0415
+    from psycopg2 import sql  # noqa: PLC0415
+
+    from ansible.module_utils.pgsafe_connection import connect  # noqa: PLC0415
+
+    name = "{0}_{1}".format(prefix, uuid.uuid4().hex[:12])
+    admin = connect(scratch_params, autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {0} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        try:
+            conn = connect(scratch_params, dbname=name)
+            try:
+                with conn.cursor() as cur:
+                    try:
+                        cur.execute(ddl_text)
+                    except PgError as exc:
+                        conn.rollback()
+                        detail = " ".join((exc.pgerror or str(exc)).split())
+                        raise SnapshotSourceError("cannot load {0} into a scratch database: {1}. Fix the DDL file "
+                                                  "(it must run on an empty database)".format(label, detail)) from None
+                conn.commit()
+                conn.set_session(readonly=True)
+                with conn.cursor() as cur:
+                    snap = take_snapshot(cur, ignore_schemas, ignore_patterns)
+                conn.rollback()
+            finally:
+                conn.close()
+        finally:
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {0}").format(sql.Identifier(name)))
+    finally:
+        admin.close()
+    snap["meta"]["source"] = label
+    return snap, name
