@@ -1,0 +1,271 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module pgsafe_validate: is the database what the code expects, with nothing lost."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pgsafe_validate
+short_description: Validate a database after a migration (FKs, orphans, indexes, CRUD probe, conformance, integrity)
+description:
+  - C(foreign_keys) every foreign key is validated; every NOT VALID one is scanned for orphan rows (count and sample).
+  - C(invalid_indexes) no index is left INVALID (a failed CREATE INDEX CONCURRENTLY).
+  - C(crud_probe) insert, read, update and delete with the code's types on the key tables (user, project,
+    exports, export_analytics) inside a transaction that is ALWAYS rolled back; skipped in check mode.
+  - C(conformance) the live schema diffed against the code's reference (I(reference_snapshot), or
+    I(reference_ddl) loaded into a throwaway database on the I(scratch) server); blocking differences,
+    missing and invalid indexes fail.
+  - C(integrity) with I(run_id), the run's stored before fingerprint is reconciled with a fingerprint taken
+    now, planned changes explained (quarantined rows, retired tables, recorded explanations, I(explanations)).
+  - Never commits anything to the target database. Reports C(changed=false).
+version_added: "0.1.0"
+author: pgsafe maintainers
+extends_documentation_fragment:
+  - pgsafe_connection
+options:
+  checks:
+    description: Checks to run.
+    type: list
+    elements: str
+    choices: [foreign_keys, invalid_indexes, crud_probe, conformance, integrity]
+    default: [foreign_keys, invalid_indexes, crud_probe, conformance, integrity]
+  exclude_schemas:
+    description: Schemas left out of the foreign key and index checks (product schemas always are).
+    type: list
+    elements: str
+    default: []
+  probe_schema:
+    description: Schema of the key tables the CRUD probe uses.
+    type: str
+    default: public
+  probe_prefix:
+    description: Table name prefix of the key tables.
+    type: str
+    default: bazaar-vid_
+  reference_ddl:
+    description: DDL file of what the code expects (loaded into a throwaway database on I(scratch)).
+    type: path
+  reference_snapshot:
+    description: A schema snapshot file of what the code expects (instead of I(reference_ddl)).
+    type: path
+  scratch:
+    description:
+      - Connection options (login_host, login_port, login_user, login_password, login_db, ...) of a server
+        where a throwaway database may be created for I(reference_ddl); default, the target's server.
+    type: dict
+    default: {}
+    suboptions:
+      login_host:
+        description: Host.
+        type: str
+      login_port:
+        description: Port.
+        type: int
+      login_user:
+        description: Role.
+        type: str
+      login_password:
+        description: Password (never logged).
+        type: str
+      login_db:
+        description: Maintenance database to connect to (default postgres).
+        type: str
+      ssl_mode:
+        description: libpq sslmode.
+        type: str
+  conformance_ignore:
+    description: C({schemas, patterns}) left out of the conformance diff (product schemas always are).
+    type: dict
+    default: {}
+  run_id:
+    description: Run whose stored before fingerprint is reconciled (integrity check; skipped without it).
+    type: str
+  before_label:
+    description: Label of the stored before fingerprint.
+    type: str
+    default: before
+  explanations:
+    description: Planned changes (see pgsafe_fingerprint_compare).
+    type: list
+    elements: dict
+    default: []
+  fail_on_problem:
+    description: Fail the task when a check fails (the results are returned either way).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Validate prod after the fix
+  pgsafe_validate:
+    reference_ddl: "{{ playbook_dir }}/../files/reference/bazaar_vid.sql"
+    run_id: "{{ migration_run_id }}"
+  register: validate_result
+"""
+
+RETURN = r"""
+ok:
+  description: True when no check failed.
+  returned: always
+  type: bool
+checks:
+  description: One entry per check, C(check), C(status) (ok, failed, skipped), C(summary), C(items).
+  returned: always
+  type: list
+  elements: dict
+failed_checks:
+  description: Names of the checks that failed.
+  returned: always
+  type: list
+  elements: str
+rows:
+  description: One flat row per check, C(check), C(status), C(summary) (for reports).
+  returned: always
+  type: list
+  elements: dict
+integrity:
+  description: The reconciliation (see pgsafe_fingerprint_compare) when the integrity check ran.
+  returned: when run_id is given
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_fingerprint import FingerprintError, compare
+from ansible.module_utils.pgsafe_validate import check_conformance, check_foreign_keys, check_invalid_indexes, \
+    crud_probe
+
+ALL_CHECKS = ["foreign_keys", "invalid_indexes", "crud_probe", "conformance", "integrity"]
+
+
+def _reference(module, p):
+    from ansible.module_utils.pgsafe_snapshot import ddl_snapshot, read_snapshot_file
+
+    if p["reference_snapshot"]:
+        return read_snapshot_file(p["reference_snapshot"]), p["reference_snapshot"]
+    if not p["reference_ddl"]:
+        return None, None
+    try:
+        with open(p["reference_ddl"], encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        module.fail_json(msg="cannot read reference_ddl {0}: {1}".format(p["reference_ddl"], exc.strerror))
+    scratch = {k: p[k] for k in ("login_host", "login_port", "login_user", "login_password", "login_unix_socket",
+                                 "ssl_mode", "ca_cert", "ssl_cert", "ssl_key", "connect_params")}
+    scratch["login_db"] = "postgres"
+    scratch.update({k: v for k, v in (p["scratch"] or {}).items() if v is not None})
+    snap, _ = ddl_snapshot(scratch, text, prefix="pgsafe_validate_ref", label=p["reference_ddl"])
+    return snap, p["reference_ddl"]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            checks=dict(type="list", elements="str", default=list(ALL_CHECKS), choices=ALL_CHECKS),
+            exclude_schemas=dict(type="list", elements="str", default=[]),
+            probe_schema=dict(type="str", default="public"),
+            probe_prefix=dict(type="str", default="bazaar-vid_"),
+            reference_ddl=dict(type="path"),
+            reference_snapshot=dict(type="path"),
+            scratch=dict(type="dict", default={}, options=dict(
+                login_host=dict(type="str"), login_port=dict(type="int"), login_user=dict(type="str"),
+                login_password=dict(type="str", no_log=True), login_db=dict(type="str"),
+                ssl_mode=dict(type="str"))),
+            conformance_ignore=dict(type="dict", default={}),
+            run_id=dict(type="str"),
+            before_label=dict(type="str", default="before"),
+            explanations=dict(type="list", elements="dict", default=[]),
+            fail_on_problem=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    checks, result = [], {}
+    try:
+        conn = connect(p, read_only=True, settings={"statement_timeout": "600s", "lock_timeout": "5s"})
+    except ConnectionFailure as exc:
+        module.fail_json(msg=str(exc))
+    extra = []
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            if "foreign_keys" in p["checks"]:
+                checks.append(check_foreign_keys(cur, p["exclude_schemas"]))
+            if "invalid_indexes" in p["checks"]:
+                checks.append(check_invalid_indexes(cur, p["exclude_schemas"]))
+            if "conformance" in p["checks"]:
+                from ansible.module_utils.pgsafe_snapshot import take_snapshot
+
+                live = take_snapshot(cur)
+        conn.rollback()
+        conn.set_session(isolation_level="DEFAULT", readonly=True)
+        if "conformance" in p["checks"]:
+            try:
+                reference, source = _reference(module, p)
+            except Exception as exc:  # noqa: BLE001 - SnapshotSourceError, ConnectionFailure, psycopg2 errors
+                reference, source = None, " ".join(str(exc).split())
+                checks.append({"check": "conformance", "status": "failed", "items": [],
+                               "summary": "cannot build the code's reference schema: {0}".format(source)})
+            else:
+                if reference is None:
+                    checks.append({"check": "conformance", "status": "skipped", "items": [],
+                                   "summary": "no reference_ddl or reference_snapshot given"})
+                else:
+                    entry = check_conformance(live, reference, p["conformance_ignore"] or None)
+                    entry["summary"] += " (reference: {0})".format(source)
+                    checks.append(entry)
+        if "integrity" in p["checks"]:
+            if not p["run_id"]:
+                checks.append({"check": "integrity", "status": "skipped", "items": [],
+                               "summary": "no run id given: no stored before fingerprint to reconcile"})
+            else:
+                def more():
+                    other = connect(p, read_only=True)
+                    extra.append(other)
+                    return other
+                try:
+                    rec = compare(conn, run_id=p["run_id"], before_label=p["before_label"],
+                                  explanations=p["explanations"], connect=more, workers=2)
+                except FingerprintError as exc:
+                    checks.append({"check": "integrity", "status": "failed", "items": [], "summary": str(exc)})
+                else:
+                    rec.pop("after_fingerprint", None)
+                    result["integrity"] = rec
+                    items = [{"table": t["table"], "status": t["status"], "before_rows": t["before_rows"],
+                              "after_rows": t["after_rows"], "detail": t["detail"]}
+                             for t in rec["tables"] if t["status"] != "identical"]
+                    checks.append({"check": "integrity", "status": "ok" if rec["ok"] else "failed",
+                                   "summary": "run {0}: {1}".format(p["run_id"], rec["summary"]), "items": items})
+        if "crud_probe" in p["checks"]:
+            if module.check_mode:
+                checks.append({"check": "crud_probe", "status": "skipped", "items": [],
+                               "summary": "check mode: the probe writes (always rolled back), so it is not run"})
+            else:
+                pconn = connect(p)
+                try:
+                    checks.append(crud_probe(pconn, p["probe_schema"], p["probe_prefix"]))
+                finally:
+                    pconn.rollback()
+                    pconn.close()
+    finally:
+        conn.close()
+        for other in extra:
+            other.close()
+    failed = [c["check"] for c in checks if c["status"] == "failed"]
+    rows = []
+    for c in checks:
+        rows.append({"check": c["check"], "status": c["status"], "summary": c["summary"]})
+        if c["status"] == "failed":
+            for item in c["items"][:25]:
+                rows.append({"check": c["check"], "status": "detail", "summary": "; ".join(
+                    "{0}={1}".format(k, v) for k, v in item.items() if v not in (None, "", []))})
+    result.update(ok=not failed, checks=checks, failed_checks=failed, rows=rows)
+    if failed and p["fail_on_problem"]:
+        module.fail_json(msg="validation failed: {0}".format("; ".join(
+            "{0}: {1}".format(c["check"], c["summary"]) for c in checks if c["status"] == "failed")), **result)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
