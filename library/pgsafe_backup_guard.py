@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module pgsafe_backup_guard: no destructive step without a verified, fresh backup."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pgsafe_backup_guard
+short_description: Require a verified, restore-tested, recent backup covering the objects a step touches
+description:
+  - Looks in C(pgsafe.backup) of the target database for a backup that covers every object in I(covers)
+    (a whole-database backup covers everything; a schema backup covers the schema's tables), was verified
+    AND restore-tested, and was taken within I(max_age_minutes) by the database's clock.
+  - Records copied in by restoring another database are ignored (they carry the other database's oid).
+  - With I(backup_root) the backup's files must still be present and match the manifest's checksums in at
+    least one of its recorded locations (or under I(backup_root)).
+  - Fails before anything else when there is none, saying which backup is missing, of what, and the command
+    that takes it. In check mode it reports the same verdict without failing (a backup taken earlier in the
+    same real run would not exist during a check run).
+  - Read-only, it opens a READ ONLY transaction and writes nothing.
+version_added: "0.1.0"
+author: pgsafe maintainers
+extends_documentation_fragment:
+  - pgsafe_connection
+options:
+  covers:
+    description: Objects the destructive step touches - C(database), C(schema:<name>) or C(schema.table).
+    type: list
+    elements: str
+    required: true
+  max_age_minutes:
+    description: Newest acceptable age of the backup, in minutes.
+    type: int
+    default: 180
+  backup_root:
+    description: Also require the backup's files to verify by checksum (in a recorded location or under this root).
+    type: path
+  inventory:
+    description: Inventory path for the command in the failure message.
+    type: str
+    default: inventories/<env>
+  host:
+    description: Inventory host for the command in the failure message.
+    type: str
+    default: <host>
+"""
+
+EXAMPLES = r"""
+- name: Refuse to change the exports tables without a fresh verified backup of them
+  pgsafe_backup_guard:
+    covers: [public.bazaar-vid_exports, public.bazaar-vid_export_analytics]
+    max_age_minutes: 60
+    inventory: "{{ inventory_dir }}"
+    host: "{{ inventory_hostname }}"
+"""
+
+RETURN = r"""
+found:
+  description: A covering backup exists (false only in check mode; otherwise the task fails).
+  returned: always
+  type: bool
+backup_id:
+  description: The newest covering backup.
+  returned: when found
+  type: str
+taken_at:
+  description: When it was taken (ISO 8601).
+  returned: when found
+  type: str
+age_minutes:
+  description: Its age by the database's clock.
+  returned: when found
+  type: float
+location:
+  description: Where its files are (the first recorded location that verified, or the first recorded one).
+  returned: when found
+  type: str
+locations:
+  description: Every recorded location.
+  returned: when found
+  type: list
+  elements: str
+covers:
+  description: What that backup covers.
+  returned: when found
+  type: list
+  elements: dict
+msg:
+  description: The refusal, when there is no covering backup.
+  returned: when not found
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_backup import (BackupError, find_covering_backup, guard_failure_message,
+                                                load_manifest, verify_files)
+from ansible.module_utils.pgsafe_backup_exec import fetch_backup_records
+from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+
+
+def files_verify(record, backup_root):
+    """The first location whose files match the manifest, or (None, reasons)."""
+    candidates = list(record.get("locations") or [])
+    if backup_root:
+        candidates.append(os.path.join(backup_root, record["backup_id"]))
+    reasons = []
+    for path in candidates:
+        if not os.path.isdir(path):
+            reasons.append("{0}: not found".format(path))
+            continue
+        try:
+            manifest, sha = load_manifest(path)
+        except BackupError as exc:
+            reasons.append(str(exc))
+            continue
+        problems = verify_files(path, manifest)
+        if sha != record.get("manifest_sha256"):
+            problems.append({"message": "manifest.json differs from the recorded one"})
+        if problems:
+            reasons.append("{0}: {1}".format(path, "; ".join(p["message"] for p in problems[:3])))
+            continue
+        return path, reasons
+    return None, reasons
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            covers=dict(type="list", elements="str", required=True),
+            max_age_minutes=dict(type="int", default=180),
+            backup_root=dict(type="path"),
+            inventory=dict(type="str", default="inventories/<env>"),
+            host=dict(type="str", default="<host>"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        conn = connect(p, read_only=True)
+    except ConnectionFailure as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        with conn.cursor() as cur:
+            records, now = fetch_backup_records(cur)
+            cur.execute("SELECT current_database()")
+            database = cur.fetchone()[0]
+        conn.rollback()
+    finally:
+        conn.close()
+    try:
+        candidates = list(records)
+        record, decision = None, None
+        rejected = []
+        while True:
+            record, decision = find_covering_backup(candidates, p["covers"], p["max_age_minutes"], now)
+            if record is None or not p["backup_root"]:
+                break
+            location, reasons = files_verify(record, p["backup_root"])
+            if location:
+                record = dict(record, verified_location=location)
+                break
+            rejected.append("{0}: files do not verify ({1})".format(record["backup_id"], "; ".join(reasons[:2])))
+            candidates = [r for r in candidates if r["backup_id"] != record["backup_id"]]
+        if record is None:
+            decision["reasons"] = rejected + decision["reasons"]
+            msg = guard_failure_message(database, p["covers"], p["max_age_minutes"], decision, p["inventory"],
+                                        p["host"])
+            if module.check_mode:
+                module.exit_json(changed=False, found=False, msg=msg, warnings=[msg])
+            module.fail_json(msg=msg, found=False)
+    except BackupError as exc:
+        module.fail_json(msg=str(exc), found=False)
+    locations = list(record.get("locations") or [])
+    age = (now - record["taken_at"]).total_seconds() / 60.0
+    module.exit_json(changed=False, found=True, backup_id=record["backup_id"], taken_at=record["taken_at"].isoformat(),
+                     age_minutes=round(age, 1), location=record.get("verified_location") or (locations or [None])[0],
+                     locations=locations, covers=record["covers"])
+
+
+if __name__ == "__main__":
+    main()
