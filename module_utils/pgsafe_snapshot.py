@@ -135,7 +135,7 @@ QUERIES = {
                i.indisvalid, i.indisready, i.indnkeyatts,
                ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnatts) k)::text[],
                pg_get_expr(i.indpred, i.indrelid, true),
-               regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX \\S+ ON ', 'CREATE \\1INDEX ON '),
+               pg_get_indexdef(i.indexrelid), quote_ident(ic.relname),
                EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid
                           AND k.contype IN ('p', 'u', 'x')),
                d_ic.description
@@ -161,7 +161,7 @@ QUERIES = {
     """.format(c=_comment("p", "pg_proc"), ns=_NS_FILTER, ext=_not_extension_member("p", "pg_proc")),
     "triggers": """
         SELECT n.nspname, c.relname, t.tgname,
-               regexp_replace(pg_get_triggerdef(t.oid), '^CREATE (CONSTRAINT )?TRIGGER \\S+ ', 'CREATE \\1TRIGGER '),
+               pg_get_triggerdef(t.oid), quote_ident(t.tgname),
                t.tgenabled, d_t.description
           FROM pg_trigger t
           JOIN pg_class c ON c.oid = t.tgrelid
@@ -254,6 +254,11 @@ class _Filter:
         return False
 
 
+def _without_name(definition, keyword, quoted_name):
+    """'CREATE INDEX ON ...' from 'CREATE INDEX "my idx" ON ...': definitions compare without their name."""
+    return (definition or "").replace(keyword + quoted_name + " ", keyword, 1)
+
+
 def _pin_settings(cur):
     for name, value in PINNED_SETTINGS:
         cur.execute("SELECT set_config(%s, %s, true)", (name, value))
@@ -338,7 +343,7 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
                          "match": FK_MATCH.get(match, match)})
         snap["constraints"][qname(schema, table, name)] = item
 
-    for (schema, name, table, method, unique, primary, valid, ready, nkey, all_keys, predicate, definition,
+    for (schema, name, table, method, unique, primary, valid, ready, nkey, all_keys, predicate, definition, quoted,
          backs_constraint, comment) in _rows(cur, "indexes", ignore_schemas):
         parent = qname(schema, table)
         if (parent not in snap["tables"] and parent not in snap["views"]) or flt.ignored(schema, table, name):
@@ -347,7 +352,8 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
         snap["indexes"][qname(schema, name)] = {
             "schema": schema, "table": parent, "name": name, "method": method, "unique": bool(unique),
             "primary": bool(primary), "valid": bool(valid and ready), "keys": keys[:nkey], "include": keys[nkey:],
-            "predicate": predicate, "definition": definition, "constraint_backed": bool(backs_constraint),
+            "predicate": predicate, "definition": _without_name(definition, "INDEX ", quoted),
+            "constraint_backed": bool(backs_constraint),
             "comment": comment,
         }
 
@@ -362,12 +368,12 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
             "body_sha256": body_sha, "comment": comment,
         }
 
-    for schema, table, name, definition, enabled, comment in _rows(cur, "triggers", ignore_schemas):
+    for schema, table, name, definition, quoted, enabled, comment in _rows(cur, "triggers", ignore_schemas):
         parent = qname(schema, table)
         if (parent not in snap["tables"] and parent not in snap["views"]) or flt.ignored(schema, table, name):
             continue
         snap["triggers"][qname(schema, table, name)] = {
-            "schema": schema, "table": parent, "name": name, "definition": definition,
+            "schema": schema, "table": parent, "name": name, "definition": _without_name(definition, "TRIGGER ", quoted),
             "enabled": {"O": "origin", "D": "disabled", "R": "replica", "A": "always"}.get(enabled, enabled),
             "comment": comment}
 
