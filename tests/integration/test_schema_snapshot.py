@@ -197,6 +197,7 @@ def test_hostile_identifiers_snapshot(pg_server, hostile_pair):
     assert table["comment"] == "tâble"
     partial = s["indexes"][qname(W, 'lower "select" idx')]
     assert partial["keys"] == ['lower("select")'] and partial["predicate"] == '"userId" > 0'
+    assert partial["definition"].startswith('CREATE INDEX ON "wéird schema"."Order-Items ""v2"""')
     covering = s["indexes"][qname(W, "naïve_uq")]
     assert covering["unique"] and covering["keys"] == ['"naïve col"'] and covering["include"] == ['"quoted""col"']
     parent, child = s["tables"][qname(W, "events-by-month")], s["tables"][qname(W, "events-2026-01")]
