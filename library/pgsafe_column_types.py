@@ -9,10 +9,10 @@ DOCUMENTATION = r"""
 module: pgsafe_column_types
 short_description: Bring columns across related tables to declared types, then create and validate FKs
 description:
-  - Plans one unit from the declared C(changes) and C(foreign_keys) and the live catalog (columns, FKs,
+  - "Plans one unit from the declared C(changes) and C(foreign_keys) and the live catalog (columns, FKs,
     indexes, dependent views, defaults), prechecks it on the real data with the exact cast that will run, then
     drops the FKs on the changed columns, converts parents and children together, recreates the FKs and adds the
-    declared ones C(NOT VALID), and validates each of them.
+    declared ones C(NOT VALID), and validates each of them."
   - "Precheck (read only): every non-null value that does not cast is listed (count, sample primary keys and
     values); values that cast but normalise (upper case, braces, no hyphens) are reported; two values of a unique
     column that become one value are a collision that stops the plan; orphans of each FK to create are found
@@ -189,7 +189,10 @@ message:
   returned: always
   type: str
 plan:
-  description: The plan (changes with from/to types, foreign keys with their state, views, steps, strategy).
+  description:
+    - The plan (changes with from/to types, foreign keys with their state, views, steps, strategy), with
+      C(touched_objects), C(changed_objects) and C(guard_objects) (tables whose rows or columns can change, what
+      the backup must cover) as C(schema.table) lists, C(fingerprint_explanations) and C(report_items).
   returned: always
   type: dict
 hazards:
@@ -229,6 +232,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_identifiers import quote_ident
 from ansible.module_utils.pgsafe_typechange import (
     Runner,
     TypeChangeError,
@@ -260,7 +264,28 @@ def public_plan(plan):
     out = {k: v for k, v in plan.items() if not k.startswith("_") and k != "touched_keys"}
     out["drop_fks"] = [{k: v for k, v in f.items()} for f in plan["drop_fks"]]
     out["views"] = [{k: v for k, v in x.items() if k != "oid"} for x in plan["views"]]
+    out["touched_objects"] = [object_key(*k) for k in plan["touched_keys"]]
+    out["changed_objects"] = list(dict.fromkeys(object_key(c["schema"], c["table"]) for c in plan["changes"]))
+    guard = [object_key(c["schema"], c["table"]) for c in plan["changes"]]
+    guard += [object_key(f["schema"], f["table"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
+    guard += [object_key(f["schema"], f["table"]) for f in plan["drop_fks"]]
+    out["guard_objects"] = list(dict.fromkeys(guard))
+    out["fingerprint_explanations"] = [
+        {"kind": "cast", "table": object_key(c["schema"], c["table"]), "column": c["column"]}
+        for c in plan["changes"] if c["needs_type"]]
+    out["report_items"] = [
+        {"object": object_key(c["schema"], c["table"]) + "." + c["column"], "before": c["from_type"], "after": c["type"],
+         "state": "convert" if c["needs_type"] else "converged"} for c in plan["changes"]] + [
+        {"object": "FK " + f["name"], "before": f["state"], "after": "valid",
+         "state": "converged" if f["state"] == "valid" else "create"} for f in plan["foreign_keys"]]
     return out
+
+
+def object_key(schema, table):
+    """schema.table as the backup and fingerprint modules take it (parts quoted only when needed)."""
+    def part(x):
+        return quote_ident(x) if ("." in x or '"' in x) else x
+    return part(schema) + "." + part(table)
 
 
 def available_disk(cur, params):

@@ -12,8 +12,8 @@ description:
   - Re-inserts every not yet restored row quarantined by C(run_id) (parents before children, the reverse of
     their removal), in one transaction, and checks that each restored row hashes (sha256 of its jsonb) exactly like
     the quarantined copy; any difference or error rolls everything back.
-  - Rows rejected by a foreign key (e.g. orphans put back while the new FK exists) make it fail with the fix:
-    run the change's rollback SQL first, or restore the missing parent.
+  - "Rows rejected by a foreign key (e.g. orphans put back while the new FK exists) make it fail with the fix:
+    run the change's rollback SQL first, or restore the missing parent."
   - Marks restored rows with C(restored_at); a second run restores nothing (C(changed=false)).
   - Check mode counts what would be restored, in a READ ONLY transaction.
 version_added: "0.1.0"
@@ -44,7 +44,7 @@ restored:
   returned: always
   type: dict
 pending:
-  description: Rows still quarantined for the run per table (check mode: what would be restored).
+  description: Rows still quarantined for the run per table (in check mode, what would be restored).
   returned: always
   type: dict
 """
