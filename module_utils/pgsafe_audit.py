@@ -160,14 +160,16 @@ def audit(conn, tables, sample_seconds=30, app_path=None, code_prefix="", sleep=
     results = []
     for t in targets:
         if not t["exists"]:
-            results.append({"table": t["table"], "verdict": "absent", "evidence": ["table does not exist"]})
+            results.append({"table": t["table"], "schema": t["schema"], "name": t["name"], "verdict": "absent",
+                            "evidence": ["table does not exist"]})
             continue
         idents = code_identifiers(t["name"], code_prefix)
         code = scan_code(app_path, idents) if app_path else None
         v, why = verdict(before[t["table"]], after[t["table"]], code)
         b, a = before[t["table"]], after[t["table"]]
         results.append({
-            "table": t["table"], "verdict": v, "evidence": why, "rows": a["rows"], "rows_before": b["rows"],
+            "table": t["table"], "schema": t["schema"], "name": t["name"], "verdict": v, "evidence": why,
+            "rows": a["rows"], "rows_before": b["rows"],
             "size_bytes": t["size_bytes"], "sample_seconds": round(a["at"] - b["at"], 1),
             "writes": {k: a["stats"][k] - b["stats"][k] for k in ("n_tup_ins", "n_tup_upd", "n_tup_del")},
             "lifetime_writes": {k: a["stats"][k] for k in ("n_tup_ins", "n_tup_upd", "n_tup_del")},

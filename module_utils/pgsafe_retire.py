@@ -305,6 +305,7 @@ def plan(cur, items):
         deps = dependencies(cur, spec["schema"], spec["name"], leaving=existing) if oid is not None else []
         action, reason = decide(spec, oid is not None, rows, deps, record)
         result.append(dict(spec, table=qualified(spec["schema"], spec["name"]), exists=oid is not None,
+                           backup_object="{0}.{1}".format(spec["schema"], spec["name"]),
                            row_count=rows, size_bytes=table_size(cur, oid) if oid is not None else None,
                            dependencies=deps, action=action, reason=reason, quarantine=record))
     return result

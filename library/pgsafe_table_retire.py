@@ -1,0 +1,255 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module pgsafe_table_retire: safe drop (quarantine), restore and purge of tables."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pgsafe_table_retire
+short_description: Retire unused tables into a quarantine schema, restore them, or purge them after retention
+description:
+  - I(state=retired) moves each table of I(tables) into the quarantine schema (C(ALTER TABLE ... SET SCHEMA),
+    collision-free derived name, recorded in C(pgsafe.quarantined_object) with a retention date) when an exact
+    count says it is empty (or equals its declared I(expected_rows)) and nothing that stays depends on it
+    (inbound foreign keys, views, policies, defaults, triggers, functions by pg_depend and by body search,
+    sequences it owns that others use).
+  - Emptiness and dependents are checked again under ACCESS EXCLUSIVE inside the transaction that moves the
+    table; a table that is not empty is skipped and reported with its row count, whatever the plan says.
+    Each table moves in a transaction of its own.
+  - I(state=restored) moves quarantined tables back under their original names in one step (by name, or every
+    table quarantined by I(restore_run_id)). I(state=purged) drops (RESTRICT, never CASCADE) quarantined
+    tables whose retention expired, only with the I(backup_id) of their final dump.
+  - Check mode plans in a READ ONLY transaction (no lock, no DDL). Diff mode shows where each table is before
+    and after. A second run reports changed=false.
+  - The backup guard is the caller's job (roles C(table_cleanup) and C(table_merge) run it first).
+version_added: "0.1.0"
+author: pgsafe maintainers
+extends_documentation_fragment:
+  - pgsafe_connection
+options:
+  state:
+    description: C(retired) (quarantine), C(restored) (move back) or C(purged) (drop expired quarantined tables).
+    type: str
+    choices: [retired, restored, purged]
+    default: retired
+  tables:
+    description:
+      - Tables, as C(name), C(schema.name) or C({name, schema, expected_rows}). C(expected_rows) defaults to 0.
+      - With I(state=restored), the original names of the tables to move back.
+      - With I(state=purged), optional filter on original names (default every expired one).
+    type: list
+    elements: raw
+    default: []
+  run_id:
+    description: Run id recorded in the journal and in C(pgsafe.quarantined_object).
+    type: str
+    required: true
+  retention_days:
+    description: Days a retired table is kept in quarantine before it may be purged.
+    type: int
+    default: 30
+  reason:
+    description: Why the tables are retired (recorded).
+    type: str
+    default: unused table (Sprint 90 cleanup)
+  backup_id:
+    description: The verified backup that covers the tables (recorded; required with I(state=purged)).
+    type: str
+  restore_run_id:
+    description: With I(state=restored), move back every table quarantined by this run.
+    type: str
+  lock_timeout:
+    description: lock_timeout for the ACCESS EXCLUSIVE lock on each table.
+    type: str
+    default: 5s
+  fail_on_skipped:
+    description: Fail (after moving the tables that qualify) when a table was skipped or blocked.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Retire the tables found empty in prod
+  pgsafe_table_retire:
+    run_id: "{{ run_context_run_id }}"
+    tables: [bazaar-vid_component_error, bazaar-vid_patch, {name: api_usage_metric, expected_rows: 0}]
+    backup_id: "{{ backup_guard_result.backup_id }}"
+
+- name: Put them back (rollback)
+  pgsafe_table_retire:
+    run_id: "{{ run_context_run_id }}"
+    state: restored
+    restore_run_id: 20261125T160000Z-abc123
+"""
+
+RETURN = r"""
+tables:
+  description: One entry per table - table, action (retire|retired|skip|blocked|converged|absent|restore|restored|
+    purge|purged), reason, row_count, dependencies, quarantine_table, retain_until.
+  returned: always
+  type: list
+  elements: dict
+skipped:
+  description: Tables left in place because they hold rows (or not the declared count), with their row counts.
+  returned: always
+  type: list
+  elements: dict
+blocked:
+  description: Tables left in place because something that stays depends on them.
+  returned: always
+  type: list
+  elements: dict
+report_items:
+  description: Flat rows for the run report (table, action, row_count, reason, quarantine_table, retain_until).
+  returned: always
+  type: list
+  elements: dict
+diff:
+  description: Where each table is before and after.
+  returned: when diff mode
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_retire import (RetireError, ensure_retire_schema, normalize_table_spec, plan,
+                                                purge_table, purgeable, restorable, restore_table, retire_table)
+
+
+def _retire(module, conn):
+    params = module.params
+    with conn.cursor() as cur:
+        planned = plan(cur, params["tables"])
+    conn.rollback()
+    if module.check_mode:
+        return planned
+    with conn.cursor() as cur:
+        ensure_meta_schema(cur)
+        ensure_retire_schema(cur)
+    conn.commit()
+    leaving = [(p["schema"], p["name"]) for p in planned if p["action"] == "retire"]
+    results = []
+    for entry in planned:
+        if entry["action"] != "retire":
+            results.append(entry)
+            continue
+        try:
+            with conn.cursor() as cur:
+                done = retire_table(cur, params["run_id"], entry, retention_days=params["retention_days"],
+                                    reason=params["reason"], leaving=leaving,
+                                    details={"backup_id": params["backup_id"]})
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+        results.append(done)
+    return results
+
+
+def _restore(module, conn):
+    params = module.params
+    with conn.cursor() as cur:
+        records = []
+        for item in params["tables"]:
+            found = restorable(cur, item=item)
+            if not found:
+                spec = normalize_table_spec(item)
+                raise RetireError("no quarantine record for {0}.{1}: nothing to restore from quarantine (restore it "
+                                  "from a backup with playbooks/restore.yml)".format(spec["schema"], spec["name"]))
+            records.extend(found)
+        if params["restore_run_id"]:
+            records.extend(restorable(cur, run_id=params["restore_run_id"]))
+    results = []
+    for record in records:
+        try:
+            with conn.cursor() as cur:
+                results.append(restore_table(cur, params["run_id"], record, apply=not module.check_mode))
+            conn.rollback() if module.check_mode else conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return results
+
+
+def _purge(module, conn):
+    params = module.params
+    wanted = {(s["schema"], s["name"]) for s in map(normalize_table_spec, params["tables"])}
+    with conn.cursor() as cur:
+        records = [r for r in purgeable(cur) if not wanted or (r["schema"], r["name"]) in wanted]
+    conn.rollback()
+    if module.check_mode:
+        return [dict(r, action="purge", reason="retention expired {0}".format(r["retain_until"])) for r in records]
+    results = []
+    for record in records:
+        try:
+            with conn.cursor() as cur:
+                results.append(purge_table(cur, params["run_id"], record, params["backup_id"]))
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return results
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            state=dict(type="str", default="retired", choices=["retired", "restored", "purged"]),
+            tables=dict(type="list", elements="raw", default=[]),
+            run_id=dict(type="str", required=True),
+            retention_days=dict(type="int", default=30),
+            reason=dict(type="str", default="unused table (Sprint 90 cleanup)"),
+            backup_id=dict(type="str"),
+            restore_run_id=dict(type="str"),
+            lock_timeout=dict(type="str", default="5s"),
+            fail_on_skipped=dict(type="bool", default=False),
+        ),
+        required_if=[("state", "purged", ("backup_id",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        conn = connect(params, read_only=module.check_mode, settings={"lock_timeout": params["lock_timeout"]})
+    except ConnectionFailure as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        handler = {"retired": _retire, "restored": _restore, "purged": _purge}[params["state"]]
+        results = handler(module, conn)
+    except (RetireError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # noqa: BLE001 - database errors: name them, nothing was committed for that table
+        module.fail_json(msg="{0} failed: {1} (the table being handled was left as it was; fix and re-run)".format(
+            params["state"], " ".join(str(exc).split())))
+    finally:
+        conn.close()
+    done_actions = {"retired", "restored", "purged", "retire", "restore", "purge"}
+    changed = any(r["action"] in done_actions for r in results)
+    skipped = [{"table": r["table"], "row_count": r.get("row_count"), "reason": r["reason"]}
+               for r in results if r["action"] == "skip"]
+    blocked = [{"table": r["table"], "reason": r["reason"]} for r in results if r["action"] == "blocked"]
+    report_items = [{"table": r.get("table") or r.get("original"), "action": r["action"],
+                     "row_count": r.get("row_count"), "reason": r.get("reason"),
+                     "quarantine_table": r.get("quarantine_table") or (r.get("table") if params["state"] == "purged"
+                                                                       else None),
+                     "retain_until": r.get("retain_until")} for r in results]
+    out = {"changed": changed, "tables": results, "skipped": skipped, "blocked": blocked,
+           "report_items": report_items}
+    if module._diff:
+        out["diff"] = {
+            "before": "\n".join("{0}: {1}".format(r["table"], "in place" if r["action"] not in ("restored", "restore")
+                                                  else "in quarantine") for r in results) + "\n",
+            "after": "\n".join("{0}: {1}".format(r["table"], {
+                "retired": "in " + str(r.get("quarantine_table")), "retire": "would move to quarantine",
+                "restored": "in place", "restore": "in place", "purged": "dropped after backup",
+                "purge": "would be dropped"}.get(r["action"], "unchanged ({0})".format(r["action"])))
+                for r in results) + "\n"}
+    if params["fail_on_skipped"] and (skipped or blocked):
+        module.fail_json(msg="tables left in place: " + "; ".join("{0}: {1}".format(x["table"], x["reason"])
+                                                                  for x in skipped + blocked), **out)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
