@@ -1,12 +1,63 @@
 #!/usr/bin/env bash
-# Molecule scenarios (molecule/*) on Postgres 15 and 17; filled in by the Molecule work.
+# make molecule: every Molecule scenario (molecule/*/molecule.yml) on each PostgreSQL version.
+#
+#   tools/molecule.sh [scenario ...]            default: every scenario
+#   PGSAFE_PG_VERSIONS="15 17"                  versions, one after the other (default "15 17")
+#   PGSAFE_ENGINE=podman|docker                 container engine (default: podman, installed when missing)
+#   PGSAFE_PG_IMAGE=docker.io/library/postgres:{version}
+#                                               image ({version} replaced); default: build
+#                                               localhost/pgsafe-postgres:<version> offline (tools/build_pg_image.sh)
+#   PGSAFE_MOLECULE_SCALE=1                     fixture scale
+#   PGSAFE_MOLECULE_ACTION=test                 molecule command (test, converge, verify, destroy, ...)
+#
+# Each (scenario, version) gets its own Molecule ephemeral directory (inventory, secrets, state, the
+# runs' artifacts) under PGSAFE_MOLECULE_WORKDIR (default ~/.cache/pgsafe-molecule/<checkout>/, out of
+# the tree so linters never see generated files), its own containers and its own loopback ports,
+# so versions can also run side by side.  Prints one timing line per run and a summary; exits non-zero
+# when any run failed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scenarios=$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' 2>/dev/null | xargs -r -n1 basename | sort)
-if [ -z "$scenarios" ]; then
-  echo "molecule: no scenarios yet"
-  exit 0
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export ANSIBLE_CONFIG="$root/ansible.cfg" ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
+export PATH="$root/.venv/bin:$PATH"
+
+if (($#)); then
+  scenarios="$*"
+else
+  scenarios=$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -r -n1 basename | sort)
 fi
+[ -n "$scenarios" ] || { echo "molecule: no scenarios"; exit 0; }
+versions=${PGSAFE_PG_VERSIONS:-15 17}
+action=${PGSAFE_MOLECULE_ACTION:-test}
+
+eval "$(tools/container_engine.sh ensure)"
+echo "molecule: engine $PGSAFE_ENGINE, PostgreSQL $versions, scenarios $(echo $scenarios)"
+
+if [ -z "${PGSAFE_PG_IMAGE:-}" ]; then
+  for v in $versions; do
+    tools/build_pg_image.sh "$v"
+  done
+fi
+
+# The scenarios link the Sprint 90 plans (inventories/local/host_vars) into their inventory.
+mkdir -p inventories/local/host_vars
+
+workdir=${PGSAFE_MOLECULE_WORKDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pgsafe-molecule/$(basename "$root")-$(printf %s "$root" | sha256sum | cut -c1-8)}
+
+summary=()
+failed=0
 for s in $scenarios; do
-  .venv/bin/molecule test -s "$s"
+  for v in $versions; do
+    export PGSAFE_PG_VERSION=$v
+    export MOLECULE_EPHEMERAL_DIRECTORY="$workdir/$s-pg$v"
+    mkdir -p "$MOLECULE_EPHEMERAL_DIRECTORY"
+    start=$(date +%s)
+    echo "== molecule $action -s $s (PostgreSQL $v)"
+    if molecule "$action" -s "$s"; then status=passed; else status=FAILED; failed=1; fi
+    line="molecule $s pg$v: $status in $(( $(date +%s) - start ))s"
+    echo "$line (work directory: $MOLECULE_EPHEMERAL_DIRECTORY)"
+    summary+=("$line")
+  done
 done
+printf '%s\n' "${summary[@]}"
+exit $failed
