@@ -447,7 +447,7 @@ def purgeable(cur, include_unexpired=False):
     cur.execute("""
         SELECT q.id, q.original_schema, q.original_name, q.quarantine_schema, q.quarantine_name, q.retain_until,
                q.row_count, (q.retain_until <= now()) AS expired,
-               to_regclass(format('%%I.%%I', q.quarantine_schema, q.quarantine_name)) IS NOT NULL AS present
+               to_regclass(format('%I.%I', q.quarantine_schema, q.quarantine_name)) IS NOT NULL AS present
           FROM pgsafe.quarantined_object q
          WHERE q.kind = 'table' AND q.restored_at IS NULL AND q.purged_at IS NULL
          ORDER BY q.id

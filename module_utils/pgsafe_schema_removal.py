@@ -270,9 +270,17 @@ def informational(cur, schema, info):
 
 
 def _count_rows(cur, schema, table):
+    """Exact row count, or a note when the login may not read the table (the plan goes on)."""
     sql = _sql()
-    cur.execute(sql.SQL("SELECT count(*) FROM {0}.{1}").format(sql.Identifier(schema), sql.Identifier(table)))
-    return cur.fetchone()[0]
+    cur.execute("SAVEPOINT pgsafe_count")
+    try:
+        cur.execute(sql.SQL("SELECT count(*) FROM {0}.{1}").format(sql.Identifier(schema), sql.Identifier(table)))
+        rows = cur.fetchone()[0]
+    except Exception as exc:  # noqa: BLE001 - e.g. permission denied: reported, not fatal to the plan
+        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_count")
+        rows = "unknown ({0})".format(str(exc).splitlines()[0])
+    cur.execute("RELEASE SAVEPOINT pgsafe_count")
+    return rows
 
 
 def plan(cur, schemas, allow_dependents=(), independent=False):
