@@ -203,7 +203,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import CONNECTION_OPTION_NAMES, ConnectionFailure, connection_argument_spec
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots, flat_items, render_html, render_markdown, summarize
 from ansible.module_utils.pgsafe_snapshot import (DEFAULT_IGNORE_SCHEMAS, SnapshotSourceError, ddl_snapshot,
-                                                  live_snapshot, read_snapshot_file, schema_fingerprint)
+                                                  live_snapshot, read_snapshot_file, run_concurrently,
+                                                  schema_fingerprint)
 
 SIDE_OPTIONS = dict(source=dict(type="str", choices=["live", "snapshot", "ddl"], default="live"),
                     path=dict(type="path"), connection=dict(type="dict", default={}), label=dict(type="str"))
@@ -231,14 +232,11 @@ def scratch_params(params):
 def load_side(module, side, ignore_schemas, ignore_patterns):
     params = module.params
     source, path = params[side + "_source"], params[side + "_path"]
-    if source in ("snapshot", "ddl") and not path:
-        module.fail_json(msg="{0}_source={1} needs {0}_path (the {2} file)".format(
-            side, source, "snapshot" if source == "snapshot" else "SQL"))
     if source == "live":
         conn_params = {name: params.get(name) for name in CONNECTION_OPTION_NAMES}
         unknown = sorted(set(params[side + "_connection"]) - set(CONNECTION_OPTION_NAMES))
         if unknown:
-            module.fail_json(msg="{0}_connection has unknown options {1}; use {2}".format(
+            raise SnapshotSourceError("{0}_connection has unknown options {1}; use {2}".format(
                 side, ", ".join(unknown), ", ".join(CONNECTION_OPTION_NAMES)))
         conn_params.update({k: v for k, v in params[side + "_connection"].items() if v is not None})
         return live_snapshot(conn_params, ignore_schemas, ignore_patterns)
@@ -270,15 +268,27 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     ignore_schemas = tuple(DEFAULT_IGNORE_SCHEMAS) + tuple(params["ignore_schemas"])
-    sides = {}
-    for side in ("left", "right"):
-        try:
-            sides[side] = load_side(module, side, ignore_schemas, params["ignore_patterns"])
-        except (ConnectionFailure, SnapshotSourceError) as exc:
-            module.fail_json(msg="{0} side ({1}): {2}".format(side, params[side + "_label"], exc))
-        except Exception as exc:  # noqa: BLE001 - any catalog/psycopg2 error, with the side named
-            module.fail_json(msg="{0} side ({1}): cannot read the schema: {2}".format(
-                side, params[side + "_label"], " ".join(str(exc).split())))
+    def loader(side):
+        def load():
+            try:
+                return load_side(module, side, ignore_schemas, params["ignore_patterns"]), None
+            except (ConnectionFailure, SnapshotSourceError) as exc:
+                return None, "{0} side ({1}): {2}".format(side, params[side + "_label"], exc)
+            except Exception as exc:  # noqa: BLE001 - any catalog/psycopg2 error, with the side named
+                return None, "{0} side ({1}): cannot read the schema: {2}".format(
+                    side, params[side + "_label"], " ".join(str(exc).split()))
+        return load
+
+    for side in ("left", "right"):  # option errors first, before anything is read
+        if params[side + "_source"] in ("snapshot", "ddl") and not params[side + "_path"]:
+            module.fail_json(msg="{0}_source={1} needs {0}_path (the {2} file)".format(
+                side, params[side + "_source"], "snapshot" if params[side + "_source"] == "snapshot" else "SQL"))
+    # Both sides are read at the same time (each waits on its own server).
+    loaded = run_concurrently(loader("left"), loader("right"))
+    errors = [error for _, error in loaded if error]
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+    sides = {"left": loaded[0][0], "right": loaded[1][0]}
     diffs = diff_snapshots(sides["left"], sides["right"],
                            ignore={"schemas": params["ignore_schemas"], "patterns": params["ignore_patterns"]})
     result = summarize(diffs)

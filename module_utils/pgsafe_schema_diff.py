@@ -34,6 +34,8 @@ AE = "ACCESS EXCLUSIVE"
 COMMENT_LOCK = "SHARE UPDATE EXCLUSIVE"
 VOLATILE_DEFAULTS = ("gen_random_uuid", "uuid_generate", "random(", "nextval(", "clock_timestamp", "timeofday")
 TEXT_TYPES = ("text", "character varying")
+TABLE_ATTRIBUTES = ("kind", "persistence", "partition_key", "partition_of", "partition_bound", "rls_enabled",
+                    "rls_forced", "options")
 INT_RANK = {"smallint": 1, "integer": 2, "bigint": 3}
 _TYPE_RE = re.compile(r"^(?P<base>.*?)(?:\((?P<mods>[^()]*)\))?(?P<array>(\[\])*)$")
 _CONSTRAINT_TAIL = re.compile(r"( DEFERRABLE)?( INITIALLY (DEFERRED|IMMEDIATE))?( NOT VALID)?$")
@@ -178,6 +180,8 @@ def _brief_table(t):
 def _column_diffs(tkey, ltable, rtable):
     out = []
     lcols, rcols = ltable["columns"], rtable["columns"]
+    if lcols == rcols:
+        return out
     for name in list(rcols) + [c for c in lcols if c not in rcols]:
         lc, rc = lcols.get(name), rcols.get(name)
         obj = "{0}.{1}".format(tkey, '"' + name.replace('"', '""') + '"')
@@ -280,10 +284,13 @@ def _constraint_add_hazard(con, ltable):
 
 def _constraint_diffs(key, lc, rc, ltable, left_snap):
     del left_snap
-    blocking = rc.get("type") in ("primary key", "unique", "foreign key")
     out = []
-    ldef, rdef = normalize_constraint_definition(lc["definition"]), normalize_constraint_definition(rc["definition"])
-    if lc.get("type") != rc.get("type") or ldef != rdef:
+    if lc == rc:
+        return out
+    blocking = rc.get("type") in ("primary key", "unique", "foreign key")
+    same = lc["definition"] == rc["definition"] or (
+        normalize_constraint_definition(lc["definition"]) == normalize_constraint_definition(rc["definition"]))
+    if lc.get("type") != rc.get("type") or not same:
         hz = _constraint_add_hazard(rc, ltable)
         hz["note"] = "drop and re-create: " + hz["note"]
         out.append(_diff("constraint", key, "definition", lc["definition"], rc["definition"],
@@ -392,14 +399,14 @@ def diff_snapshots(left, right, ignore=None):
                                  "keep a verified backup instead").format(table_size_text(lt))),
                              _brief_table)
             continue
-        out += _attr_diffs("table", key, lt, rt, ("kind", "persistence", "partition_key", "partition_of",
-                                                  "partition_bound", "rls_enabled", "rls_forced", "options"),
-                           _classify_table_attr(lt))
+        if any(lt.get(a) != rt.get(a) for a in TABLE_ATTRIBUTES):
+            out += _attr_diffs("table", key, lt, rt, TABLE_ATTRIBUTES, _classify_table_attr(lt))
         out += _comment_diff("table", key, lt.get("comment"), rt.get("comment"))
-        out += _column_diffs(key, lt, rt)
-        order = column_order_difference(key, lt, rt)
-        if order:
-            out.append(order)
+        if lt["columns"] != rt["columns"]:
+            out += _column_diffs(key, lt, rt)
+            order = column_order_difference(key, lt, rt)
+            if order:
+                out.append(order)
 
     # constraints (only on tables present on both sides: a missing table takes its constraints with it)
     both = {k for k in left["tables"] if k in right["tables"]}
@@ -441,6 +448,8 @@ def diff_snapshots(left, right, ignore=None):
                                                 "no data lost"), "index extra"))
     for key in sorted(set(lidx) & set(ridx)):
         li, ri = lidx[key], ridx[key]
+        if li == ri:
+            continue
         if li["definition"] != ri["definition"] and not (li["constraint_backed"] and ri["constraint_backed"]):
             hz = _index_add_hazard(ri, left["tables"].get(ri["table"]))
             hz["note"] = "drop and re-create: " + hz["note"]

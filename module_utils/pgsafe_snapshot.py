@@ -78,75 +78,73 @@ QUERIES = {
          WHERE {ns} AND {ext}
     """.format(c=_comment("n", "pg_namespace"), ns=_NS_FILTER, ext=_not_extension_member("n", "pg_namespace")),
     "relations": """
-        SELECT n.nspname, c.relname, c.relkind, c.relpersistence, c.reltuples::float8,
+        SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.reltuples::float8,
                c.relpages::bigint * current_setting('block_size')::bigint,
                c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
                CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-               c.relispartition,
-               (SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
-                  JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid AND c.relispartition),
-               (SELECT quote_ident(pn.nspname) || '.' || quote_ident(pc.relname) FROM pg_inherits i
-                  JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-                 WHERE i.inhrelid = c.oid AND c.relispartition),
+               CASE WHEN c.relispartition THEN
+                   (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid) END,
                CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
                d_c.description
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {c}
          WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {ns} AND {ext}
     """.format(c=_comment("c", "pg_class"), ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
+    # Defaults print with relation 0 (no relation open per row: that is what makes pg_get_expr slow);
+    # generated columns reference other columns, so they get their relation.
     "columns": """
-        SELECT n.nspname, c.relname, c.relkind, a.attname,
-               row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum),
-               format_type(a.atttypid, a.atttypmod), a.attnotnull,
-               pg_get_expr(ad.adbin, ad.adrelid), a.attidentity, a.attgenerated,
-               CASE WHEN a.attcollation <> t.typcollation THEN co.collname END,
-               d_a.description
+        SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(ad.adbin, CASE WHEN a.attgenerated <> '' THEN ad.adrelid ELSE 0 END),
+               a.attidentity, a.attgenerated,
+               CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation END, d_a.description
           FROM pg_attribute a
           JOIN pg_class c ON c.oid = a.attrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_type t ON t.oid = a.atttypid
           LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-          LEFT JOIN pg_collation co ON co.oid = a.attcollation
           LEFT JOIN pg_description d_a ON d_a.objoid = a.attrelid AND d_a.classoid = 'pg_class'::regclass
                                       AND d_a.objsubid = a.attnum
-         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
-           AND {ns} AND {ext}
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {ns}
          ORDER BY a.attrelid, a.attnum
-    """.format(ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
+    """.format(ns=_NS_FILTER),
+    "collations": """
+        SELECT co.oid, co.collname, n.nspname FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+    """,
+    "opclasses": """
+        SELECT oc.oid, oc.opcname, n.nspname FROM pg_opclass oc JOIN pg_namespace n ON n.oid = oc.opcnamespace
+         WHERE NOT oc.opcdefault
+    """,
+    # Foreign keys, primary keys and unique constraints are spelled from their parts (pg_get_constraintdef
+    # costs a catalog walk per row); checks and exclusions are printed by the server.
     "constraints": """
-        SELECT n.nspname, c.relname, con.conname, con.contype, pg_get_constraintdef(con.oid),
-               con.condeferrable, con.condeferred, con.convalidated,
-               ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
-                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.ord)::text[],
-               CASE WHEN con.contype = 'f' THEN quote_ident(fn.nspname) || '.' || quote_ident(fc.relname) END,
-               ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
-                       JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.ord)::text[],
-               con.confupdtype, con.confdeltype, con.confmatchtype, d_con.description
+        SELECT con.conrelid, con.conname, con.contype,
+               CASE WHEN con.contype NOT IN ('f', 'p', 'u') THEN pg_get_constraintdef(con.oid) END,
+               con.condeferrable, con.condeferred, con.convalidated, array_to_string(con.conkey, ' '), con.confrelid,
+               array_to_string(con.confkey, ' '), con.confupdtype, con.confdeltype, con.confmatchtype, con.conindid,
+               d_con.description
           FROM pg_constraint con
           JOIN pg_class c ON c.oid = con.conrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
-          LEFT JOIN pg_class fc ON fc.oid = con.confrelid
-          LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
           {c}
-         WHERE con.conrelid <> 0 AND con.conparentid = 0 AND {ns} AND {ext}
-    """.format(c=_comment("con", "pg_constraint"), ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
+         WHERE con.conrelid <> 0 AND con.conparentid = 0 AND {ns}
+    """.format(c=_comment("con", "pg_constraint"), ns=_NS_FILTER),
+    # Index definitions are assembled from their parts too (pg_get_indexdef looks up the default
+    # operator class of every key: slow); only expression keys are printed by the server.
     "indexes": """
-        SELECT n.nspname, ic.relname, c.relname, am.amname, i.indisunique, i.indisprimary,
-               i.indisvalid, i.indisready, i.indnkeyatts,
-               ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnatts) k)::text[],
-               pg_get_expr(i.indpred, i.indrelid, true),
-               pg_get_indexdef(i.indexrelid), quote_ident(ic.relname),
-               EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid
-                          AND k.contype IN ('p', 'u', 'x')),
-               d_ic.description
+        SELECT i.indrelid, ic.relname, am.amname, i.indisunique, i.indisprimary, i.indisvalid AND i.indisready,
+               i.indnkeyatts, i.indkey::text, i.indclass::text, i.indcollation::text, i.indoption::text,
+               CASE WHEN i.indexprs IS NOT NULL THEN
+                    ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                            FROM generate_series(1, i.indnatts) k)::text[] END,
+               pg_get_expr(i.indpred, i.indrelid, true), ic.reloptions, i.indexrelid, d_ic.description
           FROM pg_index i
           JOIN pg_class ic ON ic.oid = i.indexrelid
           JOIN pg_class c ON c.oid = i.indrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_am am ON am.oid = ic.relam
           {c}
-         WHERE c.relkind IN ('r', 'p', 'm', 'f') AND NOT ic.relispartition AND {ns} AND {ext}
-    """.format(c=_comment("ic", "pg_class"), ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
+         WHERE c.relkind IN ('r', 'p', 'm', 'f') AND NOT ic.relispartition AND {ns}
+    """.format(c=_comment("ic", "pg_class"), ns=_NS_FILTER),
     "functions": """
         SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
                CASE WHEN p.prokind IN ('f', 'w') THEN pg_get_function_result(p.oid) END,
@@ -232,6 +230,15 @@ def qname(*parts):
     return ".".join(quote_ident(p) for p in parts)
 
 
+def _q(name):
+    """quote_ident for names read from the catalog (valid by construction: no checks, it runs 100,000 times)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qn(*parts):
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+
+
 def plain_name(*parts):
     """Unquoted dotted name, what ignore patterns match (``public.bazaar-vid_exports``)."""
     return ".".join(parts)
@@ -247,11 +254,17 @@ class _Filter:
     def ignored(self, schema, *names):
         if schema in self.schemas:
             return True
+        if not self.patterns:
+            return False
         for depth in range(1, len(names) + 1):
             text = plain_name(schema, *names[:depth])
             if any(fnmatch.fnmatchcase(text, pattern) for pattern in self.patterns):
                 return True
         return False
+
+
+def _idents(names):
+    return ", ".join('"' + n.replace('"', '""') + '"' for n in names)
 
 
 def _without_name(definition, keyword, quoted_name):
@@ -260,8 +273,9 @@ def _without_name(definition, keyword, quoted_name):
 
 
 def _pin_settings(cur):
-    for name, value in PINNED_SETTINGS:
-        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+    settings = PINNED_SETTINGS + (("work_mem", "64MB"),)  # sorts of big catalogs stay in memory
+    cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
+                [item for pair in settings for item in pair])
 
 
 def _rows(cur, kind, ignore_schemas):
@@ -296,64 +310,133 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
 
     for schema, comment in _rows(cur, "schemas", ignore_schemas):
         if not flt.ignored(schema):
-            snap["schemas"][quote_ident(schema)] = {"name": schema, "comment": comment}
+            snap["schemas"][_q(schema)] = {"name": schema, "comment": comment}
 
-    for (schema, name, relkind, persistence, reltuples, est_bytes, rls, rls_forced, options, partkey,
-         is_partition, parent_plain, parent, bound, viewdef, comment) in _rows(cur, "relations", ignore_schemas):
+    rels = {}  # oid -> (schema, name, key, owner dict)
+    rows = _rows(cur, "relations", ignore_schemas)
+    names_by_oid = {row[0]: (row[1], row[2]) for row in rows}
+    for (oid, schema, name, relkind, persistence, reltuples, est_bytes, rls, rls_forced, options, partkey,
+         parent_oid, bound, viewdef, comment) in rows:
         if flt.ignored(schema, name):
             continue
-        key = qname(schema, name)
+        key = _qn(schema, name)
         if relkind in ("v", "m"):
-            snap["views"][key] = {"schema": schema, "name": name, "kind": RELKIND[relkind],
-                                  "definition": " ".join((viewdef or "").split()), "comment": comment,
-                                  "columns": {}}
-            continue
-        del parent_plain
-        snap["tables"][key] = {
-            "schema": schema, "name": name, "kind": RELKIND[relkind],
-            "persistence": {"p": "permanent", "u": "unlogged", "t": "temporary"}.get(persistence, persistence),
-            "partition_key": partkey, "partition_of": parent if is_partition else None,
-            "partition_bound": bound, "rls_enabled": bool(rls), "rls_forced": bool(rls_forced),
-            "options": sorted(options or []), "comment": comment, "columns": {},
-            "reltuples": max(reltuples or 0.0, 0.0), "estimated_bytes": int(est_bytes or 0),
-        }
+            obj = snap["views"][key] = {"schema": schema, "name": name, "kind": RELKIND[relkind],
+                                        "definition": " ".join((viewdef or "").split()), "comment": comment,
+                                        "columns": {}}
+        else:
+            parent = names_by_oid.get(parent_oid) if parent_oid else None
+            obj = snap["tables"][key] = {
+                "schema": schema, "name": name, "kind": RELKIND[relkind],
+                "persistence": {"p": "permanent", "u": "unlogged", "t": "temporary"}.get(persistence, persistence),
+                "partition_key": partkey, "partition_of": _qn(*parent) if parent else None,
+                "partition_bound": bound, "rls_enabled": bool(rls), "rls_forced": bool(rls_forced),
+                "options": sorted(options or []), "comment": comment, "columns": {},
+                "reltuples": max(reltuples or 0.0, 0.0), "estimated_bytes": int(est_bytes or 0),
+            }
+        rels[oid] = (schema, name, key, obj)
 
-    for (schema, name, relkind, column, position, typ, notnull, default, identity, generated, collation,
-         comment) in _rows(cur, "columns", ignore_schemas):
-        owner = snap["views" if relkind in ("v", "m") else "tables"].get(qname(schema, name))
-        if owner is None or flt.ignored(schema, name, column):
+    collations = {oid: (name, nsp) for oid, name, nsp in _rows(cur, "collations", ignore_schemas)}
+    opclasses = {oid: (name, nsp) for oid, name, nsp in _rows(cur, "opclasses", ignore_schemas)}
+    attnames = {}  # (rel oid, attnum) -> (name, collation oid)
+    identities = {"a": "always", "d": "by default", "": None}
+    position, last, owner_columns, rel = 0, None, None, None
+    for (relid, attnum, column, typ, notnull, default, identity, generated, coll_oid,
+         comment) in _rows(cur, "columns", ignore_schemas):  # ordered by relation, attnum
+        attnames[(relid, attnum)] = (column, coll_oid)
+        if relid != last:
+            last, position = relid, 0
+            rel = rels.get(relid)
+            owner_columns = rel[3]["columns"] if rel is not None else None
+        if owner_columns is None:
             continue
-        owner["columns"][column] = {
-            "position": int(position), "type": typ, "not_null": bool(notnull), "default": default,
-            "identity": {"a": "always", "d": "by default"}.get(identity or ""),
-            "generated": "stored" if generated == "s" else None,
+        position += 1
+        if flt.patterns and flt.ignored(rel[0], rel[1], column):
+            continue
+        collation = None
+        if coll_oid:
+            coll = collations.get(coll_oid)
+            collation = coll[0] if coll and coll[1] == "pg_catalog" else (_qn(coll[1], coll[0]) if coll else None)
+        owner_columns[column] = {
+            "position": position, "type": typ, "not_null": notnull, "default": default,
+            "identity": identities.get(identity), "generated": "stored" if generated == "s" else None,
             "collation": collation, "comment": comment,
         }
 
-    for (schema, table, name, contype, definition, deferrable, deferred, validated, columns, ref_table,
-         ref_columns, upd, dele, match, comment) in _rows(cur, "constraints", ignore_schemas):
-        if qname(schema, table) not in snap["tables"] or flt.ignored(schema, table, name):
+    def colname(relid, num):
+        return (attnames.get((relid, num)) or ("#{0}".format(num), None))[0]
+
+    backing = {}  # index oid -> constraint
+    for (relid, name, contype, definition, deferrable, deferred, validated, conkey, frelid, confkey, upd, dele,
+         match, indid, comment) in _rows(cur, "constraints", ignore_schemas):
+        rel = rels.get(relid)
+        if rel is None or rel[3] is not snap["tables"].get(rel[2]) or flt.ignored(rel[0], rel[1], name):
             continue
-        item = {"schema": schema, "table": qname(schema, table), "name": name, "type": CONTYPE.get(contype, contype),
-                "definition": definition, "columns": list(columns or []), "deferrable": bool(deferrable),
+        cols = [colname(relid, int(k)) for k in (conkey or "").split()]
+        item = {"schema": rel[0], "table": rel[2], "name": name, "type": CONTYPE.get(contype, contype),
+                "definition": definition, "columns": cols, "deferrable": bool(deferrable),
                 "initially_deferred": bool(deferred), "validated": bool(validated), "comment": comment}
         if contype == "f":
-            item.update({"references": ref_table, "ref_columns": list(ref_columns or []),
+            ref = names_by_oid.get(frelid)
+            ref_name = _qn(*ref) if ref else "#{0}".format(frelid)
+            ref_cols = [colname(frelid, int(k)) for k in (confkey or "").split()]
+            item.update({"references": ref_name, "ref_columns": ref_cols,
                          "on_update": FK_ACTION.get(upd, upd), "on_delete": FK_ACTION.get(dele, dele),
                          "match": FK_MATCH.get(match, match)})
-        snap["constraints"][qname(schema, table, name)] = item
+            item["definition"] = "FOREIGN KEY ({0}) REFERENCES {1} ({2}){3}{4}{5}".format(
+                _idents(cols), ref_name, _idents(ref_cols), "" if match == "s" else " MATCH " + item["match"],
+                "" if upd == "a" else " ON UPDATE " + item["on_update"],
+                "" if dele == "a" else " ON DELETE " + item["on_delete"])
+        elif contype in ("p", "u"):
+            item["definition"] = "{0} ({1})".format("PRIMARY KEY" if contype == "p" else "UNIQUE", _idents(cols))
+            backing[indid] = item
+        elif indid:
+            backing[indid] = item
+        snap["constraints"][_qn(rel[0], rel[1], name)] = item
 
-    for (schema, name, table, method, unique, primary, valid, ready, nkey, all_keys, predicate, definition, quoted,
-         backs_constraint, comment) in _rows(cur, "indexes", ignore_schemas):
-        parent = qname(schema, table)
-        if (parent not in snap["tables"] and parent not in snap["views"]) or flt.ignored(schema, table, name):
+    for (relid, name, method, unique, primary, valid, nkey, indkey_text, indclass_text, indcoll_text, indoption_text,
+         expr_keys, predicate, options, indexrelid, comment) in _rows(cur, "indexes", ignore_schemas):
+        rel = rels.get(relid)
+        if rel is None or flt.ignored(rel[0], rel[1], name):
             continue
-        keys = list(all_keys or [])
-        snap["indexes"][qname(schema, name)] = {
-            "schema": schema, "table": parent, "name": name, "method": method, "unique": bool(unique),
-            "primary": bool(primary), "valid": bool(valid and ready), "keys": keys[:nkey], "include": keys[nkey:],
-            "predicate": predicate, "definition": _without_name(definition, "INDEX ", quoted),
-            "constraint_backed": bool(backs_constraint),
+        indkey, indclass, indcoll, indoption = ([int(v) for v in (text or "").split()]
+                                                for text in (indkey_text, indclass_text, indcoll_text,
+                                                             indoption_text))
+        keys, shown = [], []
+        for pos, attnum in enumerate(indkey or []):
+            if attnum:
+                key_text = attnames.get((relid, attnum), ("#{0}".format(attnum), None))[0]
+                shown_text = _q(key_text)
+            else:
+                key_text = shown_text = (expr_keys or [])[pos] if expr_keys and pos < len(expr_keys) else "?"
+            if expr_keys and pos < len(expr_keys):
+                key_text = expr_keys[pos] if not attnum else key_text
+            if pos < nkey:
+                coll = (indcoll or [0] * (pos + 1))[pos]
+                if coll and coll != 100 and coll != (attnames.get((relid, attnum)) or (None, None))[1]:
+                    shown_text += " COLLATE " + _qn(*reversed(collations.get(coll, ("#" + str(coll), "?"))))
+                opc = opclasses.get((indclass or [0] * (pos + 1))[pos])
+                if opc:
+                    shown_text += " " + (opc[0] if opc[1] == "pg_catalog" else _qn(opc[1], opc[0]))
+                option = (indoption or [0] * (pos + 1))[pos]
+                if method == "btree" or option:
+                    desc, nulls_first = bool(option & 1), bool(option & 2)
+                    shown_text += (" DESC" if desc else "") + (
+                        " NULLS FIRST" if nulls_first and not desc else " NULLS LAST" if desc and not nulls_first else "")
+            keys.append(key_text)
+            shown.append(shown_text)
+        definition = "CREATE {0}INDEX ON {1} USING {2} ({3}){4}{5}{6}".format(
+            "UNIQUE " if unique else "", rel[2], method, ", ".join(shown[:nkey]),
+            " INCLUDE ({0})".format(", ".join(shown[nkey:])) if len(shown) > nkey else "",
+            " WITH ({0})".format(", ".join(sorted(options))) if options else "",
+            " WHERE " + predicate if predicate else "")
+        con = backing.get(indexrelid)
+        if con is not None and len(keys) > nkey and con["type"] in ("primary key", "unique"):
+            con["definition"] += " INCLUDE ({0})".format(_idents(keys[nkey:]))
+        snap["indexes"][_qn(rel[0], name)] = {
+            "schema": rel[0], "table": rel[2], "name": name, "method": method, "unique": bool(unique),
+            "primary": bool(primary), "valid": bool(valid), "keys": keys[:nkey], "include": keys[nkey:],
+            "predicate": predicate, "definition": definition, "constraint_backed": con is not None,
             "comment": comment,
         }
 
@@ -361,7 +444,7 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
          comment) in _rows(cur, "functions", ignore_schemas):
         if flt.ignored(schema, name):
             continue
-        snap["functions"]["{0}({1})".format(qname(schema, name), args)] = {
+        snap["functions"]["{0}({1})".format(_qn(schema, name), args)] = {
             "schema": schema, "name": name, "arguments": args, "kind": PROKIND.get(prokind, prokind),
             "result": result, "language": language, "volatility": VOLATILITY.get(volatility, volatility),
             "security_definer": bool(secdef), "strict": bool(strict), "config": sorted(config or []),
@@ -369,10 +452,10 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
         }
 
     for schema, table, name, definition, quoted, enabled, comment in _rows(cur, "triggers", ignore_schemas):
-        parent = qname(schema, table)
+        parent = _qn(schema, table)
         if (parent not in snap["tables"] and parent not in snap["views"]) or flt.ignored(schema, table, name):
             continue
-        snap["triggers"][qname(schema, table, name)] = {
+        snap["triggers"][_qn(schema, table, name)] = {
             "schema": schema, "table": parent, "name": name, "definition": _without_name(definition, "TRIGGER ", quoted),
             "enabled": {"O": "origin", "D": "disabled", "R": "replica", "A": "always"}.get(enabled, enabled),
             "comment": comment}
@@ -381,30 +464,30 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
          comment) in _rows(cur, "sequences", ignore_schemas):
         if identity or flt.ignored(schema, name):
             continue  # identity sequences belong to their column (columns[].identity)
-        snap["sequences"][qname(schema, name)] = {
+        snap["sequences"][_qn(schema, name)] = {
             "schema": schema, "name": name, "type": typ, "start": start, "increment": inc, "min": smin,
             "max": smax, "cache": cache, "cycle": bool(cycle), "owned_by": owned_by, "comment": comment}
 
     for name, version, schema, comment in _rows(cur, "extensions", ignore_schemas):
-        snap["extensions"][quote_ident(name)] = {"name": name, "version": version, "schema": schema,
+        snap["extensions"][_q(name)] = {"name": name, "version": version, "schema": schema,
                                                  "comment": comment}
 
     for schema, name, labels, comment in _rows(cur, "enums", ignore_schemas):
         if not flt.ignored(schema, name):
-            snap["enums"][qname(schema, name)] = {"schema": schema, "name": name, "labels": list(labels or []),
+            snap["enums"][_qn(schema, name)] = {"schema": schema, "name": name, "labels": list(labels or []),
                                                   "comment": comment}
 
     for schema, name, base, notnull, default, collation, checks, comment in _rows(cur, "domains", ignore_schemas):
         if not flt.ignored(schema, name):
-            snap["domains"][qname(schema, name)] = {
+            snap["domains"][_qn(schema, name)] = {
                 "schema": schema, "name": name, "base_type": base, "not_null": bool(notnull), "default": default,
                 "collation": collation, "constraints": list(checks or []), "comment": comment}
 
     for schema, table, name, cmd, permissive, roles, qual, check, comment in _rows(cur, "policies", ignore_schemas):
-        parent = qname(schema, table)
+        parent = _qn(schema, table)
         if parent not in snap["tables"] or flt.ignored(schema, table, name):
             continue
-        snap["policies"][qname(schema, table, name)] = {
+        snap["policies"][_qn(schema, table, name)] = {
             "schema": schema, "table": parent, "name": name, "command": POLCMD.get(cmd, cmd),
             "permissive": bool(permissive), "roles": list(roles or []), "using": qual, "with_check": check,
             "comment": comment}
@@ -429,6 +512,16 @@ def filter_snapshot(snapshot, ignore_schemas=PRODUCT_SCHEMAS, ignore_patterns=()
     check_snapshot(snapshot)
     flt = _Filter(ignore_schemas, ignore_patterns)
     out = {key: value for key, value in snapshot.items() if key not in KINDS}
+    if not flt.patterns:  # fast path: schemas only (a child object's schema is its table's)
+        for kind in KINDS:
+            items = snapshot[kind]
+            if kind == "extensions" or not any(obj.get("schema", obj.get("name")) in flt.schemas
+                                               for obj in items.values()):
+                out[kind] = items
+            else:
+                out[kind] = {key: obj for key, obj in items.items()
+                             if obj.get("schema", obj.get("name")) not in flt.schemas}
+        return out
     for kind in KINDS:
         out[kind] = {}
         for key, obj in snapshot[kind].items():
@@ -570,3 +663,17 @@ def ddl_snapshot(scratch_params, ddl_text, ignore_schemas=DEFAULT_IGNORE_SCHEMAS
         admin.close()
     snap["meta"]["source"] = label
     return snap, name
+
+
+def run_concurrently(*calls):
+    """Run zero-argument callables in threads (snapshots wait on the server, so two overlap well).
+
+    Returns their results in order; the first exception raised is re-raised.
+    """
+    if len(calls) < 2:
+        return [call() for call in calls]
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]

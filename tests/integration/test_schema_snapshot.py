@@ -199,7 +199,8 @@ def test_hostile_identifiers_snapshot(pg_server, hostile_pair):
     assert partial["keys"] == ['lower("select")'] and partial["predicate"] == '"userId" > 0'
     assert partial["definition"].startswith('CREATE INDEX ON "wéird schema"."Order-Items ""v2"""')
     covering = s["indexes"][qname(W, "naïve_uq")]
-    assert covering["unique"] and covering["keys"] == ['"naïve col"'] and covering["include"] == ['"quoted""col"']
+    assert covering["unique"] and covering["keys"] == ["naïve col"] and covering["include"] == ['quoted"col']
+    assert covering["definition"].endswith('("naïve col") INCLUDE ("quoted""col")')
     parent, child = s["tables"][qname(W, "events-by-month")], s["tables"][qname(W, "events-2026-01")]
     assert parent["kind"] == "partitioned table" and parent["partition_key"] == "RANGE (at)"
     assert child["partition_of"] == qname(W, "events-by-month") and "2026-01-01" in child["partition_bound"]
