@@ -13,7 +13,8 @@ description:
   - With I(require_rehearsal), demands a passing rehearsal of the same plan fingerprint within
     I(rehearsal_max_age_days), read from C(pgsafe.attestation) in the target database (the
     rehearsal records it there), and that the live schema's fingerprint equals the one the
-    rehearsal started from (a stale plan is refused).
+    rehearsal started from (a stale plan is refused) or the one it ended with (the plan is
+    already applied: the run converges without changes).
   - With I(confirm_required), demands I(confirm_database) equal to the target's database name.
   - Demands the current time be inside I(window) unless I(window_override_reason) is given (the
     reason is returned so the run records it).
@@ -108,9 +109,11 @@ from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapsh
 def read_attestations(cur, fingerprint):
     if not meta_schema_installed(cur):
         return []
-    cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id "
+    cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id, "
+                "details ->> 'schema_fingerprint_after' "
                 "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
-    keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id")
+    keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id",
+            "schema_fingerprint_after")
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
@@ -162,8 +165,8 @@ def main():
     outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
                    window_overridden=overridden)
     if failed_gates(results):
-        module.fail_json(msg=failure_message(results).replace("the target", "{0} ({1})".format(
-            p["environment"], database)), **outcome)
+        module.fail_json(msg=failure_message(results, "{0} (database {1})".format(p["environment"], database)),
+                         **outcome)
     module.exit_json(**outcome)
 
 

@@ -174,14 +174,18 @@ def evaluate_gates(facts):
         live = facts.get("live_schema_fingerprint")
         if passing:
             expected = passing[0].get("schema_fingerprint_before")
+            converged = passing[0].get("schema_fingerprint_after")
             fresh = expected is not None and expected == live
+            done = converged is not None and converged == live
             results.append({
-                "gate": "plan_not_stale", "passed": fresh,
+                "gate": "plan_not_stale", "passed": fresh or done, "converged": done and not fresh,
                 "detail": "the live schema is the one the rehearsal started from" if fresh else
+                "the live schema is the one the rehearsal ended with: the plan is already applied (re-run converges)"
+                if done else
                 "the live schema ({0}...) differs from the one the rehearsal started from ({1}...)".format(
                     (live or "?")[:12], (expected or "?")[:12]),
-                "remedy": "" if fresh else "the schema changed since the rehearsal: take a new backup, rehearse "
-                                           "again on staging, then re-run",
+                "remedy": "" if fresh or done else "the schema changed since the rehearsal: take a new backup, "
+                                                   "rehearse again on staging, then re-run",
             })
     return results
 
@@ -190,7 +194,7 @@ def failed_gates(results):
     return [r for r in results if not r["passed"]]
 
 
-def failure_message(results):
+def failure_message(results, target="the target"):
     """One message naming every closed gate and what to do about it."""
     lines = ["{0}: {1}. To proceed: {2}".format(r["gate"], r["detail"], r["remedy"]) for r in failed_gates(results)]
-    return "Refusing to change {0}: ".format("the target") + " | ".join(lines)
+    return "Refusing to change {0}: ".format(target) + " | ".join(lines)

@@ -104,3 +104,17 @@ def test_newest_passing_rehearsal_decides_staleness():
     f["attestations"].append(dict(plan_fingerprint="p" * 64, result="passed", run_id="r2",
                                   attested_at=WED_NOON - dt.timedelta(hours=1), schema_fingerprint_before="s2"))
     assert failed_gates(evaluate_gates(f)) == []
+
+
+def test_already_applied_plan_passes_as_converged():
+    f = facts(live_schema_fingerprint="s9")
+    f["attestations"][0]["schema_fingerprint_after"] = "s9"
+    results = evaluate_gates(f)
+    assert failed_gates(results) == []
+    assert [r for r in results if r["gate"] == "plan_not_stale"][0]["converged"] is True
+
+
+def test_failure_message_names_the_target():
+    assert failure_message(evaluate_gates(facts(confirm_database=None)), "prod (database bazaar_vid)").startswith(
+        "Refusing to change prod (database bazaar_vid): confirmation: confirm_database is missing but the target "
+        "database is 'bazaar_vid'")
