@@ -1,0 +1,241 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module pgsafe_monitor: baseline and samples of database health around a migration."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pgsafe_monitor
+short_description: Capture a monitoring baseline, or take a sample and compare it with the baseline
+description:
+  - "I(mode=baseline): two readings I(baseline_seconds) apart (rollbacks, deadlocks, conflicts and temp files from
+    pg_stat_database; sequential scans on the changed tables; invalid indexes; statements on the changed tables
+    from pg_stat_statements; ERROR/FATAL/PANIC lines of the server log where readable) give the baseline rates."
+  - "I(mode=sample): one reading, rates per minute since the previous reading of the series, compared with
+    C(max(threshold max, baseline rate x factor)) per metric; a sample above a limit is a breach. Without a
+    baseline for the series, a baseline is captured instead."
+  - Every baseline and sample is appended to C(pgsafe.monitor_sample) (run_id = I(series)); not in check mode.
+  - Installs pg_stat_statements in the database when the server preloads it and I(create_extension) is true
+    (not in check mode); otherwise slow statements are not watched and the result says why.
+  - Returns the series' timeline and an SVG chart of it.
+version_added: "0.1.0"
+author: pgsafe maintainers
+extends_documentation_fragment:
+  - pgsafe_connection
+options:
+  mode:
+    description: Capture a baseline, or take a sample.
+    type: str
+    choices: [baseline, sample]
+    default: sample
+  series:
+    description: Name of the monitoring series (normally the migration's run id); stored as C(run_id).
+    type: str
+    required: true
+  changed_tables:
+    description: Tables the migration changed (C(schema.table)), watched for sequential scans and slow statements.
+    type: list
+    elements: str
+    default: []
+  thresholds:
+    description:
+      - Per metric C({max, factor}) overriding the defaults; metrics rollbacks_per_minute, deadlocks_per_minute,
+        conflicts_per_minute, temp_files_per_minute, errors_per_minute, seq_scans_per_minute, statement_mean_ms,
+        invalid_indexes.
+    type: dict
+    default: {}
+  baseline_seconds:
+    description: Seconds between the two readings of a baseline.
+    type: float
+    default: 30
+  log_path:
+    description: Server log file for pg_read_file (absolute, or relative to the data directory); default
+      pg_current_logfile(), then server.log.
+    type: str
+  log_file:
+    description: A log file readable where the module runs, instead of reading it through the server.
+    type: path
+  create_extension:
+    description: Install pg_stat_statements in the database when the server preloads it.
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Baseline before the migration
+  pgsafe_monitor:
+    mode: baseline
+    series: "{{ run_context_run_id }}"
+    changed_tables: [public.bazaar-vid_exports, public.bazaar-vid_export_analytics]
+
+- name: Sample (every 15 minutes for 24 hours from an AWX schedule)
+  pgsafe_monitor:
+    series: "{{ pgsafe_migration_run_id }}"
+    changed_tables: [public.bazaar-vid_exports, public.bazaar-vid_export_analytics]
+  register: monitor_result
+"""
+
+RETURN = r"""
+kind:
+  description: What was recorded, C(baseline) or C(sample).
+  returned: always
+  type: str
+ok:
+  description: False when the sample breaches a limit.
+  returned: always
+  type: bool
+rates:
+  description: The reading's rates per minute (and invalid_indexes count).
+  returned: always
+  type: dict
+baseline_rates:
+  description: The baseline's rates.
+  returned: always
+  type: dict
+limits:
+  description: Per metric the limit applied.
+  returned: always
+  type: dict
+breaches:
+  description: Metrics above their limit, C(metric), C(value), C(limit), C(baseline).
+  returned: always
+  type: list
+  elements: dict
+metrics:
+  description: The raw reading (counters, per table stats, invalid indexes, statements, log).
+  returned: always
+  type: dict
+notes:
+  description: What could not be watched and why (pg_stat_statements, server log).
+  returned: always
+  type: list
+  elements: str
+timeline:
+  description: Every reading of the series, C(taken_at), C(kind), the rates and breaches, oldest first.
+  returned: always
+  type: list
+  elements: dict
+rows:
+  description: The timeline flattened for reports, C(taken_at), C(kind), one key per metric, C(breaches).
+  returned: always
+  type: list
+  elements: dict
+stored_id:
+  description: Id of the row appended to pgsafe.monitor_sample (null in check mode).
+  returned: always
+  type: int
+svg:
+  description: The timeline as an SVG chart.
+  returned: always
+  type: str
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_monitor import METRICS, MonitorError, breaches, collect, ensure_statements_extension, \
+    limits, rates, series_samples, store_sample, timeline_svg
+
+
+def _read(module, p, previous=None):
+    conn = connect(p, read_only=True, settings={"statement_timeout": "60s", "lock_timeout": "2s"})
+    try:
+        with conn.cursor() as cur:
+            reading = collect(cur, p["changed_tables"], p["log_path"], p["log_file"], previous)
+            samples = series_samples(cur, p["series"])
+        conn.commit()  # read only; a commit, so our own readings do not count as rollbacks
+    finally:
+        conn.close()
+    return reading, samples
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            mode=dict(type="str", default="sample", choices=["baseline", "sample"]),
+            series=dict(type="str", required=True),
+            changed_tables=dict(type="list", elements="str", default=[]),
+            thresholds=dict(type="dict", default={}),
+            baseline_seconds=dict(type="float", default=30),
+            log_path=dict(type="str"),
+            log_file=dict(type="path"),
+            create_extension=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    notes = []
+    try:
+        if p["create_extension"] and not module.check_mode:
+            conn = connect(p)
+            try:
+                created, note = ensure_statements_extension(conn)
+            finally:
+                conn.close()
+            if created:
+                notes.append(note)
+        first, samples = _read(module, p)
+        baselines = [s for s in samples if s["kind"] == "baseline"]
+        kind = p["mode"]
+        if kind == "sample" and not baselines:
+            kind = "baseline"
+            notes.append("no baseline for series {0}: captured one now; samples compare with it from the next "
+                         "run".format(p["series"]))
+        if kind == "baseline":
+            time.sleep(max(0.0, p["baseline_seconds"]))
+            reading, _ = _read(module, p, previous=first)
+            reading_rates = rates(first, reading)
+            baseline_rates = reading_rates
+            limit_by_metric = limits(p["thresholds"], baseline_rates)
+            found = []
+        else:
+            previous = samples[-1]["metrics"]
+            reading, _ = _read(module, p, previous=previous)
+            reading_rates = rates(previous, reading)
+            baseline_rates = (baselines[-1]["metrics"] or {}).get("rates") or {}
+            limit_by_metric = limits(p["thresholds"], baseline_rates)
+            found = breaches(reading_rates, limit_by_metric, baseline_rates)
+    except (ConnectionFailure, MonitorError) as exc:
+        module.fail_json(msg=str(exc))
+    if not reading["statements"]["available"]:
+        notes.append(reading["statements"]["note"])
+    if not reading["log"]["available"]:
+        notes.append(reading["log"]["note"])
+    reading["rates"] = reading_rates
+    stored = None
+    if not module.check_mode:
+        conn = connect(p)
+        try:
+            with conn.cursor() as cur:
+                ensure_meta_schema(cur)
+                stored = store_sample(cur, p["series"], kind, reading, found)
+            conn.commit()
+        finally:
+            conn.close()
+    row = {"id": stored, "kind": kind, "taken_at": reading["at"], "metrics": reading, "breaches": found}
+    if kind == "baseline":
+        samples = [s for s in samples if s["kind"] != "baseline"]  # the newest baseline starts the timeline
+    timeline = samples + [row]
+    timeline = timeline[[i for i, s in enumerate(timeline) if s["kind"] == "baseline"][-1]:] \
+        if any(s["kind"] == "baseline" for s in timeline) else timeline
+    rows = []
+    for s in timeline:
+        r = {"taken_at": s["taken_at"], "kind": s["kind"]}
+        rr = (s["metrics"] or {}).get("rates") or {}
+        r.update({name: rr.get(name) for name, _ in METRICS})
+        r["breaches"] = ", ".join("{0}={1:g}>{2:g}".format(b["metric"], b["value"], b["limit"])
+                                  for b in s["breaches"] or [])
+        rows.append(r)
+    module.exit_json(
+        changed=not module.check_mode, rows=rows, kind=kind, ok=not found, rates=reading_rates, baseline_rates=baseline_rates,
+        limits=limit_by_metric, breaches=found, metrics=reading, notes=notes, stored_id=stored,
+        timeline=[{"taken_at": s["taken_at"], "kind": s["kind"], "rates": (s["metrics"] or {}).get("rates") or {},
+                   "breaches": s["breaches"]} for s in timeline],
+        svg=timeline_svg(timeline, limit_by_metric))
+
+
+if __name__ == "__main__":
+    main()
