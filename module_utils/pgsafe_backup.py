@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 
 from ansible.module_utils.pgsafe_identifiers import IdentifierError, qualified, split_qualified
 
@@ -70,7 +71,7 @@ def check_backup_id(backup_id):
 
 def new_backup_id(database, now, suffix):
     """``<database>-<UTC stamp>-<suffix>``, with the database name reduced to safe characters."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", database).strip("._-") or "db"
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", database).strip("_-") or "db"
     return check_backup_id("{0}-{1}-{2}".format(safe[:60], now.strftime("%Y%m%dT%H%M%SZ"), suffix))
 
 
@@ -366,7 +367,9 @@ def compare_tables(expected, actual):
 def verification_document(backup_id, manifest_sha256, checks, problems, restore=None, now=None):
     """verification.json: what was checked, what failed, and the verdict."""
     checks = dict(checks)
-    verified = not problems and checks.get("checksums") == "ok" and checks.get("toc") == "ok"
+    file_problems = [p for p in problems if not str(p.get("problem", "")).startswith("restore")]
+    verified = (not file_problems and checks.get("manifest", "ok") == "ok" and checks.get("checksums") == "ok"
+                and checks.get("toc") == "ok")
     restore_tested = bool(verified and restore and restore.get("status") == "ok")
     return {
         "backup_id": backup_id,
@@ -401,7 +404,8 @@ def human_bytes(n):
 
 
 # --------------------------------------------------------------------------- pg_dump outcomes
-LOCK_ABORT_RE = re.compile(r"could not obtain lock on relation|someone requested an ACCESS EXCLUSIVE lock", re.I)
+LOCK_ABORT_RE = re.compile(r"could not obtain lock on relation|someone requested an ACCESS EXCLUSIVE lock|"
+                           r"Query was: LOCK TABLE|canceling statement due to lock timeout", re.I)
 DISK_FULL_RE = re.compile(r"No space left on device|could not write to output file|Disk quota exceeded", re.I)
 PERMISSION_RE = re.compile(r"permission denied", re.I)
 CONNECT_RE = re.compile(r"connection to server .* failed|could not connect|could not translate host", re.I)
@@ -509,7 +513,7 @@ def guard_failure_message(database, objects, max_age_minutes, decision, inventor
     wanted = parse_covers(objects)
     whole = wanted == [{"type": "database"}]
     scope_vars = ("-e backup_scope=database" if whole else
-                  "-e '{0}'".format(json.dumps({"backup_scope": "objects", "backup_objects": cover_strings(wanted)})))
+                  "-e " + shlex.quote(json.dumps({"backup_scope": "objects", "backup_objects": cover_strings(wanted)})))
     lines = [
         "NO VERIFIED BACKUP: the database {0} has no verified, restore-tested backup covering {1} taken within the "
         "last {2} minutes; nothing was changed.".format(database, ", ".join(describe_cover(m) for m in missing),

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -53,6 +54,14 @@ def find_binary(name, bin_dir=None):
             return path
     raise BackupError("{0} not found (looked in {1} and PATH): install the PostgreSQL client, or set pg_bin_dir"
                       .format(name, bin_dir or "/usr/lib/postgresql/*/bin"), kind="environment")
+
+
+def _die_with_parent(cmd):
+    """Linux: run under ``setpriv --pdeathsig KILL`` so pg_dump dies with a killed controller."""
+    wrapper = shutil.which("setpriv")
+    if wrapper and sys.platform.startswith("linux"):
+        return [wrapper, "--pdeathsig", "KILL", "--"] + cmd
+    return cmd
 
 
 def _sql():
@@ -276,7 +285,7 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
             cmd += selection
             started = time.monotonic()
             with libpq_environment(params, facts["database"]) as env:
-                process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                process = subprocess.Popen(_die_with_parent(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True, start_new_session=True)
                 if on_started:
                     on_started(process)
@@ -593,11 +602,11 @@ def scan_destination(root):
 
 def fetch_backup_records(cur):
     """Rows of pgsafe.backup of THIS database (records copied in by a restore of another database are ignored)."""
-    cur.execute("SELECT to_regclass('pgsafe.backup') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        return [], None
-    cur.execute("SELECT now(), (SELECT oid FROM pg_database WHERE datname = current_database())")
-    now, oid = cur.fetchone()
+    cur.execute("SELECT now(), (SELECT oid FROM pg_database WHERE datname = current_database()), "
+                "to_regclass('pgsafe.backup') IS NOT NULL")
+    now, oid, installed = cur.fetchone()
+    if not installed:
+        return [], now
     cur.execute("SELECT backup_id, taken_at, covers, verified, restore_tested, locations, details, manifest_sha256 "
                 "FROM pgsafe.backup WHERE (details ->> 'database_oid')::bigint = %s ORDER BY taken_at DESC",
                 (int(oid),))
