@@ -61,7 +61,9 @@ options:
     description: Run id stored with the fingerprint.
     type: str
   store:
-    description: Write the fingerprint into C(pgsafe.fingerprint) (not in check mode).
+    description:
+      - Write the fingerprint into C(pgsafe.fingerprint) (not in check mode). When the newest stored fingerprint
+        of the same I(run_id) and I(label) has the same tables, nothing is written (C(changed=false)).
     type: bool
     default: false
 """
@@ -101,7 +103,7 @@ total_rows:
   returned: success
   type: int
 stored_id:
-  description: Id of the row in pgsafe.fingerprint (null when not stored).
+  description: Id of the row in pgsafe.fingerprint (null when not stored; the existing row when already stored).
   returned: success
   type: int
 """
@@ -109,7 +111,7 @@ stored_id:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_fingerprint import FingerprintError, ensure_fingerprint_schema, fingerprint, \
-    store_fingerprint
+    load_fingerprint, store_fingerprint
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
 
 
@@ -149,7 +151,7 @@ def main():
         conn.close()
         for other in extra:
             other.close()
-    stored_id = None
+    stored_id, changed = None, bool(p["store"])
     if p["store"] and not module.check_mode:
         try:
             wconn = connect(p)
@@ -159,7 +161,11 @@ def main():
             with wconn.cursor() as cur:
                 ensure_meta_schema(cur)
                 ensure_fingerprint_schema(cur)
-                stored_id = store_fingerprint(cur, fp, p["label"], p["run_id"])
+                latest = load_fingerprint(cur, p["run_id"], p["label"])
+                if latest is not None and latest["tables"] == fp["tables"]:
+                    stored_id, changed = latest["id"], False  # already stored: idempotent
+                else:
+                    stored_id, changed = store_fingerprint(cur, fp, p["label"], p["run_id"]), True
             wconn.commit()
         except Exception as exc:  # noqa: BLE001 - report any database error with the object named
             wconn.rollback()
@@ -168,7 +174,7 @@ def main():
                                      " ".join(str(exc).split())))
         finally:
             wconn.close()
-    module.exit_json(changed=bool(p["store"]), tables=fp["tables"], fingerprint=fp, algorithm=fp["algorithm"],
+    module.exit_json(changed=changed, tables=fp["tables"], fingerprint=fp, algorithm=fp["algorithm"],
                      total_rows=sum(t["rows"] for t in fp["tables"].values()), stored_id=stored_id)
 
 
