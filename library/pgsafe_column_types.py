@@ -248,6 +248,7 @@ from ansible.module_utils.pgsafe_typechange import (
     normalise_fks,
     plan_fingerprint,
     precheck,
+    quarantine_set,
     rollback_sql,
 )
 
@@ -336,8 +337,8 @@ def main():
     except Exception as exc:  # noqa: BLE001 - bad input: say which
         module.fail_json(msg=str(exc), **result)
     try:
-        conn = connect(p, read_only=module.check_mode, settings={"lock_timeout": p["lock_timeout"],
-                                                                  "statement_timeout": p["statement_timeout"]})
+        # statement_timeout applies to the change steps (Runner), not to the precheck scans.
+        conn = connect(p, read_only=module.check_mode, settings={"lock_timeout": p["lock_timeout"]})
     except ConnectionFailure as exc:
         module.fail_json(msg=str(exc), **result)
     try:
@@ -367,6 +368,9 @@ def main():
                                                  p["disk_margin_bytes"]), free)
             disk["measured_at"] = where
             raw = precheck(cur, plan, p["orphan_policy"], facts["server_version_num"], disk)
+            if p["orphan_policy"] == "quarantine" and any(o["count"] for o in raw["orphans"]):
+                qset = quarantine_set(cur, plan)
+                raw["would_quarantine"] = {object_key(*k): len(pks) for k, pks, _ in qset}
             verdict = interpret_precheck(raw)
             raw["verdict"] = verdict
             result["precheck"] = raw

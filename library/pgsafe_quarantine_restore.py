@@ -51,6 +51,7 @@ pending:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_identifiers import qualified
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
 from ansible.module_utils.pgsafe_typechange import TypeChangeError, restore_quarantine
 
@@ -70,9 +71,9 @@ def main():
         with conn.cursor() as cur:
             if not meta_schema_installed(cur):
                 module.exit_json(changed=False, restored={}, pending={}, msg="no product schema: nothing quarantined")
-            cur.execute("SELECT format('%%I.%%I', source_schema, source_table), count(*) FROM pgsafe.quarantine_row "
-                        "WHERE run_id = %s AND restored_at IS NULL GROUP BY 1", (p["run_id"],))
-            pending = dict(cur.fetchall())
+            cur.execute("SELECT source_schema, source_table, count(*) FROM pgsafe.quarantine_row "
+                        "WHERE run_id = %s AND restored_at IS NULL GROUP BY 1, 2", (p["run_id"],))
+            pending = {qualified(r[0], r[1]): r[2] for r in cur.fetchall()}
             if module.check_mode or not pending:
                 conn.rollback()
                 module.exit_json(changed=bool(pending), restored={}, pending=pending)

@@ -454,6 +454,9 @@ def interpret_precheck(raw):
                 problems.append(msg + " (orphan_policy fail: fix the data or use orphan_policy quarantine)")
             else:
                 notes.append(msg + " -> quarantined")
+    if raw.get("would_quarantine"):
+        notes.append("would quarantine (orphans and the rows depending on them): " + ", ".join(
+            "{0}: {1}".format(k, v) for k, v in sorted(raw["would_quarantine"].items())))
     disk = raw.get("disk")
     if disk and not disk["ok"]:
         problems.append("not enough disk: " + disk["note"])
@@ -681,21 +684,26 @@ def _type_sql(type_text):
     return sql.SQL(canonical_type_text(type_text))  # validated by canonical_type_text's strict grammar
 
 
-def cast_expr(change, ref):
-    """After-value expression of a changed column, given the column reference (Composable)."""
+def cast_expr(change, ref, alias=None):
+    """After-value expression of a changed column, given the column reference (Composable).
+
+    An explicit ``using`` names columns bare (as in ALTER ... USING); outside the ALTER it is evaluated
+    scoped to the row of ``alias`` so that it cannot pick a column of another table in the query.
+    """
     if change["using"]:
-        return sql.SQL("({0})").format(sql.SQL(change["using"]))
-    if varchar_limit(change["type"]) is not None or change["type"] == "text":
-        return sql.SQL("CAST({0} AS {1})").format(ref, _type_sql(change["type"]))
+        if alias is None:
+            return sql.SQL("({0})").format(sql.SQL(change["using"]))
+        return sql.SQL("(SELECT ({0}) FROM (SELECT {1}.*) AS pgsafe_row)").format(
+            sql.SQL(change["using"]), sql.Identifier(alias))
     return sql.SQL("CAST({0} AS {1})").format(ref, _type_sql(change["type"]))
 
 
-def after_value(plan_changes, schema, table, column, ref):
+def after_value(plan_changes, schema, table, column, alias):
+    """The value a column will have after the planned change, for the row of ``alias``."""
+    ref = sql.SQL("{0}.{1}").format(sql.Identifier(alias), sql.Identifier(column))
     for c in plan_changes:
         if (c["schema"], c["table"], c["column"]) == (schema, table, column) and c["needs_type"]:
-            if c["using"]:
-                return cast_expr(c, ref)
-            return sql.SQL("CAST({0} AS {1})").format(ref, _type_sql(c["type"]))
+            return cast_expr(c, ref, alias)
     return ref
 
 
@@ -709,7 +717,7 @@ def row_hash_expr(columns, alias, plan_changes, schema, table, after_names=None)
     parts = []
     for c in columns:
         ref = sql.SQL("{0}.{1}").format(sql.Identifier(alias), sql.Identifier((after_names or {}).get(c, c)))
-        expr = ref if after_names is not None else after_value(plan_changes, schema, table, c, ref)
+        expr = ref if after_names is not None else after_value(plan_changes, schema, table, c, alias)
         parts.append(sql.SQL("({0})::text").format(expr))
     return sql.SQL("('x' || left(md5(jsonb_build_array({0})::text), 16))::bit(64)::bigint::numeric").format(
         sql.SQL(", ").join(parts))
@@ -819,7 +827,7 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
     if not change["using"] and target == "text":
         return {"count": 0, "samples": [], "method": "every value casts to text"}
     # Generic: the exact expression over every row; on error, find the offending values one by one.
-    expr = cast_expr(change, sql.SQL("t.{0}").format(col))
+    expr = cast_expr(change, sql.SQL("t.{0}").format(col), "t")
     cur.execute("SAVEPOINT pgsafe_cast")
     try:
         cur.execute(sql.SQL("SELECT count({0}) FROM {1} t").format(expr, tbl))
@@ -827,13 +835,15 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
         return {"count": 0, "samples": [], "method": "full cast in a savepoint"}
     except psycopg2.Error as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pgsafe_cast")
+        if getattr(exc, "pgcode", None) in ("57014", "55P03", "40P01"):  # a timeout says nothing about values
+            raise
         first_error = str(exc).strip().splitlines()[0]
     cur.execute(sql.SQL("SELECT {0}, t.{1}::text FROM {2} t LIMIT %s").format(pkj, col, tbl), (SCAN_CAP * 10,))
     bad = []
     for pkv, value in cur.fetchall():
         cur.execute("SAVEPOINT pgsafe_cast")
         try:
-            cur.execute(sql.SQL("SELECT {0} FROM {1} t WHERE {2} = %s").format(
+            cur.execute(sql.SQL("SELECT {0} FROM {1} t WHERE {2} = %s::jsonb").format(
                 expr, tbl, pk_json(pk, "t")), (json.dumps(pkv),))
             cur.execute("RELEASE SAVEPOINT pgsafe_cast")
         except psycopg2.Error:
@@ -872,8 +882,8 @@ def find_orphans(cur, plan, fk, limit=None):
     parent = (fk["ref_schema"], fk["ref_table"])
     pk = facts[child]["pk"] or fk["columns"]
     conds = [sql.SQL("{0} = {1}").format(
-        after_value(plan["changes"], parent[0], parent[1], rc, sql.SQL("p.{0}").format(sql.Identifier(rc))),
-        after_value(plan["changes"], child[0], child[1], c, sql.SQL("c.{0}").format(sql.Identifier(c))))
+        after_value(plan["changes"], parent[0], parent[1], rc, "p"),
+        after_value(plan["changes"], child[0], child[1], c, "c"))
         for c, rc in zip(fk["columns"], fk["ref_columns"], strict=True)]
     notnull = sql.SQL(" AND ").join(sql.SQL("c.{0} IS NOT NULL").format(sql.Identifier(c)) for c in fk["columns"])
     q = sql.SQL("SELECT {0} FROM {1} c WHERE {2} AND NOT EXISTS (SELECT 1 FROM {3} p WHERE {4})").format(
@@ -890,8 +900,8 @@ def dependents_of(cur, plan, edge, parent_pks):
     parent = (edge["ref_schema"], edge["ref_table"])
     pk = facts[child]["pk"]
     conds = [sql.SQL("{0} = {1}").format(
-        after_value(plan["changes"], parent[0], parent[1], rc, sql.SQL("p.{0}").format(sql.Identifier(rc))),
-        after_value(plan["changes"], child[0], child[1], c, sql.SQL("c.{0}").format(sql.Identifier(c))))
+        after_value(plan["changes"], parent[0], parent[1], rc, "p"),
+        after_value(plan["changes"], child[0], child[1], c, "c"))
         for c, rc in zip(edge["columns"], edge["ref_columns"], strict=True)]
     ppk = facts[parent]["pk"]
     q = sql.SQL("SELECT {0} FROM {1} c WHERE EXISTS (SELECT 1 FROM {2} p WHERE {3} AND ({4}) IN "
@@ -956,20 +966,21 @@ def quarantine_set(cur, plan):
             new = add(ckey, deps, "depends on quarantined row of {0} via {1}".format(qualified(*key), e["name"]))
             if new:
                 frontier.append((ckey, new))
-    # Removal order: a table after every table that references it.
-    ranked = sorted(order, key=lambda k: -_depth(k, edges, set()))
+    ranked = removal_order(order, edges)
     return [(k, [v[0] for v in chosen[k].values()], sorted({v[1] for v in chosen[k].values()}))
             for k in ranked if chosen[k]]
 
 
-def _depth(key, edges, seen):
-    """How many levels of referencing tables sit below key (children are removed first)."""
-    if key in seen:
-        return 0
-    seen = seen | {key}
-    kids = [(e["schema"], e["table"]) for e in edges if (e["ref_schema"], e["ref_table"]) == key
-            and (e["schema"], e["table"]) != key]
-    return -max([_depth(k, edges, seen) - 1 for k in kids] or [0])
+def removal_order(keys, edges):
+    """Tables in the order their rows can be removed: every referencing table before the tables it references
+    (restore runs the reverse: parents first)."""
+    parents = {k: {(e["ref_schema"], e["ref_table"]) for e in edges if (e["schema"], e["table"]) == k}
+               & set(keys) - {k} for k in keys}
+    placed = []
+    while len(placed) < len(keys):
+        ready = [k for k in keys if k not in placed and parents[k] <= set(placed)]
+        placed.append(ready[0] if ready else next(k for k in keys if k not in placed))  # a cycle: keep going
+    return list(reversed(placed))
 
 
 def quarantine_rows(cur, plan, qset, run_id):
@@ -1065,8 +1076,14 @@ def run_with_retries(conn, work, retries, backoff, backoff_max, attempts_log, wh
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def lock_tables(cur, keys, mode="ACCESS EXCLUSIVE"):
-    for key in keys:
+LOCK_MODES = ("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE")
+
+
+def lock_tables(cur, keyed_modes):
+    """LOCK TABLE each (key, mode), in the given order (waits at most lock_timeout each)."""
+    for key, mode in keyed_modes:
+        if mode not in LOCK_MODES:
+            raise TypeChangeError("unknown lock mode {0!r}".format(mode))
         cur.execute(sql.SQL("LOCK TABLE {0} IN " + mode + " MODE").format(_ident(*key)))
 
 
@@ -1247,10 +1264,15 @@ class Runner:
                 out.append(key)
         return out
 
-    def lock_order(self):
-        """Touched tables in a fixed order (parents of declared FKs first) to avoid lock-order deadlocks."""
-        keys = list(self.plan["touched_keys"])
-        return sorted(keys, key=lambda k: (_depth(k, self.plan["foreign_keys"] + self.plan["_facts"]["fks"], set()), k))
+    def lock_plan(self):
+        """(table, mode) in a fixed order.  Tables whose rows or columns change: ACCESS EXCLUSIVE; tables only
+        referenced by an FK being added: SHARE ROW EXCLUSIVE (what ADD FOREIGN KEY takes; reads continue)."""
+        strong = {(c["schema"], c["table"]) for c in self.plan["changes"]
+                  if c["needs_type"] or c["needs_default"] or c["needs_not_null"]}
+        strong |= {(f["schema"], f["table"]) for f in self.plan["foreign_keys"] if f["state"] != "valid"}
+        strong |= {(f["schema"], f["table"]) for f in self.plan["drop_fks"]}
+        keys = sorted(self.plan["touched_keys"])
+        return [(k, "ACCESS EXCLUSIVE" if k in strong else "SHARE ROW EXCLUSIVE") for k in keys]
 
     def hash_tables(self, cur, keys, after=False):
         return {qualified(*k): table_hash(cur, k[0], k[1], list(self.facts[k]["columns"]), self.plan["changes"],
@@ -1288,7 +1310,7 @@ class Runner:
                      {"steps": self.plan["steps"]})
 
         def work(cur):
-            lock_tables(cur, self.lock_order())
+            lock_tables(cur, self.lock_plan())
             keys = self.changed_tables()
             before = self.hash_tables(cur, keys) if self.verify else {}
             moved = self.quarantine(cur)
@@ -1498,7 +1520,7 @@ class Runner:
         self.counts.setdefault(qualified(*key), {})["before"] = n
 
     def _swap(self, cur, by_table):
-        lock_tables(cur, self.lock_order())
+        lock_tables(cur, self.lock_plan())
         drop_fks(cur, self.plan)
         drop_views(cur, self.plan)
         for key, cols in by_table.items():

@@ -80,8 +80,8 @@ def fks(server, db: str) -> dict:
 
 def table_content(server, db: str, table: str, cast_text: bool = True) -> dict:
     """{pk text: row jsonb as text with every value as text}: order- and type-independent content."""
-    q = ('SELECT t.id::text, (SELECT jsonb_object_agg(k, v #>> \'{}\') FROM jsonb_each(to_jsonb(t)) e(k, v))::text '
-         'FROM "{0}" t').format(table.replace('"', '""'))
+    q = ("SELECT t.id::text, (SELECT jsonb_object_agg(k, v #>> '{}') FROM jsonb_each(to_jsonb(t)) e(k, v))::text "
+         'FROM "' + table.replace('"', '""') + '" t')
     return dict(server.execute(db, q))
 
 
