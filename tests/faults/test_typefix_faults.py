@@ -339,8 +339,8 @@ def test_backend_terminated_mid_backfill_then_rerun_converges(pg_server, prod_db
     assert_converged_prod(pg_server, db)
     after = {t: normalised(table_content(pg_server, db, t)) for t in (EXPORTS, ANALYTICS)}
     q = {json.dumps(r[1], sort_keys=True) for r in quarantined(pg_server, db)}
-    for t in before:
-        assert {k: v for k, v in before[t].items() if json.dumps({"id": k}) not in q} == after[t]
+    for t, rows in before.items():
+        assert {k: v for k, v in rows.items() if json.dumps({"id": k}) not in q} == after[t]
     rows_lost(sum(len(before[t]) - len(after[t]) for t in before) - len(q))
 
 
@@ -375,8 +375,8 @@ def test_run_killed_between_backfill_and_swap_then_rerun_converges(pg_server, pr
     after = {t: normalised(table_content(pg_server, db, t)) for t in (EXPORTS, ANALYTICS)}
     q = {json.dumps(r[1], sort_keys=True) for r in quarantined(pg_server, db)}
     assert len(q) == 8
-    for t in before:
-        assert {k: v for k, v in before[t].items() if json.dumps({"id": k}) not in q} == after[t]
+    for t, rows in before.items():
+        assert {k: v for k, v in rows.items() if json.dumps({"id": k}) not in q} == after[t]
     assert new_id in after[EXPORTS]
     rows_lost(134 + 379 + 1 - sum(len(after[t]) for t in after) - len(q))  # fixture rows + the late insert
 
