@@ -126,7 +126,7 @@ QUERIES = {
           JOIN pg_class c ON c.oid = con.conrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
           {c}
-         WHERE con.conrelid <> 0 AND con.conparentid = 0 AND {ns}
+         WHERE con.conrelid <> 0 AND con.conparentid = 0 AND con.contype <> 'n' AND {ns}
     """.format(c=_comment("con", "pg_constraint"), ns=_NS_FILTER),
     # Index definitions are assembled from their parts too (pg_get_indexdef looks up the default
     # operator class of every key: slow); only expression keys are printed by the server.

@@ -304,3 +304,24 @@ def test_playbook_drift_report_names_the_spec_drift(pg_server, scratch_server, p
         assert "bazaar-vid_exports" in (run_dir / "report.md").read_text()
     # the targets' schemas are unchanged (the run record lives in the ignored product schema)
     assert {db: schema_fingerprint(snap(pg_server, db)) for db in (prod_db, dev_db)} == before
+
+
+def test_snapshot_file_round_trip_and_bad_sources(pg_server, scratch_server, dev_db, tmp_path):
+    from ansible.module_utils.pgsafe_snapshot import SnapshotSourceError, dumps, read_snapshot_file
+
+    live = snap(pg_server, dev_db)
+    path = tmp_path / "dev.json"
+    path.write_text(dumps(live))
+    saved = read_snapshot_file(str(path))
+    assert diff_snapshots(saved, live) == [] and schema_fingerprint(saved) == schema_fingerprint(live)
+    path.write_text('{"format_version": 42}')
+    with pytest.raises(SnapshotSourceError, match="format_version 42"):
+        read_snapshot_file(str(path))
+    with pytest.raises(SnapshotSourceError, match="cannot read snapshot file"):
+        read_snapshot_file(str(tmp_path / "missing.json"))
+    before = {r[0] for r in scratch_server.execute("postgres", "SELECT datname FROM pg_database")}
+    with pytest.raises(SnapshotSourceError, match=r"broken\.sql.*does_not_exist"):
+        ddl_snapshot(scratch_server.module_params("postgres"), "CREATE TABLE t (a does_not_exist);",
+                     prefix="pgsafe_scratch_test", label="broken.sql")
+    after = {r[0] for r in scratch_server.execute("postgres", "SELECT datname FROM pg_database")}
+    assert not {d for d in after - before if d.startswith("pgsafe_scratch_test")}  # dropped on failure too
