@@ -674,40 +674,6 @@ def reconcile(before, after, explanations=()):
             else:
                 entry.update(status="added", detail="table not in the before fingerprint")
             continue
-        moves = [e for e in items if e["kind"] in ("retire", "rename")]
-        if a is None or moves:
-            if moves:
-                e = moves[0]
-                target = a_tables.get(canonical_key(e["to"]))
-                rows, digest = (e.get("rows"), e.get("hash")) if e.get("rows") is not None else \
-                    ((target or {}).get("rows"), (target or {}).get("hash"))
-                entry["expected_rows"] = b["rows"]
-                if rows is None:
-                    entry.update(status="loss", detail="{0} to {1}, but that table was not fingerprinted".format(
-                        e["kind"], e["to"]))
-                    loss(key, "table_missing", b["rows"], entry["detail"])
-                elif rows != b["rows"]:
-                    entry.update(status="loss", detail="{0} to {1} holds {2} rows, before {3}".format(
-                        e["kind"], e["to"], rows, b["rows"]))
-                    loss(key, "rows_missing" if rows < b["rows"] else "rows_added", abs(b["rows"] - rows),
-                         entry["detail"])
-                elif digest is not None and digest != b["hash"]:
-                    entry.update(status="loss", detail="{0} to {1}: same row count, content hash differs".format(
-                        e["kind"], e["to"]))
-                    loss(key, "values_changed", 0, entry["detail"])
-                else:
-                    entry.update(status="explained", detail="{0} to {1}, {2} rows, hash equal".format(
-                        e["kind"], e["to"], rows))
-                continue
-            if "drop" in kinds and b["rows"] == 0:
-                entry.update(status="explained", expected_rows=0, detail="empty table dropped as planned")
-            else:
-                entry.update(status="loss", expected_rows=b["rows"],
-                             detail="table missing after ({0} rows before){1}".format(
-                                 b["rows"], "; a drop is only explained for an empty table" if "drop" in kinds
-                                 else ""))
-                loss(key, "table_missing", b["rows"], entry["detail"])
-            continue
         expected_rows, expected_hash, hash_known = b["rows"], b["hash"], True
         notes = []
         for e in items:
@@ -726,6 +692,45 @@ def reconcile(before, after, explanations=()):
                 else:
                     hash_known = False
                 notes.append("merged {0} rows{1}".format(e["rows"], " from " + e["from"] if e.get("from") else ""))
+        moves = [e for e in items if e["kind"] in ("retire", "rename")]
+        if moves:
+            e = moves[0]
+            target = a_tables.get(canonical_key(e["to"]))
+            rows, digest = (e.get("rows"), e.get("hash")) if e.get("rows") is not None else \
+                ((target or {}).get("rows"), (target or {}).get("hash"))
+            entry["expected_rows"] = expected_rows
+            where = "{0} to {1}".format(e["kind"], e["to"])
+            if rows is None:
+                entry.update(status="loss", detail="{0}, but that table was not fingerprinted".format(where))
+                loss(key, "table_missing", expected_rows, entry["detail"])
+            elif rows < expected_rows:
+                entry.update(status="loss", detail=", ".join(notes + ["{0} holds {1} rows, expected {2}".format(
+                    where, rows, expected_rows)]))
+                loss(key, "rows_missing", expected_rows - rows, entry["detail"])
+            elif rows > expected_rows:
+                entry.update(status="loss", detail=", ".join(notes + ["{0} holds {1} rows, expected {2}".format(
+                    where, rows, expected_rows)]))
+                loss(key, "rows_added", rows - expected_rows, entry["detail"])
+            elif digest is not None and hash_known and digest != expected_hash:
+                entry.update(status="loss", detail=", ".join(notes + ["{0}: same row count, content hash differs".format(
+                    where)]))
+                loss(key, "values_changed", 0, entry["detail"])
+            else:
+                entry.update(status="explained" if digest is not None and hash_known else "explained_unverified",
+                             detail=", ".join(notes + ["{0}, {1} rows{2}".format(
+                                 where, rows, ", hash equal" if digest is not None and hash_known else "")]))
+            continue
+        if a is None:
+            if "drop" in kinds and expected_rows == 0:
+                entry.update(status="explained", expected_rows=0, detail=", ".join(
+                    notes + ["empty table dropped as planned"]))
+            else:
+                entry.update(status="loss", expected_rows=expected_rows,
+                             detail="table missing after ({0} rows before){1}".format(
+                                 b["rows"], "; a drop is only explained for an empty table" if "drop" in kinds
+                                 else ""))
+                loss(key, "table_missing", expected_rows, entry["detail"])
+            continue
         entry["expected_rows"] = expected_rows
         writes = "writes" in kinds
         value_changing_cast = any(e["kind"] == "cast" and e.get("value_changing") for e in items)
@@ -810,7 +815,11 @@ def compare(conn, run_id=None, before=None, before_label="before", after=None, a
     if after is None:
         after = fingerprint(conn, tables=tables, normalize=merged_normalize_for(merged_normalize, conn),
                             uuid_text=mode, connect=connect, workers=workers)
-    used = list(recorded) + [dict(e) for e in (explanations or ())]
+    # quarantined rows and retired tables the run recorded are authoritative: a given explanation of the same
+    # kind for the same table would count them twice
+    covered = {(e["kind"], canonical_key(e["table"])) for e in recorded if e["kind"] in ("quarantine", "retire")}
+    given = [validate_explanation(dict(e)) for e in (explanations or ())]
+    used = list(recorded) + [e for e in given if (e["kind"], canonical_key(e["table"])) not in covered]
     result = reconcile(before, after, used)
 
     def meta(fp):

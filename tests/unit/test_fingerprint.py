@@ -147,3 +147,13 @@ def test_validation_blocks_on_missing_or_invalid_index_and_blocking_severity():
     blocked = blocking_differences(diffs)
     assert [(d["kind"], d["attribute"]) for d in blocked] == [("index", "presence"), ("index", "valid"),
                                                              ("column", "type")]
+
+
+def test_retired_table_with_quarantined_rows_accounts_both():
+    q = "0000000000000005"
+    before = fp(public__source=t(5, add_hashes("0000000000000040", q)))
+    after = fp(pgsafe_quarantine__source=t(4, "0000000000000040"))
+    explanations = [{"kind": "quarantine", "table": "public.source", "rows": 1, "hash": q},
+                    {"kind": "retire", "table": "public.source", "to": "pgsafe_quarantine.source"}]
+    assert reconcile(before, after, explanations)["ok"]
+    assert not reconcile(before, after, explanations[1:])["ok"]
