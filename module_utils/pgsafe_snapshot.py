@@ -298,9 +298,25 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
     triggers, policies and columns); an ignored table takes its columns, constraints, indexes,
     triggers and policies with it.
 
-    Issues only SELECT and transaction-local set_config: safe in a READ ONLY transaction.  The
-    pinned settings last until the caller's transaction ends.
+    Issues only SELECT, SAVEPOINT and transaction-local set_config: safe in a READ ONLY transaction.
+    Works in the caller's transaction (the pinned settings are undone by rolling back to a savepoint,
+    so the caller's search_path and friends are untouched afterwards) or on an autocommit connection
+    (in a transaction of its own, rolled back).
     """
+    autocommit = bool(getattr(cur.connection, "autocommit", False))
+    cur.execute("BEGIN" if autocommit else "SAVEPOINT pgsafe_snapshot")
+    try:
+        return _take_snapshot(cur, ignore_schemas, ignore_patterns)
+    finally:
+        if autocommit:
+            cur.execute("ROLLBACK")
+        elif cur.connection.get_transaction_status() != 3:  # not INERROR: undo the settings, keep the transaction
+            cur.execute("ROLLBACK TO SAVEPOINT pgsafe_snapshot; RELEASE SAVEPOINT pgsafe_snapshot")
+        else:
+            cur.execute("ROLLBACK TO SAVEPOINT pgsafe_snapshot")
+
+
+def _take_snapshot(cur, ignore_schemas, ignore_patterns):
     ignore_schemas = tuple(dict.fromkeys(tuple(ignore_schemas or ()) + SYSTEM_SCHEMAS))
     flt = _Filter(ignore_schemas, ignore_patterns)
     _pin_settings(cur)

@@ -325,3 +325,27 @@ def test_snapshot_file_round_trip_and_bad_sources(pg_server, scratch_server, dev
                      prefix="pgsafe_scratch_test", label="broken.sql")
     after = {r[0] for r in scratch_server.execute("postgres", "SELECT datname FROM pg_database")}
     assert not {d for d in after - before if d.startswith("pgsafe_scratch_test")}  # dropped on failure too
+
+
+def test_take_snapshot_leaves_the_callers_session_alone(pg_server, dev_db):
+    """Callers (typefix, validation) snapshot inside their own transaction or in autocommit mode."""
+    with pg_server.connect(dev_db, autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("SET search_path = public; SET TimeZone = 'Europe/Paris'")
+        conn.commit()
+        in_tx = take_snapshot(cur)
+        cur.execute("SHOW search_path")
+        assert cur.fetchone()[0] == "public"
+        cur.execute('SELECT count(*) FROM "bazaar-vid_exports"')  # unqualified names still resolve
+        assert cur.fetchone()[0] > 0
+        conn.rollback()
+    conn = pg_server.connect(dev_db, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET search_path = public; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = -3")
+            auto = take_snapshot(cur)
+            cur.execute("SHOW search_path")
+            assert cur.fetchone()[0] == "public"
+    finally:
+        conn.close()
+    assert diff_snapshots(in_tx, auto) == [] and schema_fingerprint(in_tx) == schema_fingerprint(auto)
+    assert in_tx["tables"][P(EXPORTS)]["columns"]["id"]["type"] == "uuid"
