@@ -33,7 +33,7 @@ from tests import pg  # noqa: E402
 CLUSTER = ("bench_diff", int(os.environ.get("PGSAFE_PORT_BENCH_DIFF", "55450")))
 TABLES = int(os.environ.get("BENCH_DIFF_TABLES", "2000"))
 EVERY = 50  # one table in 50 differs (2%)
-OURS_RUNS = int(os.environ.get("BENCH_DIFF_RUNS", "5"))
+OURS_RUNS = int(os.environ.get("BENCH_DIFF_RUNS", "7"))
 MIGRA_RUNS = int(os.environ.get("BENCH_DIFF_MIGRA_RUNS", "3"))
 MIGRA_VENV = ROOT / ".bench" / "migra-venv"
 LEFT_DB, RIGHT_DB = "bench_diff_left", "bench_diff_right"
@@ -188,9 +188,9 @@ def main() -> int:
             print("migra statement not mapped: " + stmt[:200], file=sys.stderr)
         differing = sum(1 for i in range(TABLES) if i % EVERY == 7)
         print("BENCH diff ours_s={0:.3f} anchor=migra anchor_s={1:.3f} ratio={2:.3f} tables={3} differing_tables={4} "
-              "ours_differences={5} migra_statements={6} missed={7} unmapped={8} runs={9}/{10}".format(
+              "ours_differences={5} migra_statements={6} missed={7} unmapped={8} runs={9}/{10} load1={11:.1f}".format(
                   ours_s, migra_s, ours_s / migra_s, TABLES, differing, len(ours_diffs), len(migra_objs),
-                  len(missed), len(unknown), OURS_RUNS, MIGRA_RUNS))
+                  len(missed), len(unknown), OURS_RUNS, MIGRA_RUNS, os.getloadavg()[0]))
     finally:
         passfile.unlink(missing_ok=True)
         for db in (LEFT_DB, RIGHT_DB):
