@@ -1389,6 +1389,13 @@ class Runner:
             self.journal("online:backfill", "completed", ",".join(qualified(*k) for k in by_table))
             self.txn("quarantine orphans", self.quarantine)
             self.txn("swap", lambda cur: self._swap(cur, by_table))
+            with self.conn.cursor() as cur:  # counted after the swap, outside its lock (writes may have added rows)
+                for key in by_table:
+                    cur.execute(sql.SQL("SELECT count(*) FROM {0}").format(_ident(*key)))
+                    entry = self.counts.setdefault(qualified(*key), {})
+                    entry["after"] = cur.fetchone()[0]
+                    entry["quarantined"] = self.moved.get(qualified(*key), {}).get("rows", 0)
+            self.conn.commit()
         except Exception as exc:
             self._journal_failure("typechange:online", exc)
             raise
@@ -1564,9 +1571,6 @@ class Runner:
                                                                                sql.Identifier(idx["name"])))
         recreate_views(cur, self.plan)
         added = add_fks_not_valid(cur, self.plan)
-        for key in by_table:
-            cur.execute(sql.SQL("SELECT count(*) FROM {0}").format(_ident(*key)))
-            self.counts.setdefault(qualified(*key), {})["after"] = cur.fetchone()[0]
         self.journal("typechange:online", "completed", ",".join(self.plan["touched_tables"]),
                      {"fks_added_not_valid": added, "quarantined": {k: v["rows"] for k, v in self.moved.items()}},
                      self.rollback, cur=cur)
