@@ -102,6 +102,7 @@ LONG_TRANSACTIONS = """
     SELECT pid, usename, state, extract(epoch FROM now() - xact_start)::int, left(query, 120)
       FROM pg_stat_activity
      WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+       AND datname = current_database()
        AND now() - xact_start > make_interval(secs => %s)
 """
 LOCKS_ON_TABLES = """
