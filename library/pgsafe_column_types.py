@@ -154,6 +154,7 @@ options:
     description: Extra free space required on top of the estimate.
     type: int
     default: 67108864
+    aliases: [disk_margin]
   run_id:
     description: Run id recorded in the journal and with quarantined rows.
     type: str
@@ -322,7 +323,7 @@ def main():
             throttle_ms=dict(type="int", default=0),
             verify=dict(type="bool", default=True),
             disk_free_bytes=dict(type="int"),
-            disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024),
+            disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
             run_id=dict(type="str", required=True),
         ),
         supports_check_mode=True,

@@ -332,10 +332,17 @@ def test_backend_terminated_mid_backfill_then_rerun_converges(pg_server, prod_db
     leftover = pg_server.execute(db, "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid AND "
                                      "c.relkind = 'r' WHERE attname LIKE '%pgsafe_new' AND NOT attisdropped")[0][0]
     assert leftover >= 1  # half-way: shadow columns exist...
+    # An interrupted CREATE INDEX CONCURRENTLY leaves an invalid index under the shadow index's name.
+    conn = pg_server.connect(db)
+    with pytest.raises(psycopg2.errors.UniqueViolation), conn.cursor() as cur:
+        cur.execute(f'CREATE UNIQUE INDEX CONCURRENTLY "bazaar-vid_exports_pkey_pgsafe_new" ON "{EXPORTS}" (status)')
+    conn.close()
+    assert pg_server.execute(db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid")[0][0] == 1
     plan = run_module("pgsafe_column_types", args_for(pg_server, db, strategy="auto", run_id="bf-plan"), check=True)
     assert plan["plan"]["strategy"] == "online" and "resuming" in plan["plan"]["strategy_reason"]  # ...and are reported
     rerun = run_module("pgsafe_column_types", args_for(pg_server, db, strategy="online", run_id="bf-rerun"))
     assert not rerun.get("failed"), rerun.get("msg")
+    assert any("dropped invalid index" in e for e in rerun["events"])
     assert_converged_prod(pg_server, db)
     after = {t: normalised(table_content(pg_server, db, t)) for t in (EXPORTS, ANALYTICS)}
     q = {json.dumps(r[1], sort_keys=True) for r in quarantined(pg_server, db)}
