@@ -371,6 +371,9 @@ def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_TH
             chosen, why = "online", "requested"
         if any(c["leftover_new_column"] and c["needs_type"] for c in plan_changes) and not online_blockers:
             chosen, why = "online", "resuming an interrupted online run (leftover column found)"
+    if chosen == "online" and type_tables:
+        hazards.append("online strategy: converted columns move to the end of their table (SELECT * column order "
+                       "changes); column-level grants and statistics targets on them are not carried over")
     converged = not any(c["needs_type"] or c["needs_default"] or c["needs_not_null"] or c["leftover_new_column"]
                         for c in plan_changes) and all(f["state"] == "valid" for f in plan_fks)
     plan = {"changes": plan_changes, "foreign_keys": plan_fks, "drop_fks": drop_fks, "views": uniq_views,
