@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Benchmark: a verified backup against a bare ``pg_dump -Fd -j2`` of the same ~1 GB database.
+
+ours   = pgsafe_backup (same-snapshot row counts + content hashes, manifest with sha256 of every file,
+         roles/tablespaces) + verification (checksums against the manifest, ``pg_restore --list``)
+anchor = ``pg_dump -Fd -j2 -f <dir> <db>``
+Both run alternately on the same database in the same run; medians of BENCH_BACKUP_RUNS (3) runs.
+Extra keys: the restore test (restore into a scratch database on a second cluster + per-table
+comparison), as restore_test_s and restore_ratio = (ours + restore test) / anchor.
+
+Own clusters: bench_backup (55452, source) and bench_backup_scratch (55453), stopped at the end.
+BENCH_BACKUP_SCALE (default 800: about 1 GB with the Sprint 90 prod fixtures) sets the size.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import ansible.module_utils  # noqa: E402
+
+if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+
+from ansible.module_utils import pgsafe_backup_exec as ex  # noqa: E402
+from ansible.module_utils.pgsafe_connection import libpq_environment  # noqa: E402
+
+import pgclusters  # noqa: E402
+from tests import pg  # noqa: E402
+
+SOURCE = ("bench_backup", 55452)
+SCRATCH = ("bench_backup_scratch", 55453)
+SCALE = float(os.environ.get("BENCH_BACKUP_SCALE", "800"))
+RUNS = int(os.environ.get("BENCH_BACKUP_RUNS", "3"))
+DBNAME = "bazaar_vid_bench_%s" % str(SCALE).replace(".", "_")
+
+
+def log(msg):
+    print("# " + msg, file=sys.stderr, flush=True)
+
+
+def ensure_database(server):
+    rows = server.execute("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,))
+    if rows:
+        return
+    log("seeding %s at scale %s (once; kept in the bench cluster)" % (DBNAME, SCALE))
+    server.drop_database(DBNAME + "_tmp")
+    server.create_database(DBNAME + "_tmp")
+    conn = server.connect(DBNAME + "_tmp", autocommit=False)
+    try:
+        pg.sprint90_fixtures.seed(conn, "prod", SCALE)
+    finally:
+        conn.close()
+    conn = server.connect(DBNAME + "_tmp")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE")
+    finally:
+        conn.close()
+    server.execute("postgres", 'ALTER DATABASE "%s" RENAME TO "%s"' % (DBNAME + "_tmp", DBNAME))
+
+
+def bare_dump(params, work):
+    target = work / "anchor"
+    shutil.rmtree(target, ignore_errors=True)
+    started = time.monotonic()
+    with libpq_environment(params, DBNAME) as env:
+        subprocess.run([ex.find_binary("pg_dump"), "--no-password", "-Fd", "-j2", "-f", str(target), "-d", DBNAME],
+                       env=env, check=True, stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - started
+    shutil.rmtree(target)
+    return seconds
+
+
+def ours(params, scratch_params, work):
+    dest = work / "ours"
+    shutil.rmtree(dest, ignore_errors=True)
+    started = time.monotonic()
+    taken = ex.take_backup(params, str(dest), ["database"], jobs=2, reason="bench")
+    _, doc = ex.verify_backup(taken["path"], checks=("checksums", "toc"))
+    seconds = time.monotonic() - started
+    assert doc["verified"], doc["problems"]
+    started = time.monotonic()
+    restore = ex.restore_test(taken["path"], taken["manifest"], scratch_params, jobs=2)
+    restore_seconds = time.monotonic() - started
+    assert restore["status"] == "ok", restore["problems"]
+    size = taken["total_size"]
+    shutil.rmtree(dest)
+    return seconds, restore_seconds, size
+
+
+def main():
+    source = pg.start_server(SOURCE)
+    scratch = pg.start_server(SCRATCH)
+    work = Path(tempfile.mkdtemp(prefix="pgsafe-bench-backup-", dir=str(ROOT / ".bench")
+                                 if (ROOT / ".bench").is_dir() else None))
+    try:
+        ensure_database(source)
+        params = source.module_params(DBNAME)
+        scratch_params = scratch.module_params("postgres")
+        db_bytes = source.execute("postgres", "SELECT pg_database_size(%s)", (DBNAME,))[0][0]
+        log("database %s: %.0f MB" % (DBNAME, db_bytes / 1e6))
+        anchor_s, ours_s, restore_s, sizes = [], [], [], []
+        for i in range(RUNS):
+            if i % 2 == 0:
+                anchor_s.append(bare_dump(params, work))
+                o, r, s = ours(params, scratch_params, work)
+            else:
+                o, r, s = ours(params, scratch_params, work)
+                anchor_s.append(bare_dump(params, work))
+            ours_s.append(o)
+            restore_s.append(r)
+            sizes.append(s)
+            log("run %d: ours %.2fs (restore test %.2fs), pg_dump -Fd -j2 %.2fs" % (i + 1, o, r, anchor_s[-1]))
+        o, a, r = statistics.median(ours_s), statistics.median(anchor_s), statistics.median(restore_s)
+        print("BENCH backup ours_s=%.3f anchor=pg_dump_Fd_j2 anchor_s=%.3f ratio=%.3f db_mb=%.0f dump_mb=%.0f "
+              "scale=%s runs=%d restore_test_s=%.3f restore_ratio=%.3f" % (
+                  o, a, o / a, db_bytes / 1e6, statistics.median(sizes) / 1e6, SCALE, RUNS, r, (o + r) / a))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_BACKUP_KEEP_CLUSTERS") != "1":
+            pgclusters.stop(*SOURCE)
+            pgclusters.stop(*SCRATCH)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
