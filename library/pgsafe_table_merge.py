@@ -211,8 +211,9 @@ def main():
     changed = result["action"] in ("merge", "merged")
     out = {k: v for k, v in result.items() if k not in ("quarantine",)}
     out["changed"] = changed
-    out["report_item"] = {k: result.get(k) for k in ("source", "target", "action", "source_rows", "target_rows",
-                                                     "to_insert", "inserted", "identical", "quarantined", "reason")}
+    keys = ("source", "target", "action", "source_rows", "target_rows", "to_insert", "inserted", "identical",
+            "quarantined", "reason")
+    out["report_item"] = {k: "" if result.get(k) is None else result.get(k) for k in keys}
     if module._diff:
         after = dict(before)
         if result["action"] in ("merge", "merged"):

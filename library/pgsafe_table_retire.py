@@ -234,6 +234,7 @@ def main():
                      "quarantine_table": r.get("quarantine_table") or (r.get("table") if params["state"] == "purged"
                                                                        else None),
                      "retain_until": r.get("retain_until")} for r in results]
+    report_items = [{k: ("" if v is None else v) for k, v in item.items()} for item in report_items]
     out = {"changed": changed, "tables": results, "skipped": skipped, "blocked": blocked,
            "report_items": report_items}
     if module._diff:
