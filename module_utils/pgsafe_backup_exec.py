@@ -249,7 +249,8 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
     try:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
-            pin_settings(cur, {"lock_timeout": lock_timeout})
+            pin_settings(cur, {"lock_timeout": lock_timeout, "statement_timeout": "0",
+                               "idle_in_transaction_session_timeout": "0"})
             facts, tables = inspect_scope(cur, covers)
             estimate = estimate_size(cur, tables)
             os.makedirs(destination, mode=0o750, exist_ok=True)
