@@ -97,7 +97,7 @@ algorithm:
   description: Canonical form and hash version.
   returned: success
   type: str
-  sample: pgsafe-fp-v1
+  sample: pgsafe-fp-v2
 total_rows:
   description: Sum of the row counts.
   returned: success

@@ -8,32 +8,35 @@ every migration; ``reconcile()`` explains each difference as planned (a cast, qu
 merged rows, a table retired to the quarantine schema, a drop of an empty table) or flags it as
 loss.
 
-Canonical form (algorithm ``pgsafe-fp-v1``)
+Canonical form (algorithm ``pgsafe-fp-v2``)
 -------------------------------------------
-For each row the server builds a jsonb object ``{column name: value}`` over all live columns
-(dropped columns excluded; column order is irrelevant because jsonb sorts its keys), with each
-value converted exactly as ``to_jsonb(row)`` converts it, then normalised:
+Each row is reduced to the texts of its column values, taken in jsonb key order of the column
+names (byte length, then bytes: ``column_order()``), so column order in the table does not matter.
+A value's text is the text of the value ``to_jsonb(row)`` would hold for it, unquoted
+(``to_jsonb(col) #>> '{}'``): strings as they are, numbers and booleans as JSON prints them
+(``true``), timestamptz in ISO 8601 at UTC (``2025-03-01T09:00:00+00:00``), timestamps without zone
+as ``2025-03-01T09:00:00``, floats with shortest-exact digits, bytea in hex output, json/jsonb as
+canonical jsonb text (key order and whitespace do not matter), arrays as JSON arrays.  For the
+common types whose text output is that same text (text, varchar, uuid, integers, numeric, bool,
+bytea, interval, inet, money, enums) a plain ``::text`` cast is used, which is faster.  Then:
 
-* string-category columns (text, varchar, char, citext, enums, domains over them), when
+* string-category columns (text, varchar, char, citext, domains over them), when
   ``uuid_text='auto'`` (the default): a value spelled like a UUID (any case, optional hyphens at
   the 8-4-4-4-12 positions, optional ``{braces}``) is replaced by its canonical spelling
-  ``lower(value::uuid::text)``, so a text column compares equal to the uuid column it becomes, and
-  an upper-case or braced spelling equals the canonical one;
-* explicit ``normalize`` per column: ``uuid`` (``col::text::uuid``), ``jsonb`` (``col::jsonb``;
-  text holding JSON), ``text`` (the value's text output, as a JSON string), ``numeric``
-  (``col::text::numeric``), ``timestamp_utc`` (timestamptz converted to UTC wall time; timestamp
-  kept), ``ignore`` (the column is left out of the hash);
-* jsonb / json values are embedded as parsed jsonb (key order and whitespace do not matter);
-* timestamptz render in ISO 8601 at UTC (``2025-03-01T09:00:00+00:00``), timestamps without
-  zone as ``2025-03-01T09:00:00``, floats with shortest-exact digits, bytea as hex.
+  ``value::uuid::text`` (lower case, hyphenated), so a text column compares equal to the uuid
+  column it becomes, and an upper-case or braced spelling equals the canonical one;
+* explicit ``normalize`` per column: ``uuid`` (``col::text::uuid::text``), ``jsonb`` (text holding
+  JSON, parsed), ``text`` (the value's ``::text``), ``numeric`` (``col::text::numeric::text``),
+  ``timestamp_utc`` (timestamptz converted to UTC wall time, timestamp kept), ``ignore`` (the
+  column is left out).
 
-The row's canonical text is that jsonb's text output (``{"a": 1, "bb": "x"}``: keys ordered by
-length then bytes, ``", "`` and ``": "`` separators).  The row hash is
-``hashtextextended(canonical_text COLLATE "C", 0)`` (a signed 64-bit integer); the table hash is
-the sum of the row hashes modulo 2**64, as 16 hex digits (empty table: ``0000000000000000``).
-Summing (not xor) keeps duplicate rows visible and makes the hash additive:
-``hash(before) = hash(after) + hash(quarantined rows)`` modulo 2**64, which is how quarantined
-and merged rows are accounted for.
+The row hash folds the texts through the seed of PostgreSQL's 64-bit string hash:
+``h0 = 0``, ``h(i) = hashtextextended(coalesce(text_i, '') COLLATE "C", h(i-1) XOR null_i)``
+with ``null_i = 1`` for a NULL (SQL NULL or JSON null) and 0 otherwise, so NULL and ``''`` differ.
+The table hash is the sum of the row hashes modulo 2**64, as 16 hex digits (empty table:
+``0000000000000000``).  Summing (not xor) keeps duplicate rows visible and makes the hash
+additive: ``hash(before) = hash(after) + hash(quarantined rows)`` modulo 2**64, which is how
+quarantined and merged rows are accounted for.
 
 Session settings are pinned inside the fingerprint transaction (``PINNED_SETTINGS``: TimeZone UTC,
 DateStyle ISO, IntervalStyle postgres, extra_float_digits 1, bytea_output hex, lc_monetary C,
@@ -43,10 +46,11 @@ instead of silently counting fewer rows.  Every table is read in ONE scan, serve
 ``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot).
 
 Quarantined rows (``pgsafe.quarantine_row.row_data``) must be stored as ``to_jsonb(t.*)`` of the
-original row: ``jsonb_row_hash_sql()`` applies the same normalisations to such a jsonb, so a
-quarantined row contributes exactly the hash it had as a live row.  (The jsonb path applies the
-UUID spelling rule to every string value of the object; the live path to string-category
-columns; other types never render as a UUID spelling.)
+original row: ``jsonb_row_hash_sql()`` folds such a jsonb's keys in the same order with the same
+normalisations (value text ``v #>> '{}'``), so a quarantined row contributes exactly the hash it
+had as a live row.  (The jsonb path applies the UUID spelling rule to every JSON string; the live
+path to string-category columns; other types never render as a UUID spelling.  A jsonb column
+holding a JSON null and a SQL NULL are the same in ``to_jsonb(row)``, so they hash the same.)
 
 The hash is a checksum against accidents (lost, duplicated or changed rows), not a cryptographic
 proof: hashtextextended is stable across PostgreSQL versions on one byte order.
@@ -63,7 +67,7 @@ from decimal import Decimal
 from ansible.module_utils.pgsafe_identifiers import split_qualified
 from ansible.module_utils.pgsafe_meta import META_SCHEMA, PRODUCT_SCHEMAS
 
-ALGORITHM = "pgsafe-fp-v1"
+ALGORITHM = "pgsafe-fp-v2"
 MOD = 2 ** 64
 EMPTY_HASH = "0" * 16
 
@@ -132,88 +136,119 @@ def _sql():
     return sql
 
 
+# Types whose text output equals the text of their to_jsonb() value: hashed through a plain ::text cast.
+# Every other type goes through ``to_jsonb(col) #>> '{}'`` (timestamps in ISO 8601, floats, arrays, ...).
+PLAIN_TEXT_TYPES = frozenset(("text", "varchar", "name", "citext", "uuid", "int2", "int4", "int8", "numeric", "bool",
+                              "bytea", "interval", "inet", "cidr", "macaddr", "macaddr8", "money", "oid"))
+NULL_SEED_FLIP = 1  # XORed into the seed for a NULL value, so NULL and '' hash differently
+
+
+def column_order(names):
+    """Columns in jsonb key order (byte length, then bytes): the order both hash paths fold them in."""
+    return sorted(names, key=lambda n: (len(n.encode("utf-8")), n.encode("utf-8")))
+
+
 def _live_value_sql(column, how, uuid_text):
-    """SQL for one column's normalised value in a live row (alias ``t``)."""
+    """SQL (text) for one column's canonical value in a live row (alias ``t``), and its NULL test."""
     sql = _sql()
     col = sql.SQL("t.{0}").format(sql.Identifier(column["name"]))
+    type_name = column["type_name"]
+    is_null = sql.SQL("({0} IS NULL)").format(col)
     if how == "uuid":
-        return sql.SQL("(({0})::text)::uuid").format(col)
+        return sql.SQL("((({0})::text)::uuid)::text").format(col), is_null
     if how == "jsonb":
-        return sql.SQL("({0})::jsonb").format(col) if column["type_name"] in ("json", "jsonb", "text", "varchar",
-                                                                              "bpchar") \
-            else sql.SQL("(({0})::text)::jsonb").format(col)
+        if type_name == "jsonb":
+            return sql.SQL("({0} #>> '{{}}')").format(col), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(col)
+        value = sql.SQL("((({0})::text)::jsonb)").format(col)
+        return sql.SQL("({0} #>> '{{}}')").format(value), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(value)
     if how == "text":
-        return sql.SQL("({0})::text").format(col)
+        return sql.SQL("({0})::text").format(col), is_null
     if how == "numeric":
-        return sql.SQL("(({0})::text)::numeric").format(col)
+        return sql.SQL("((({0})::text)::numeric)::text").format(col), is_null
     if how == "timestamp_utc":
-        if column["type_name"] == "timestamptz":
-            return sql.SQL("({0} AT TIME ZONE 'UTC')").format(col)
-        return sql.SQL("(({0})::text)::timestamptz AT TIME ZONE 'UTC'").format(col)
-    if uuid_text == "auto" and column.get("category") == "S":
+        if type_name == "timestamptz":
+            return sql.SQL("(to_jsonb({0} AT TIME ZONE 'UTC') #>> '{{}}')").format(col), is_null
+        if type_name == "timestamp":
+            return sql.SQL("(to_jsonb({0}) #>> '{{}}')").format(col), is_null
+        return sql.SQL("(to_jsonb(((({0})::text)::timestamptz) AT TIME ZONE 'UTC') #>> '{{}}')").format(col), is_null
+    if type_name == "jsonb":
+        return sql.SQL("({0} #>> '{{}}')").format(col), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(col)
+    if type_name == "json":
+        value = sql.SQL("(({0})::jsonb)").format(col)
+        return sql.SQL("({0} #>> '{{}}')").format(value), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(value)
+    if type_name in PLAIN_TEXT_TYPES or column.get("typtype") == "e":
         text = sql.SQL("({0})::text").format(col)
-        return sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} "
-                       "THEN (({0})::uuid)::text ELSE {0} END").format(text, sql.Literal(UUID_SPELLING_RE))
-    return col
-
-
-def live_row_jsonb_sql(columns, table_normalize=None, uuid_text="auto"):
-    """SQL building the canonical jsonb of a live row of alias ``t`` from its column list."""
-    sql = _sql()
-    table_normalize = table_normalize or {}
-    pairs = []
-    for column in columns:
-        how = table_normalize.get(column["name"])
-        if how == "ignore":
-            continue
-        pairs.append(sql.SQL("{0}, {1}").format(sql.Literal(column["name"]),
-                                                _live_value_sql(column, how, uuid_text)))
-    if not pairs:
-        return sql.SQL("'{}'::jsonb")
-    chunks = [pairs[i:i + 50] for i in range(0, len(pairs), 50)]  # 100 arguments per function call
-    return sql.SQL(" || ").join(sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(chunk))
-                                for chunk in chunks)
-
-
-def _hash_of_jsonb(expr):
-    sql = _sql()
-    return sql.SQL("hashtextextended(({0})::text COLLATE \"C\", 0)").format(expr)
-
-
-def jsonb_canonical_sql(jsonb_expr, table_normalize=None, uuid_text="auto"):
-    """SQL turning a row given as jsonb (``to_jsonb(t.*)`` of the original row) into its canonical jsonb."""
-    sql = _sql()
-    table_normalize = table_normalize or {}
-    v = sql.SQL("e.value")
-    s = sql.SQL("(e.value #>> '{}')")
-    if uuid_text == "auto":
-        default = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' AND octet_length({1}) BETWEEN 32 AND 38 "
-                          "AND {1} ~* {2} THEN to_jsonb(({1})::uuid) ELSE {0} END").format(
-                              v, s, sql.Literal(UUID_SPELLING_RE))
     else:
-        default = v
-    per_key = {
-        "uuid": sql.SQL("to_jsonb(({0})::uuid)").format(s),
-        "jsonb": sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' THEN ({1})::jsonb ELSE {0} END").format(v, s),
-        "text": sql.SQL("CASE WHEN jsonb_typeof({0}) IN ('string', 'null') THEN {0} ELSE to_jsonb({1}) END").format(
-            v, s),
-        "numeric": sql.SQL("to_jsonb(({0})::numeric)").format(s),
-        "timestamp_utc": sql.SQL("to_jsonb((({0})::timestamptz AT TIME ZONE 'UTC'))").format(s),
-    }
-    whens = [sql.SQL("WHEN {0} THEN {1}").format(sql.Literal(name), per_key[how])
-             for name, how in sorted(table_normalize.items()) if how != "ignore"]
-    value = sql.SQL("CASE e.key {0} ELSE {1} END").format(sql.SQL(" ").join(whens), default) if whens else default
-    ignored = sorted(name for name, how in table_normalize.items() if how == "ignore")
-    where = sql.SQL("")
-    if ignored:
-        where = sql.SQL(" WHERE e.key <> ALL ({0}::text[])").format(sql.Literal(ignored))
-    return sql.SQL("(SELECT coalesce(jsonb_object_agg(e.key, {0}), '{{}}'::jsonb) FROM jsonb_each({1}) e{2})").format(
-        value, jsonb_expr, where)
+        text = sql.SQL("(to_jsonb({0}) #>> '{{}}')").format(col)
+    if uuid_text == "auto" and column.get("category") == "S" and type_name != "uuid":
+        text = sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} "
+                       "THEN (({0})::uuid)::text ELSE {0} END").format(text, sql.Literal(UUID_SPELLING_RE))
+    return text, is_null
+
+
+def _fold(steps):
+    """hashtextextended chained through its seed over (text, null test) steps, starting from seed 0."""
+    sql = _sql()
+    expr = sql.SQL("0::bigint")
+    for text, is_null in steps:
+        expr = sql.SQL("hashtextextended(coalesce({0}, '') COLLATE \"C\", ({1}) # (CASE WHEN {2} THEN {3} "
+                       "ELSE 0 END)::bigint)").format(text, expr, is_null, sql.Literal(NULL_SEED_FLIP))
+    return expr
+
+
+def live_row_hash_sql(columns, table_normalize=None, uuid_text="auto"):
+    """SQL for the signed 64-bit hash of a live row (alias ``t``) of a table with ``columns``."""
+    table_normalize = table_normalize or {}
+    by_name = {c["name"]: c for c in columns}
+    steps = [_live_value_sql(by_name[name], table_normalize.get(name), uuid_text)
+             for name in column_order(by_name) if table_normalize.get(name) != "ignore"]
+    return _fold(steps)
 
 
 def jsonb_row_hash_sql(jsonb_expr, table_normalize=None, uuid_text="auto"):
-    """SQL for the signed 64-bit hash of a row given as jsonb: equal to its live row's contribution."""
-    return _hash_of_jsonb(jsonb_canonical_sql(jsonb_expr, table_normalize, uuid_text))
+    """SQL for the signed 64-bit hash of a row given as jsonb (``to_jsonb(t.*)`` of the original row).
+
+    Equal to the live row's hash: the same fold over the keys in the same order, with the same
+    normalisations (a correlated recursive query per row: meant for quarantined rows, not bulk).
+    """
+    sql = _sql()
+    table_normalize = table_normalize or {}
+    v = sql.SQL("kv.value")
+    s = sql.SQL("(kv.value #>> '{}')")
+    if uuid_text == "auto":
+        default = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' AND octet_length({1}) BETWEEN 32 AND 38 "
+                          "AND {1} ~* {2} THEN (({1})::uuid)::text ELSE {1} END").format(
+                              v, s, sql.Literal(UUID_SPELLING_RE))
+    else:
+        default = s
+    per_key = {
+        "uuid": sql.SQL("(({0})::uuid)::text").format(s),
+        "jsonb": sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' THEN (({1})::jsonb #>> '{{}}') ELSE {1} END").format(
+            v, s),
+        "text": s,
+        "numeric": sql.SQL("(({0})::numeric)::text").format(s),
+        "timestamp_utc": sql.SQL("(to_jsonb((({0})::timestamptz AT TIME ZONE 'UTC')) #>> '{{}}')").format(s),
+    }
+    whens = [sql.SQL("WHEN {0} THEN {1}").format(sql.Literal(name), per_key[how])
+             for name, how in sorted(table_normalize.items()) if how != "ignore"]
+    value = sql.SQL("CASE kv.key {0} ELSE {1} END").format(sql.SQL(" ").join(whens), default) if whens else default
+    is_null = sql.SQL("coalesce(jsonb_typeof(CASE kv.key {0} ELSE kv.value END) = 'null', true)").format(
+        sql.SQL(" ").join(sql.SQL("WHEN {0} THEN (({1})::jsonb)").format(sql.Literal(name), s)
+                          for name, how in sorted(table_normalize.items()) if how == "jsonb")) \
+        if any(how == "jsonb" for how in table_normalize.values()) else \
+        sql.SQL("(jsonb_typeof(kv.value) = 'null')")
+    ignored = sorted(name for name, how in table_normalize.items() if how == "ignore")
+    where = sql.SQL("")
+    if ignored:
+        where = sql.SQL(" WHERE key <> ALL ({0}::text[])").format(sql.Literal(ignored))
+    return sql.SQL(
+        "(WITH RECURSIVE kv AS (SELECT row_number() OVER (ORDER BY octet_length(key), convert_to(key, 'UTF8')) AS n, "
+        "key, value FROM jsonb_each({0}){1}), "
+        "fold (n, h) AS (SELECT 0::bigint, 0::bigint UNION ALL "
+        "SELECT fold.n + 1, hashtextextended(coalesce({2}, '') COLLATE \"C\", fold.h # (CASE WHEN {3} THEN {4} "
+        "ELSE 0 END)::bigint) FROM fold JOIN kv ON kv.n = fold.n + 1) "
+        "SELECT h FROM fold ORDER BY n DESC LIMIT 1)").format(
+            jsonb_expr, where, value, is_null, sql.Literal(NULL_SEED_FLIP))
 
 
 def table_fingerprint_sql(schema, table, columns, table_normalize=None, uuid_text="auto", relkind="r",
@@ -222,8 +257,7 @@ def table_fingerprint_sql(schema, table, columns, table_normalize=None, uuid_tex
     sql = _sql()
     only = sql.SQL("ONLY ") if relkind == "r" else sql.SQL("")
     query = sql.SQL("SELECT count(*), sum({0}) FROM {1}{2}.{3} AS t").format(
-        _hash_of_jsonb(live_row_jsonb_sql(columns, table_normalize, uuid_text)), only,
-        sql.Identifier(schema), sql.Identifier(table))
+        live_row_hash_sql(columns, table_normalize, uuid_text), only, sql.Identifier(schema), sql.Identifier(table))
     if where is not None:
         query = sql.SQL("{0} WHERE {1}").format(query, where)
     return query
@@ -277,7 +311,8 @@ def list_tables(cur, exclude_schemas=()):
 def table_columns(cur, schema, table):
     """Live columns of a table: name, type (format_type), type_name (base type), category."""
     cur.execute(
-        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory, c.relkind "
+        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory, c.relkind, "
+        "bt.typtype "
         "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
@@ -285,7 +320,7 @@ def table_columns(cur, schema, table):
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         (schema, table))
     rows = cur.fetchall()
-    return [{"name": r[0], "type": r[1], "type_name": r[2], "category": r[3]} for r in rows], \
+    return [{"name": r[0], "type": r[1], "type_name": r[2], "category": r[3], "typtype": r[5]} for r in rows], \
         (rows[0][4] if rows else None)
 
 
@@ -469,9 +504,13 @@ def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto"
 
 
 def jsonb_rows_hash(cur, rows_as_jsonb, table_normalize=None, uuid_text="auto"):
-    """Count and hash of rows given as Python dicts / JSON strings (each ``to_jsonb`` of a row)."""
+    """Count and hash of rows given as JSON texts (each ``to_jsonb(t)::text`` of a row) or dicts.
+
+    Prefer texts: numbers in a dict went through Python floats and may no longer hash as stored.
+    """
     sql = _sql()
-    payload = json.dumps([r if isinstance(r, dict) else json.loads(r) for r in rows_as_jsonb])
+    # JSON texts are passed through untouched (a Python round trip would turn 12.5000 into 12.5)
+    payload = "[" + ",".join(r if isinstance(r, str) else json.dumps(r) for r in rows_as_jsonb) + "]"
     previous = pin_settings(cur)
     try:
         cur.execute(sql.SQL("SELECT count(*), sum({0}) FROM jsonb_array_elements({1}::jsonb) AS r(j)").format(

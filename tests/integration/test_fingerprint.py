@@ -90,6 +90,26 @@ def test_invariant_under_session_settings_and_jsonb_key_order(pg_server, conn):
     odd.close()
 
 
+def test_rows_as_jsonb_hash_like_live_rows_for_every_type(conn):
+    """The quarantine path (row as to_jsonb) gives each row exactly its live hash, whatever the types."""
+    from ansible.module_utils.pgsafe_fingerprint import jsonb_rows_hash
+
+    with conn.cursor() as cur:
+        cur.execute(TYPES_DDL)
+        cur.execute('ALTER TABLE "Mixed Types" ADD COLUMN c char(5), ADD COLUMN e_id text, ADD COLUMN nul jsonb')
+        cur.execute('''UPDATE "Mixed Types" SET c = 'ab', e_id = upper(md5(id::text)::uuid::text),
+                       nul = CASE id WHEN 1 THEN 'null'::jsonb WHEN 2 THEN '"s"' END''')
+        live = _fp(conn, tables=["public.Mixed Types"])["public.Mixed Types"]
+        cur.execute('SELECT to_jsonb(t)::text FROM "Mixed Types" t')
+        rows = [r[0] for r in cur.fetchall()]
+        assert jsonb_rows_hash(cur, rows) == {"rows": 3, "hash": live["hash"]}
+        for normalize in ({"e_id": "uuid"}, {"n": "text", "f8": "ignore", "tstz": "timestamp_utc"}):
+            key = "public.Mixed Types"
+            live = _fp(conn, tables=[key], normalize={key: normalize})[key]
+            assert jsonb_rows_hash(cur, rows, normalize)["hash"] == live["hash"], normalize
+    conn.rollback()
+
+
 def test_text_to_uuid_conversion_compares_equal(conn):
     """Fault case 7/13: exports' text ids become uuid; the content compares equal after normalisation."""
     before = fingerprint(conn)
