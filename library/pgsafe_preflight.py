@@ -108,7 +108,9 @@ LONG_TRANSACTIONS = """
 LOCKS_ON_TABLES = """
     SELECT l.pid, l.mode, n.nspname, c.relname
       FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE l.pid <> pg_backend_pid() AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+     WHERE l.pid <> pg_backend_pid()
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
 """
 OWNERSHIP = """
     SELECT t.nspname, t.relname, c.oid IS NOT NULL, coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false)
