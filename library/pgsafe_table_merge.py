@@ -120,6 +120,11 @@ proof:
   description: EXCEPT counts both ways, row counts and content hashes of both sides.
   returned: when merged
   type: dict
+backup_objects:
+  description: What the merge touches, as schema.table (source, and the target when it exists), for the backup role.
+  returned: when planned
+  type: list
+  elements: str
 report_item:
   description: One flat row for the run report.
   returned: always

@@ -31,8 +31,8 @@ import re
 
 from ansible.module_utils.pgsafe_identifiers import qualified, split_qualified
 from ansible.module_utils.pgsafe_meta import journal
-from ansible.module_utils.pgsafe_retire import (dependencies, exact_count, quarantine_record, retire_table,
-                                                table_oid)
+from ansible.module_utils.pgsafe_retire import (dependencies, exact_count, privilege_problems, quarantine_record,
+                                                retire_table, table_oid)
 
 POLICIES = ("fail", "keep_target")
 _CONSTRAINT_WORDS = ("CONSTRAINT", "PRIMARY", "FOREIGN", "UNIQUE", "CHECK", "EXCLUDE", "LIKE")
@@ -632,8 +632,16 @@ def _summary_counts(cur, ctx):
 
 def plan(cur, ctx):
     """Read-only: what the merge would do (works inside a READ ONLY transaction)."""
+    denied = privilege_problems(cur, ctx.source_oid, ctx.source) if ctx.source_oid is not None else []
+    if denied:
+        return {"source": ctx.source, "target": ctx.target, "policy": ctx.policy, "action": "refused",
+                "reason": denied[0]["description"], "problems": [], "source_dependents": denied,
+                "source_exists": True, "target_exists": ctx.target_oid is not None, "backup_objects": []}
     state = _summary_counts(cur, ctx)
-    result = dict(state, source=ctx.source, target=ctx.target, policy=ctx.policy,
+    covers = ["{0}.{1}".format(ctx.source_schema, ctx.source_name)] if ctx.source_oid is not None else []
+    if ctx.target_oid is not None:
+        covers.append("{0}.{1}".format(ctx.target_schema, ctx.target_name))
+    result = dict(state, source=ctx.source, target=ctx.target, policy=ctx.policy, backup_objects=covers,
                   mapping=[{"source": s, "target": t, "cast": ctx.tgt_by_name.get(t, {}).get("type")
                             if s in ctx.src_by_name and t in ctx.tgt_by_name and ctx.differs(s, t) else None}
                            for s, t in ctx.pairs])
@@ -653,6 +661,15 @@ def plan(cur, ctx):
     problems = precheck(cur, ctx)
     identical, differing = collisions(cur, ctx)
     blockers = [d for d in dependencies(cur, ctx.source_schema, ctx.source_name) if d["blocking"]]
+    if ctx.target_oid is not None:
+        cur.execute("SELECT has_table_privilege(%s, 'INSERT, SELECT')", (ctx.target_oid,))
+        if not cur.fetchone()[0]:
+            blockers.append({"description": "the login may not INSERT into / SELECT from {0}".format(ctx.target)})
+    else:
+        cur.execute("SELECT has_schema_privilege(%s, 'CREATE')", (ctx.target_schema,))
+        if not cur.fetchone()[0]:
+            blockers.append({"description": "the login may not create {0} (no CREATE on schema {1})".format(
+                ctx.target, ctx.target_schema)})
     result.update(problems=problems, identical=identical, differing=differing[:ctx.sample_limit],
                   differing_count=len(differing), create_target=ctx.target_oid is None,
                   target_statements=ctx.target_statements if ctx.target_oid is None else [],

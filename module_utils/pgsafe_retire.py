@@ -20,7 +20,6 @@ Plain Python over a DB-API cursor; identifiers through psycopg2.sql, values as p
 """
 from __future__ import annotations
 
-import json
 import re
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, split_qualified
@@ -118,10 +117,10 @@ def decide(item, exists, row_count, dependencies, quarantined_record=None):
 
 # --------------------------------------------------------------------------- catalog reads
 def ensure_retire_schema(cur):
-    """Columns this module adds to the product schema (idempotent)."""
-    cur.execute("ALTER TABLE pgsafe.quarantined_object ADD COLUMN IF NOT EXISTS details jsonb "
-                "NOT NULL DEFAULT '{}'::jsonb")
-    cur.execute("CREATE SCHEMA IF NOT EXISTS " + QUARANTINE_SCHEMA)
+    """The quarantine schema (created only when missing: CREATE needs the database privilege)."""
+    cur.execute("SELECT to_regnamespace(%s) IS NULL", (QUARANTINE_SCHEMA,))
+    if cur.fetchone()[0]:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS " + QUARANTINE_SCHEMA)
 
 
 def table_oid(cur, schema, name):
@@ -272,6 +271,19 @@ def dependencies(cur, schema, name, leaving=()):
     return found
 
 
+def privilege_problems(cur, oid, qualified_name):
+    """Blocking entries when the login cannot move the table (ALTER TABLE needs its owner)."""
+    cur.execute("SELECT pg_get_userbyid(c.relowner), pg_has_role(current_user, c.relowner, 'USAGE') "
+                "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) FROM pg_class c WHERE c.oid = %s",
+                (oid,))
+    owner, can = cur.fetchone()
+    if can:
+        return []
+    return [{"direction": "own", "kind": "privilege", "object": qualified_name, "blocking": True,
+             "description": "the login is not the owner of {0} (owner: {1}); run as {1} or a member of it".format(
+                 qualified_name, owner)}]
+
+
 def quarantine_record(cur, schema, name):
     """The live quarantine record of a table (retired, not restored, not purged), or None."""
     cur.execute("SELECT to_regclass('pgsafe.quarantined_object') IS NOT NULL")
@@ -301,6 +313,13 @@ def plan(cur, items):
     for spec in specs:
         oid = table_oid(cur, spec["schema"], spec["name"])
         record = quarantine_record(cur, spec["schema"], spec["name"]) if oid is None else None
+        denied = privilege_problems(cur, oid, qualified(spec["schema"], spec["name"])) if oid is not None else []
+        if denied:  # nothing more can be read or done as this login
+            result.append(dict(spec, table=qualified(spec["schema"], spec["name"]), exists=True,
+                               backup_object="{0}.{1}".format(spec["schema"], spec["name"]), row_count=None,
+                               size_bytes=None, dependencies=denied, action="blocked",
+                               reason=denied[0]["description"], quarantine=None))
+            continue
         rows = exact_count(cur, spec["schema"], spec["name"]) if oid is not None else None
         deps = dependencies(cur, spec["schema"], spec["name"], leaving=existing) if oid is not None else []
         action, reason = decide(spec, oid is not None, rows, deps, record)
@@ -340,6 +359,10 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         record = quarantine_record(cur, schema, name)
         action, why = decide(spec, False, None, [], record)
         return dict(spec, table=qualified(schema, name), action=action, reason=why, row_count=None)
+    denied = privilege_problems(cur, oid, qualified(schema, name))
+    if denied:
+        return dict(spec, table=qualified(schema, name), row_count=None, dependencies=denied, action="blocked",
+                    reason=denied[0]["description"])
     _lock(cur, schema, name)
     rows = exact_count(cur, schema, name)
     deps = dependencies(cur, schema, name, leaving=leaving)
@@ -351,7 +374,9 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         result["action"] = action
         return result
     qname = quarantine_name_for(schema, name, _taken_names(cur, schema, quarantine_schema))
-    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(sql.Identifier(quarantine_schema)))
+    cur.execute("SELECT to_regnamespace(%s) IS NULL", (quarantine_schema,))
+    if cur.fetchone()[0]:
+        cur.execute(sql.SQL("CREATE SCHEMA {0}").format(sql.Identifier(quarantine_schema)))
     if qname != name:
         cur.execute(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
             sql.Identifier(schema), sql.Identifier(name), sql.Identifier(qname)))
@@ -359,17 +384,16 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         sql.Identifier(schema), sql.Identifier(qname), sql.Identifier(quarantine_schema)))
     cur.execute("""
         INSERT INTO pgsafe.quarantined_object (run_id, kind, original_schema, original_name, quarantine_schema,
-               quarantine_name, reason, row_count, retain_until, details)
-        VALUES (%s, 'table', %s, %s, %s, %s, %s, %s, now() + make_interval(days => %s), %s::jsonb)
+               quarantine_name, reason, row_count, retain_until)
+        VALUES (%s, 'table', %s, %s, %s, %s, %s, %s, now() + make_interval(days => %s))
         RETURNING id, retain_until
-    """, (run_id, schema, name, quarantine_schema, qname, reason, rows, int(retention_days),
-          json.dumps(dict(details or {}, dependencies=deps), sort_keys=True, default=str)))
+    """, (run_id, schema, name, quarantine_schema, qname, reason, rows, int(retention_days)))
     record_id, retain_until = cur.fetchone()
     rollback_sql = sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}; ALTER TABLE {2}.{1} RENAME TO {3};").format(
         sql.Identifier(quarantine_schema), sql.Identifier(qname), sql.Identifier(schema), sql.Identifier(name))
     journal(cur, run_id, "table_retire", "completed", qualified(schema, name),
-            {"quarantine": qualified(quarantine_schema, qname), "row_count": rows, "record_id": record_id,
-             "retain_until": retain_until.isoformat(), "reason": reason},
+            dict(details or {}, quarantine=qualified(quarantine_schema, qname), row_count=rows, record_id=record_id,
+                 retain_until=retain_until.isoformat(), reason=reason, dependencies=deps),
             rollback_sql=rollback_sql.as_string(cur))
     result.update(action="retired", quarantine_schema=quarantine_schema, quarantine_name=qname,
                   quarantine_table=qualified(quarantine_schema, qname), retain_until=retain_until.isoformat(),

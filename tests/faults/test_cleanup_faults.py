@@ -367,6 +367,15 @@ def test_schema_owned_by_another_role_is_refused_for_a_login_that_cannot_drop_it
         assert pg_server.execute(dev_db, "SELECT count(*) FROM legacy_stuff.kept") == [(1,)]
         strict = run_module("pgsafe_schema_removal", dict(params, independent=False))
         assert strict["rc"] != 0 and f"owned by {owner}" in strict["msg"]
+        # Case 24: the login lacks ownership of a table to retire or merge: refused before any change.
+        login_params = dict(conn_params(pg_server, dev_db), login_user=login, login_password=password, run_id="t-own")
+        retire = run_module("pgsafe_table_retire", dict(login_params, tables=["bazaar-vid_patch"]))
+        assert retire["rc"] == 0 and "not the owner" in retire["blocked"][0]["reason"]
+        assert exists(pg_server, dev_db, "public", "bazaar-vid_patch")
+        merged = run_module("pgsafe_table_merge", dict(merge_params(pg_server, dev_db), login_user=login,
+                                                       login_password=password))
+        assert merged["rc"] != 0 and "not the owner" in merged["msg"]
+        assert not exists(pg_server, dev_db, "public", "bazaar-vid_api_usage_metric")
     finally:
         pg_server.execute(dev_db, "DROP SCHEMA IF EXISTS legacy_stuff CASCADE")  # test teardown only
         pg_server.execute(dev_db, f'DROP OWNED BY "{login}", "{owner}"')
