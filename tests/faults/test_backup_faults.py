@@ -146,7 +146,13 @@ def test_pg_dump_killed_then_rerun(pg_server, scratch_server, fresh, tmp_path, r
     before = fingerprint(pg_server, db)
     dest = tmp_path / "b"
 
+    seen = {}
+
     def kill_soon(process):
+        # fault case 23: what `ps` and /proc show of the running pg_dump carries no password
+        seen["cmdline"] = Path("/proc/%d/cmdline" % process.pid).read_bytes()
+        seen["environ"] = Path("/proc/%d/environ" % process.pid).read_bytes()
+
         def killer():
             time.sleep(0.3)
             process.send_signal(signal.SIGKILL)
@@ -155,6 +161,9 @@ def test_pg_dump_killed_then_rerun(pg_server, scratch_server, fresh, tmp_path, r
     with pytest.raises(BackupError) as exc:
         ex.take_backup(pg_server.module_params(db), str(dest), ["database"], on_started=kill_soon)
     assert exc.value.kind == "killed" and "killed by signal 9" in str(exc.value)
+    secret = pg_server.libpq["password"].encode()
+    assert secret not in seen["cmdline"] and secret not in seen["environ"]
+    assert b"PGPASSWORD=" not in seen["environ"] and b"PGPASSFILE=" in seen["environ"]
     assert leftovers(dest) == []
     assert_nothing_trusted(pg_server, db, before, dest)
     taken, doc = full_backup_and_verify(pg_server, db, scratch_server, dest)
