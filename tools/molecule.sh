@@ -9,6 +9,7 @@
 #                                               localhost/pgsafe-postgres:<version> offline (tools/build_pg_image.sh)
 #   PGSAFE_MOLECULE_SCALE=1                     fixture scale
 #   PGSAFE_MOLECULE_ACTION=test                 molecule command (test, converge, verify, destroy, ...)
+#   PGSAFE_MOLECULE_DESTROY=always              never: keep the containers and state after `test` (debugging)
 #
 # Each (scenario, version) gets its own Molecule ephemeral directory (inventory, secrets, state, the
 # runs' artifacts) under PGSAFE_MOLECULE_WORKDIR (default ~/.cache/pgsafe-molecule/<checkout>/, out of
@@ -53,7 +54,9 @@ for s in $scenarios; do
     mkdir -p "$MOLECULE_EPHEMERAL_DIRECTORY"
     start=$(date +%s)
     echo "== molecule $action -s $s (PostgreSQL $v)"
-    if molecule "$action" -s "$s"; then status=passed; else status=FAILED; failed=1; fi
+    extra=()
+    [ "$action" = test ] && extra=(--destroy="${PGSAFE_MOLECULE_DESTROY:-always}")
+    if molecule "$action" -s "$s" "${extra[@]}"; then status=passed; else status=FAILED; failed=1; fi
     line="molecule $s pg$v: $status in $(( $(date +%s) - start ))s"
     echo "$line (work directory: $MOLECULE_EPHEMERAL_DIRECTORY)"
     summary+=("$line")

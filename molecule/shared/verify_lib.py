@@ -201,3 +201,74 @@ def reference_tables() -> list[str]:
 def split_name(qualified: str) -> tuple[str, str]:
     schema, _, table = qualified.partition(".")
     return (schema, table) if table else ("public", schema)
+
+
+def regclass_exists(host: str, schema: str, table: str) -> bool:
+    return query(host, "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+                     (schema, table))[0][0]
+
+
+def quarantined_rows(host: str) -> dict[str, set[str]]:
+    """Row hashes held in pgsafe.quarantine_row (not restored), per source table."""
+    if not regclass_exists(host, "pgsafe", "quarantine_row"):
+        return {}
+    out: dict[str, set[str]] = {}
+    for schema, table, digest in query(host, "SELECT source_schema, source_table, md5(row_data::text) "
+                                                 "FROM pgsafe.quarantine_row WHERE restored_at IS NULL"):
+        out.setdefault(f"{schema}.{table}", set()).add(digest)
+    return out
+
+
+def relocated_tables(host: str) -> dict[str, str]:
+    """original schema.table -> quarantine schema.table, for tables set aside and not restored/purged."""
+    if not regclass_exists(host, "pgsafe", "quarantined_object"):
+        return {}
+    return {f"{r[0]}.{r[1]}": f"{r[2]}.{r[3]}" for r in query(host, """
+        SELECT original_schema, original_name, quarantine_schema, quarantine_name FROM pgsafe.quarantined_object
+         WHERE restored_at IS NULL AND purged_at IS NULL AND kind = 'table'""")}
+
+
+def verified_backups(host: str) -> list[dict]:
+    if not regclass_exists(host, "pgsafe", "backup"):
+        return []
+    return [{"backup_id": r[0], "covers": r[1], "locations": r[2]} for r in query(host, """
+        SELECT backup_id, covers, locations FROM pgsafe.backup WHERE verified AND restore_tested
+         ORDER BY taken_at""")]
+
+
+def covered_by_backup(host: str, schema: str) -> bool:
+    for backup in verified_backups(host):
+        for cover in backup["covers"]:
+            if cover.get("type") == "database" or (cover.get("type") == "schema" and cover.get("schema") == schema):
+                return True
+    return False
+
+def lost_rows(host: str, now: dict, removed_schemas=(), merge_targets=()) -> tuple[dict, dict]:
+    """Prepared rows that are nowhere now, and tables whose counts do not add up.
+
+    A prepared row counts as kept when its hash is in its table, in pgsafe.quarantine_row for that
+    table, in the quarantine table it was set aside as (pgsafe.quarantined_object), or -- for schemas
+    the plan removes -- when a verified, restore-tested backup covers the schema.  Tables that are not
+    merge targets must hold exactly before - quarantined rows.
+    """
+    before = prepared(host)
+    quarantined = quarantined_rows(host)
+    relocated = relocated_tables(host)
+    lost, miscounted = {}, {}
+    for table, hashes in before["rows"].items():
+        schema = table.split(".", 1)[0]
+        if schema in PRODUCT_SCHEMAS:
+            continue
+        live = now["rows"].get(table, [])
+        present = set(live) | quarantined.get(table, set())
+        if table in relocated:
+            present |= set(now["rows"].get(relocated[table], []))
+        missing = [h for h in hashes if h not in present]
+        if missing and schema in removed_schemas and table not in now["rows"] and covered_by_backup(host, schema):
+            continue
+        if missing:
+            lost[table] = len(missing)
+        if table in now["rows"] and table not in merge_targets:
+            if len(live) + len(quarantined.get(table, ())) != len(hashes):
+                miscounted[table] = (len(hashes), len(live), len(quarantined.get(table, ())))
+    return lost, miscounted
