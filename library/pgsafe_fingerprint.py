@@ -85,7 +85,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 tables:
-  description: Per table C(schema.table) its C(rows), C(hash) (16 hex digits), C(columns) (name to type).
+  description: Per table C(schema.table) its C(rows), C(hash) (16 hex digits), C(columns) (name to type),
+    C(kinds) (name to hash kind) and C(normalize) when given.
   returned: success
   type: dict
   sample: {"public.bazaar-vid_exports": {"rows": 134, "hash": "e988ac191fe0560a", "columns": {"id": "text"}}}
@@ -97,7 +98,7 @@ algorithm:
   description: Canonical form and hash version.
   returned: success
   type: str
-  sample: pgsafe-fp-v2
+  sample: pgsafe-fp-v3
 total_rows:
   description: Sum of the row counts.
   returned: success

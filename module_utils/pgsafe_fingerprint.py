@@ -8,35 +8,48 @@ every migration; ``reconcile()`` explains each difference as planned (a cast, qu
 merged rows, a table retired to the quarantine schema, a drop of an empty table) or flags it as
 loss.
 
-Canonical form (algorithm ``pgsafe-fp-v2``)
+Canonical form (algorithm ``pgsafe-fp-v3``)
 -------------------------------------------
-Each row is reduced to the texts of its column values, taken in jsonb key order of the column
-names (byte length, then bytes: ``column_order()``), so column order in the table does not matter.
-A value's text is the text of the value ``to_jsonb(row)`` would hold for it, unquoted
-(``to_jsonb(col) #>> '{}'``): strings as they are, numbers and booleans as JSON prints them
-(``true``), timestamptz in ISO 8601 at UTC (``2025-03-01T09:00:00+00:00``), timestamps without zone
-as ``2025-03-01T09:00:00``, floats with shortest-exact digits, bytea in hex output, json/jsonb as
-canonical jsonb text (key order and whitespace do not matter), arrays as JSON arrays.  For the
-common types whose text output is that same text (text, varchar, uuid, integers, numeric, bool,
-bytea, interval, inet, money, enums) a plain ``::text`` cast is used, which is faster.  Then:
+Each value is hashed with PostgreSQL's own typed 64-bit hash function (seed 0), chosen by the
+column's *hash kind* (``column_kind()``, from the base type):
 
-* string-category columns (text, varchar, char, citext, domains over them), when
-  ``uuid_text='auto'`` (the default): a value spelled like a UUID (any case, optional hyphens at
-  the 8-4-4-4-12 positions, optional ``{braces}``) is replaced by its canonical spelling
-  ``value::uuid::text`` (lower case, hyphenated), so a text column compares equal to the uuid
-  column it becomes, and an upper-case or braced spelling equals the canonical one;
-* explicit ``normalize`` per column: ``uuid`` (``col::text::uuid::text``), ``jsonb`` (text holding
-  JSON, parsed), ``text`` (the value's ``::text``), ``numeric`` (``col::text::numeric::text``),
-  ``timestamp_utc`` (timestamptz converted to UTC wall time, timestamp kept), ``ignore`` (the
-  column is left out).
+========== ============================================= ==========================================
+kind        live value                                     same value from ``to_jsonb(row)`` (v)
+========== ============================================= ==========================================
+text        ``hashtextextended(col COLLATE "C")``          ``v #>> '{}'`` hashed the same way
+uuid        ``uuid_hash_extended(col)``                    ``(v #>> '{}')::uuid``
+int         ``hashint8extended(col::int8)`` (int2/4/8)     ``::int8``
+numeric     ``hash_numeric_extended(col)``                 ``::numeric``
+float8/4    ``hashfloat8extended`` / ``hashfloat4extended`` ``::float8`` / ``::float4``
+bool        ``hashint8extended(col::int)``                 ``::bool::int``
+timestamptz ``timestamp_hash_extended(col::timestamp)``   ``::timestamptz::timestamp`` (UTC pinned)
+timestamp   ``timestamp_hash_extended(col)``               ``::timestamp``
+jsonb/json  ``jsonb_hash_extended(nullif(col::jsonb, 'null'))`` ``v`` (key order never matters)
+interval    ``interval_hash_extended(col)``                ``::interval``
+plain       ``hashtextextended(col::text)`` (enum, inet, money, bytea, ...)  ``v #>> '{}'``
+other       ``hashtextextended(to_jsonb(col) #>> '{}')``   ``v #>> '{}'``
+========== ============================================= ==========================================
 
-The row hash folds the texts through the seed of PostgreSQL's 64-bit string hash:
-``h0 = 0``, ``h(i) = hashtextextended(coalesce(text_i, '') COLLATE "C", h(i-1) XOR null_i)``
-with ``null_i = 1`` for a NULL (SQL NULL or JSON null) and 0 otherwise, so NULL and ``''`` differ.
-The table hash is the sum of the row hashes modulo 2**64, as 16 hex digits (empty table:
-``0000000000000000``).  Summing (not xor) keeps duplicate rows visible and makes the hash
-additive: ``hash(before) = hash(after) + hash(quarantined rows)`` modulo 2**64, which is how
-quarantined and merged rows are accounted for.
+so equal values hash equal across the type changes a migration makes (int4 -> int8, varchar ->
+text, json -> jsonb, timestamp <-> timestamptz at UTC wall time, numeric scale 12.5 = 12.50).  Then:
+
+* text columns (string category), when ``uuid_text='auto'`` (the default): a value spelled like
+  a UUID (any case, optional hyphens at the 8-4-4-4-12 positions, optional ``{braces}``) is
+  hashed as that uuid (``uuid_hash_extended(value::uuid)``), so a text column compares equal to
+  the uuid column it becomes, and an upper-case or braced spelling equals the canonical one;
+* explicit ``normalize`` per column: ``uuid`` (cast to uuid), ``jsonb`` (text holding JSON,
+  parsed), ``text`` (the value's ``::text``), ``numeric`` (``::text::numeric``), ``timestamp_utc``
+  (text parsed as timestamptz, UTC wall time), ``ignore`` (left out).
+
+The row hash folds the value hashes, columns in jsonb key order of their names (byte length,
+then bytes: ``column_order()``, so column order in the table does not matter):
+``h0 = 0``, ``h(i) = hashint8extended(coalesce(value_hash_i, NULL_HASH), h(i-1))`` (a NULL, SQL
+NULL or JSON null, folds ``NULL_HASH``).  The table hash is the sum of the row hashes modulo
+2**64, as 16 hex digits (empty table: ``0000000000000000``).  Summing (not xor) keeps duplicate
+rows visible and makes the hash additive: ``hash(before) = hash(after) + hash(quarantined rows)``
+modulo 2**64, which is how quarantined and merged rows are accounted for.  No value is converted
+to text unless its kind is text/plain/other, which is why a fingerprint reads a table faster
+than ``pg_dump`` writes it.
 
 Session settings are pinned inside the fingerprint transaction (``PINNED_SETTINGS``: TimeZone UTC,
 DateStyle ISO, IntervalStyle postgres, extra_float_digits 1, bytea_output hex, lc_monetary C,
@@ -46,11 +59,13 @@ instead of silently counting fewer rows.  Every table is read in ONE scan, serve
 ``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot).
 
 Quarantined rows (``pgsafe.quarantine_row.row_data``) must be stored as ``to_jsonb(t.*)`` of the
-original row: ``jsonb_row_hash_sql()`` folds such a jsonb's keys in the same order with the same
-normalisations (value text ``v #>> '{}'``), so a quarantined row contributes exactly the hash it
-had as a live row.  (The jsonb path applies the UUID spelling rule to every JSON string; the live
-path to string-category columns; other types never render as a UUID spelling.  A jsonb column
-holding a JSON null and a SQL NULL are the same in ``to_jsonb(row)``, so they hash the same.)
+original row: ``jsonb_row_hash_sql()`` hashes such a jsonb's values by the column kinds of the
+table (stored in every fingerprint entry as ``kinds``), folded in the same order with the same
+normalisations, so a quarantined row contributes exactly the hash it had as a live row (parsing
+the values back also makes it independent of the quarantining session's settings).  A jsonb
+column holding a JSON null and a SQL NULL are the same in ``to_jsonb(row)``, so they hash the
+same.  Floats survive ``to_jsonb`` exactly only with extra_float_digits >= 1 (the default) in the
+quarantining session.
 
 The hash is a checksum against accidents (lost, duplicated or changed rows), not a cryptographic
 proof: hashtextextended is stable across PostgreSQL versions on one byte order.
@@ -67,7 +82,7 @@ from decimal import Decimal
 from ansible.module_utils.pgsafe_identifiers import split_qualified
 from ansible.module_utils.pgsafe_meta import META_SCHEMA, PRODUCT_SCHEMAS
 
-ALGORITHM = "pgsafe-fp-v2"
+ALGORITHM = "pgsafe-fp-v3"
 MOD = 2 ** 64
 EMPTY_HASH = "0" * 16
 
@@ -136,11 +151,24 @@ def _sql():
     return sql
 
 
-# Types whose text output equals the text of their to_jsonb() value: hashed through a plain ::text cast.
-# Every other type goes through ``to_jsonb(col) #>> '{}'`` (timestamps in ISO 8601, floats, arrays, ...).
-PLAIN_TEXT_TYPES = frozenset(("text", "varchar", "name", "citext", "uuid", "int2", "int4", "int8", "numeric", "bool",
-                              "bytea", "interval", "inet", "cidr", "macaddr", "macaddr8", "money", "oid"))
-NULL_SEED_FLIP = 1  # XORed into the seed for a NULL value, so NULL and '' hash differently
+# Hash kind of a column, from its base type: values are hashed by PostgreSQL's own typed 64-bit hash
+# functions (no text output at all for most types), which is what makes a fingerprint cheaper than a dump.
+KIND_BY_TYPE = {
+    "text": "text", "varchar": "text", "name": "text", "citext": "text",
+    "uuid": "uuid", "int2": "int", "int4": "int", "int8": "int", "numeric": "numeric", "float8": "float8",
+    "float4": "float4", "bool": "bool", "timestamptz": "timestamptz", "timestamp": "timestamp", "jsonb": "jsonb",
+    "json": "json", "interval": "interval",
+    "inet": "plain", "cidr": "plain", "macaddr": "plain", "macaddr8": "plain", "money": "plain", "bytea": "plain",
+    "oid": "plain",
+}
+NULL_HASH = -7046029254386353131  # stands for a NULL value in the fold
+
+
+def column_kind(column):
+    """Hash kind of a column dict from table_columns() (enums hash as their label)."""
+    if column.get("typtype") == "e":
+        return "plain"
+    return KIND_BY_TYPE.get(column["type_name"], "other")
 
 
 def column_order(names):
@@ -148,51 +176,94 @@ def column_order(names):
     return sorted(names, key=lambda n: (len(n.encode("utf-8")), n.encode("utf-8")))
 
 
-def _live_value_sql(column, how, uuid_text):
-    """SQL (text) for one column's canonical value in a live row (alias ``t``), and its NULL test."""
+def _uuid_or_text(sql, text, uuid_text):
+    hashed = sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(text)
+    if uuid_text != "auto":
+        return hashed
+    return sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} THEN uuid_hash_extended(({0})::uuid, 0) "
+                   "ELSE {2} END").format(text, sql.Literal(UUID_SPELLING_RE), hashed)
+
+
+def _live_value_hash(column, how, uuid_text):
+    """SQL for the 64-bit hash (seed 0) of one column's value in a live row (alias ``t``); NULL for NULL."""
     sql = _sql()
     col = sql.SQL("t.{0}").format(sql.Identifier(column["name"]))
-    type_name = column["type_name"]
-    is_null = sql.SQL("({0} IS NULL)").format(col)
+    kind = column_kind(column)
     if how == "uuid":
-        return sql.SQL("((({0})::text)::uuid)::text").format(col), is_null
+        return sql.SQL("uuid_hash_extended((({0})::text)::uuid, 0)").format(col)
     if how == "jsonb":
-        if type_name == "jsonb":
-            return sql.SQL("({0} #>> '{{}}')").format(col), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(col)
-        value = sql.SQL("((({0})::text)::jsonb)").format(col)
-        return sql.SQL("({0} #>> '{{}}')").format(value), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(value)
+        value = col if kind == "jsonb" else sql.SQL("(({0})::text)::jsonb").format(col)
+        return sql.SQL("jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)").format(value)
     if how == "text":
-        return sql.SQL("({0})::text").format(col), is_null
+        return sql.SQL("hashtextextended(({0})::text COLLATE \"C\", 0)").format(col)
     if how == "numeric":
-        return sql.SQL("((({0})::text)::numeric)::text").format(col), is_null
+        return sql.SQL("hash_numeric_extended((({0})::text)::numeric, 0)").format(col)
     if how == "timestamp_utc":
-        if type_name == "timestamptz":
-            return sql.SQL("(to_jsonb({0} AT TIME ZONE 'UTC') #>> '{{}}')").format(col), is_null
-        if type_name == "timestamp":
-            return sql.SQL("(to_jsonb({0}) #>> '{{}}')").format(col), is_null
-        return sql.SQL("(to_jsonb(((({0})::text)::timestamptz) AT TIME ZONE 'UTC') #>> '{{}}')").format(col), is_null
-    if type_name == "jsonb":
-        return sql.SQL("({0} #>> '{{}}')").format(col), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(col)
-    if type_name == "json":
-        value = sql.SQL("(({0})::jsonb)").format(col)
-        return sql.SQL("({0} #>> '{{}}')").format(value), sql.SQL("coalesce(jsonb_typeof({0}) = 'null', true)").format(value)
-    if type_name in PLAIN_TEXT_TYPES or column.get("typtype") == "e":
-        text = sql.SQL("({0})::text").format(col)
-    else:
-        text = sql.SQL("(to_jsonb({0}) #>> '{{}}')").format(col)
-    if uuid_text == "auto" and column.get("category") == "S" and type_name != "uuid":
-        text = sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} "
-                       "THEN (({0})::uuid)::text ELSE {0} END").format(text, sql.Literal(UUID_SPELLING_RE))
-    return text, is_null
+        if kind in ("timestamptz", "timestamp"):
+            how = None  # timestamps already hash as their UTC wall time
+        else:
+            return sql.SQL("timestamp_hash_extended(((({0})::text)::timestamptz)::timestamp, 0)").format(col)
+    if kind == "text":
+        text = col if column["type_name"] == "text" else sql.SQL("({0})::text").format(col)
+        return _uuid_or_text(sql, text, uuid_text) if column.get("category") == "S" else \
+            sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(text)
+    template = {
+        "uuid": "uuid_hash_extended({0}, 0)",
+        "int": "hashint8extended(({0})::int8, 0)",
+        "numeric": "hash_numeric_extended({0}, 0)",
+        "float8": "hashfloat8extended({0}, 0)",
+        "float4": "hashfloat4extended({0}, 0)",
+        "bool": "hashint8extended((({0})::int)::int8, 0)",
+        "timestamptz": "timestamp_hash_extended(({0})::timestamp, 0)",
+        "timestamp": "timestamp_hash_extended({0}, 0)",
+        "jsonb": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
+        "json": "jsonb_hash_extended(nullif(({0})::jsonb, 'null'::jsonb), 0)",
+        "interval": "interval_hash_extended({0}, 0)",
+        "plain": "hashtextextended(({0})::text COLLATE \"C\", 0)",
+    }.get(kind, "hashtextextended((to_jsonb({0}) #>> '{{}}') COLLATE \"C\", 0)")
+    return sql.SQL(template).format(col)
 
 
-def _fold(steps):
-    """hashtextextended chained through its seed over (text, null test) steps, starting from seed 0."""
+def _jsonb_value_hash(v, kind, how, uuid_text):
+    """SQL for the same hash from the value ``v`` (jsonb) a column had in ``to_jsonb(row)``."""
+    sql = _sql()
+    s = sql.SQL("({0} #>> '{{}}')").format(v)
+    if how == "uuid":
+        return sql.SQL("uuid_hash_extended(({0})::uuid, 0)").format(s)
+    if how == "jsonb":
+        return sql.SQL("jsonb_hash_extended(nullif(CASE WHEN jsonb_typeof({0}) = 'string' THEN ({1})::jsonb ELSE {0} "
+                       "END, 'null'::jsonb), 0)").format(v, s)
+    if how == "text":
+        return sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(s)
+    if how == "numeric":
+        return sql.SQL("hash_numeric_extended(({0})::numeric, 0)").format(s)
+    if how == "timestamp_utc" and kind not in ("timestamptz", "timestamp"):
+        return sql.SQL("timestamp_hash_extended((({0})::timestamptz)::timestamp, 0)").format(s)
+    if kind == "text":
+        return _uuid_or_text(sql, s, uuid_text)
+    template = {
+        "uuid": "uuid_hash_extended(({1})::uuid, 0)",
+        "int": "hashint8extended(({1})::int8, 0)",
+        "numeric": "hash_numeric_extended(({1})::numeric, 0)",
+        "float8": "hashfloat8extended(({1})::float8, 0)",
+        "float4": "hashfloat4extended(({1})::float4, 0)",
+        "bool": "hashint8extended((({1})::bool::int)::int8, 0)",
+        "timestamptz": "timestamp_hash_extended((({1})::timestamptz)::timestamp, 0)",
+        "timestamp": "timestamp_hash_extended(({1})::timestamp, 0)",
+        "jsonb": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
+        "json": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
+        "interval": "interval_hash_extended(({1})::interval, 0)",
+    }.get(kind, "hashtextextended({1} COLLATE \"C\", 0)")
+    return sql.SQL(template).format(v, s)
+
+
+def _fold(value_hashes):
+    """hashint8extended chained through its seed over the value hashes, from seed 0 (NULL -> NULL_HASH)."""
     sql = _sql()
     expr = sql.SQL("0::bigint")
-    for text, is_null in steps:
-        expr = sql.SQL("hashtextextended(coalesce({0}, '') COLLATE \"C\", ({1}) # (CASE WHEN {2} THEN {3} "
-                       "ELSE 0 END)::bigint)").format(text, expr, is_null, sql.Literal(NULL_SEED_FLIP))
+    for value_hash in value_hashes:
+        expr = sql.SQL("hashint8extended(coalesce({0}, {1}::bigint), {2})").format(
+            value_hash, sql.Literal(NULL_HASH), expr)
     return expr
 
 
@@ -200,55 +271,21 @@ def live_row_hash_sql(columns, table_normalize=None, uuid_text="auto"):
     """SQL for the signed 64-bit hash of a live row (alias ``t``) of a table with ``columns``."""
     table_normalize = table_normalize or {}
     by_name = {c["name"]: c for c in columns}
-    steps = [_live_value_sql(by_name[name], table_normalize.get(name), uuid_text)
-             for name in column_order(by_name) if table_normalize.get(name) != "ignore"]
-    return _fold(steps)
+    return _fold(_live_value_hash(by_name[name], table_normalize.get(name), uuid_text)
+                 for name in column_order(by_name) if table_normalize.get(name) != "ignore")
 
 
-def jsonb_row_hash_sql(jsonb_expr, table_normalize=None, uuid_text="auto"):
+def jsonb_row_hash_sql(jsonb_expr, kinds, table_normalize=None, uuid_text="auto"):
     """SQL for the signed 64-bit hash of a row given as jsonb (``to_jsonb(t.*)`` of the original row).
 
-    Equal to the live row's hash: the same fold over the keys in the same order, with the same
-    normalisations (a correlated recursive query per row: meant for quarantined rows, not bulk).
+    ``kinds``: ``{column: hash kind}`` of the table the row came from (a fingerprint entry's
+    ``kinds``, or column_kind() of its live columns).  Equal to the hash the row had as a live row.
     """
     sql = _sql()
     table_normalize = table_normalize or {}
-    v = sql.SQL("kv.value")
-    s = sql.SQL("(kv.value #>> '{}')")
-    if uuid_text == "auto":
-        default = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' AND octet_length({1}) BETWEEN 32 AND 38 "
-                          "AND {1} ~* {2} THEN (({1})::uuid)::text ELSE {1} END").format(
-                              v, s, sql.Literal(UUID_SPELLING_RE))
-    else:
-        default = s
-    per_key = {
-        "uuid": sql.SQL("(({0})::uuid)::text").format(s),
-        "jsonb": sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' THEN (({1})::jsonb #>> '{{}}') ELSE {1} END").format(
-            v, s),
-        "text": s,
-        "numeric": sql.SQL("(({0})::numeric)::text").format(s),
-        "timestamp_utc": sql.SQL("(to_jsonb((({0})::timestamptz AT TIME ZONE 'UTC')) #>> '{{}}')").format(s),
-    }
-    whens = [sql.SQL("WHEN {0} THEN {1}").format(sql.Literal(name), per_key[how])
-             for name, how in sorted(table_normalize.items()) if how != "ignore"]
-    value = sql.SQL("CASE kv.key {0} ELSE {1} END").format(sql.SQL(" ").join(whens), default) if whens else default
-    is_null = sql.SQL("coalesce(jsonb_typeof(CASE kv.key {0} ELSE kv.value END) = 'null', true)").format(
-        sql.SQL(" ").join(sql.SQL("WHEN {0} THEN (({1})::jsonb)").format(sql.Literal(name), s)
-                          for name, how in sorted(table_normalize.items()) if how == "jsonb")) \
-        if any(how == "jsonb" for how in table_normalize.values()) else \
-        sql.SQL("(jsonb_typeof(kv.value) = 'null')")
-    ignored = sorted(name for name, how in table_normalize.items() if how == "ignore")
-    where = sql.SQL("")
-    if ignored:
-        where = sql.SQL(" WHERE key <> ALL ({0}::text[])").format(sql.Literal(ignored))
-    return sql.SQL(
-        "(WITH RECURSIVE kv AS (SELECT row_number() OVER (ORDER BY octet_length(key), convert_to(key, 'UTF8')) AS n, "
-        "key, value FROM jsonb_each({0}){1}), "
-        "fold (n, h) AS (SELECT 0::bigint, 0::bigint UNION ALL "
-        "SELECT fold.n + 1, hashtextextended(coalesce({2}, '') COLLATE \"C\", fold.h # (CASE WHEN {3} THEN {4} "
-        "ELSE 0 END)::bigint) FROM fold JOIN kv ON kv.n = fold.n + 1) "
-        "SELECT h FROM fold ORDER BY n DESC LIMIT 1)").format(
-            jsonb_expr, where, value, is_null, sql.Literal(NULL_SEED_FLIP))
+    return _fold(_jsonb_value_hash(sql.SQL("({0} -> {1})").format(jsonb_expr, sql.Literal(name)), kinds[name],
+                                   table_normalize.get(name), uuid_text)
+                 for name in column_order(kinds) if table_normalize.get(name) != "ignore")
 
 
 def table_fingerprint_sql(schema, table, columns, table_normalize=None, uuid_text="auto", relkind="r",
@@ -359,7 +396,8 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text):
         raise FingerprintError("cannot fingerprint {0}: {1}".format(key, " ".join(str(exc).split()))) from None
     rows, total = cur.fetchone()
     entry = {"rows": int(rows), "hash": fold_hash(total),
-             "columns": {c["name"]: c["type"] for c in columns}}
+             "columns": {c["name"]: c["type"] for c in columns},
+             "kinds": {c["name"]: column_kind(c) for c in columns}}
     if table_normalize:
         entry["normalize"] = dict(table_normalize)
     return key, entry
@@ -477,15 +515,27 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
 
 
 # --------------------------------------------------------------------------- quarantined rows
+def table_kinds(cur, schema, table):
+    """``{column: hash kind}`` of a live table (None when it does not exist)."""
+    columns, _ = table_columns(cur, schema, table)
+    return {c["name"]: column_kind(c) for c in columns} or None
+
+
 def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto", run_id=None,
-                            include_restored=False):
+                            include_restored=False, kinds=None):
     """Rows and hash of the rows of ``schema.table`` held in pgsafe.quarantine_row.
 
     Computed from ``row_data`` (the original row as ``to_jsonb(t.*)``) with the same canonical
     form as live rows, so ``before = after + quarantined`` holds for counts and hashes.
+    ``kinds``: the table's ``{column: hash kind}`` when the rows were quarantined (the before
+    fingerprint's entry ``kinds``); default, the live table's.
     """
     sql = _sql()
     table_normalize = normalize_spec(normalize).get(table_key(schema, table), {})
+    kinds = kinds or table_kinds(cur, schema, table)
+    if not kinds:
+        raise FingerprintError("cannot hash the quarantined rows of {0}: the table no longer exists; pass the "
+                               "column kinds of its before fingerprint".format(table_key(schema, table)))
     conditions = [sql.SQL("q.source_schema = {0}").format(sql.Literal(schema)),
                   sql.SQL("q.source_table = {0}").format(sql.Literal(table))]
     if run_id is not None:
@@ -495,7 +545,7 @@ def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto"
     previous = pin_settings(cur)
     try:
         cur.execute(sql.SQL("SELECT count(*), sum({0}) FROM {1}.quarantine_row q WHERE {2}").format(
-            jsonb_row_hash_sql(sql.SQL("q.row_data"), table_normalize, uuid_text), sql.Identifier(META_SCHEMA),
+            jsonb_row_hash_sql(sql.SQL("q.row_data"), kinds, table_normalize, uuid_text), sql.Identifier(META_SCHEMA),
             sql.SQL(" AND ").join(conditions)))
         rows, total = cur.fetchone()
     finally:
@@ -503,8 +553,9 @@ def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto"
     return {"rows": int(rows), "hash": fold_hash(total)}
 
 
-def jsonb_rows_hash(cur, rows_as_jsonb, table_normalize=None, uuid_text="auto"):
-    """Count and hash of rows given as JSON texts (each ``to_jsonb(t)::text`` of a row) or dicts.
+def jsonb_rows_hash(cur, rows_as_jsonb, kinds, table_normalize=None, uuid_text="auto"):
+    """Count and hash of rows given as JSON texts (each ``to_jsonb(t)::text`` of a row) or dicts,
+    of a table with ``kinds`` (``{column: hash kind}``).
 
     Prefer texts: numbers in a dict went through Python floats and may no longer hash as stored.
     """
@@ -514,7 +565,7 @@ def jsonb_rows_hash(cur, rows_as_jsonb, table_normalize=None, uuid_text="auto"):
     previous = pin_settings(cur)
     try:
         cur.execute(sql.SQL("SELECT count(*), sum({0}) FROM jsonb_array_elements({1}::jsonb) AS r(j)").format(
-            jsonb_row_hash_sql(sql.SQL("r.j"), table_normalize, uuid_text), sql.Literal(payload)))
+            jsonb_row_hash_sql(sql.SQL("r.j"), kinds, table_normalize, uuid_text), sql.Literal(payload)))
         rows, total = cur.fetchone()
     finally:
         restore_settings(cur, previous)
@@ -592,7 +643,7 @@ def record_explanation(cur, run_id, explanation):
                 (run_id, json.dumps(explanation, sort_keys=True, default=str)))
 
 
-def recorded_explanations(cur, run_id, normalize=None, uuid_text="auto"):
+def recorded_explanations(cur, run_id, normalize=None, uuid_text="auto", kinds_by_table=None):
     """Explanations a run left in the product schema (read only).
 
     * rows in pgsafe.quarantine_row (not restored) -> ``quarantine`` per source table, with hashes;
@@ -607,7 +658,8 @@ def recorded_explanations(cur, run_id, normalize=None, uuid_text="auto"):
     cur.execute("SELECT DISTINCT source_schema, source_table FROM pgsafe.quarantine_row "
                 "WHERE run_id = %s AND restored_at IS NULL ORDER BY 1, 2", (run_id,))
     for schema, table in cur.fetchall():
-        contribution = quarantine_contribution(cur, schema, table, normalize, uuid_text, run_id=run_id)
+        contribution = quarantine_contribution(cur, schema, table, normalize, uuid_text, run_id=run_id,
+                                               kinds=(kinds_by_table or {}).get(table_key(schema, table)))
         explanations.append({"kind": "quarantine", "table": table_key(schema, table), "source": "pgsafe.quarantine_row",
                              **contribution})
     cur.execute("SELECT original_schema, original_name, quarantine_schema, quarantine_name FROM pgsafe.quarantined_object "
@@ -847,7 +899,9 @@ def compare(conn, run_id=None, before=None, before_label="before", after=None, a
         merged_normalize = _normalize_of(before)
         merged_normalize.update(normalize_spec(normalize))
         mode = uuid_text or before.get("uuid_text") or "auto"
-        recorded = recorded_explanations(cur, run_id, merged_normalize, mode) if (use_recorded and run_id) else []
+        kinds_by_table = {key: entry.get("kinds") for key, entry in _tables_of(before).items() if entry.get("kinds")}
+        recorded = recorded_explanations(cur, run_id, merged_normalize, mode, kinds_by_table) \
+            if (use_recorded and run_id) else []
         cur.execute("ROLLBACK")
     finally:
         conn.autocommit = saved

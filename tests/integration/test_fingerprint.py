@@ -41,8 +41,8 @@ def conn(pg_server, prod_db):
 def test_fingerprint_counts_every_table_and_reads_only(pg_server, prod_db, conn):
     tables = _fp(conn)
     assert tables[EXPORTS]["rows"] == 134 and tables[ANALYTICS]["rows"] == 379
-    assert tables["public.api_usage_metric"] == {"rows": 0, "hash": "0" * 16, "columns": tables[
-        "public.api_usage_metric"]["columns"]}
+    assert tables["public.api_usage_metric"]["rows"] == 0 and tables["public.api_usage_metric"]["hash"] == "0" * 16
+    assert tables[EXPORTS]["kinds"]["id"] == "text" and tables[EXPORTS]["kinds"]["created_at"] == "timestamp"
     assert not any(k.startswith("pgsafe") for k in tables)
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace")
@@ -102,11 +102,11 @@ def test_rows_as_jsonb_hash_like_live_rows_for_every_type(conn):
         live = _fp(conn, tables=["public.Mixed Types"])["public.Mixed Types"]
         cur.execute('SELECT to_jsonb(t)::text FROM "Mixed Types" t')
         rows = [r[0] for r in cur.fetchall()]
-        assert jsonb_rows_hash(cur, rows) == {"rows": 3, "hash": live["hash"]}
+        assert jsonb_rows_hash(cur, rows, live["kinds"]) == {"rows": 3, "hash": live["hash"]}
         for normalize in ({"e_id": "uuid"}, {"n": "text", "f8": "ignore", "tstz": "timestamp_utc"}):
             key = "public.Mixed Types"
             live = _fp(conn, tables=[key], normalize={key: normalize})[key]
-            assert jsonb_rows_hash(cur, rows, normalize)["hash"] == live["hash"], normalize
+            assert jsonb_rows_hash(cur, rows, live["kinds"], normalize)["hash"] == live["hash"], normalize
     conn.rollback()
 
 
@@ -204,8 +204,8 @@ def test_hostile_names(pg_server, conn):
                                                                       sql.Identifier(HOSTILE)))
         rows = [r[0] for r in cur.fetchall()]
         from ansible.module_utils.pgsafe_fingerprint import jsonb_rows_hash
-        assert jsonb_rows_hash(cur, rows)["hash"] == tables[key]["hash"]
-        assert jsonb_rows_hash(cur, [json.dumps(rows[0])])["hash"] != tables[key]["hash"]
+        assert jsonb_rows_hash(cur, rows, tables[key]["kinds"])["hash"] == tables[key]["hash"]
+        assert jsonb_rows_hash(cur, [json.dumps(rows[0])], tables[key]["kinds"])["hash"] != tables[key]["hash"]
     conn.rollback()
 
 
