@@ -118,6 +118,7 @@ class Probe(threading.Thread):
         super().__init__(daemon=True)
         self.server, self.db, self.export_id = server, db, export_id
         self.stop, self.max_stall, self.errors, self.writes = threading.Event(), 0.0, [], 0
+        self.slow = []  # (wall time, seconds) of writes slower than 50 ms
 
     def run(self):
         conn = self.server.connect(self.db)
@@ -134,7 +135,10 @@ class Probe(threading.Thread):
                 if conn.closed:
                     conn = self.server.connect(self.db)
                     cur = conn.cursor()
-            self.max_stall = max(self.max_stall, time.monotonic() - t0)
+            took = time.monotonic() - t0
+            self.max_stall = max(self.max_stall, took)
+            if took > 0.05:
+                self.slow.append((time.time() - took, took))
             self.writes += 1
             time.sleep(0.01)
         conn.close()
@@ -176,7 +180,8 @@ def one_run(server, strategy, script):
         baseline = probe.max_stall
         args = dict(server.module_params(db), run_id="bench-" + strategy, changes=PROD_CHANGES, foreign_keys=PROD_FKS,
                     orphan_policy="quarantine", strategy=strategy, lock_timeout=LOCK_TIMEOUT, retries=20,
-                    backoff_seconds=0.2, backoff_max_seconds=2.0, batch_size=2000, disk_margin_bytes=0)
+                    backoff_seconds=0.2, backoff_max_seconds=2.0, batch_size=5000, batch_target_ms=100,
+                    disk_margin_bytes=0)
         t0 = time.monotonic()
         proc = spawn_module("pgsafe_column_types", args)
         out, err = proc.communicate()
@@ -201,6 +206,11 @@ def one_run(server, strategy, script):
             key = a["step"].split(" on ")[0].split(" bazaar")[0]
             steps[key] = steps.get(key, 0) + a["seconds"]
         log("{0} steps: {1}".format(strategy, ", ".join("{0}={1:.2f}s".format(k, v) for k, v in steps.items())))
+        for wall, took in sorted(probe.slow, key=lambda x: -x[1])[:5]:
+            during = [a["step"] for a in result.get("attempts", []) if "started_at" in a
+                      and a["started_at"] - 0.01 <= wall + took and wall <= a["started_at"] + a["seconds"] + 0.01]
+            log("{0}: probe write of {1:.3f}s during: {2}".format(strategy, took, ", ".join(during) or
+                                                                 "no locking step (I/O or CPU)"))
         log("{0}: change {1:.1f}s, probe max stall {2:.3f}s (baseline {3:.3f}s), pgbench {4} tx, failed {5}, "
             "probe errors {6}, lock retries {7}{8}".format(
                 strategy, total, probe.max_stall, baseline, load.transactions, load.failed, len(probe.errors), retries,

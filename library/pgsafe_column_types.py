@@ -139,6 +139,13 @@ options:
     description: Rows per backfill batch (online).
     type: int
     default: 5000
+  batch_target_ms:
+    description:
+      - Time budget of one backfill batch (online). A batch keeps its rows locked until it commits, so an
+        application write to one of them waits up to one batch; the batch size adapts (halves when a batch is
+        slower, grows up to I(batch_size) when faster). 0 keeps I(batch_size) fixed.
+    type: int
+    default: 100
   throttle_ms:
     description: Pause between backfill batches (online), to limit WAL pressure on replicas.
     type: int
@@ -320,6 +327,7 @@ def main():
             backoff_seconds=dict(type="float", default=0.5),
             backoff_max_seconds=dict(type="float", default=5.0),
             batch_size=dict(type="int", default=5000),
+            batch_target_ms=dict(type="int", default=100),
             throttle_ms=dict(type="int", default=0),
             verify=dict(type="bool", default=True),
             disk_free_bytes=dict(type="int"),
@@ -392,7 +400,7 @@ def main():
         runner = Runner(conn, plan, p["run_id"], orphan_policy=p["orphan_policy"], lock_timeout=p["lock_timeout"],
                         statement_timeout=p["statement_timeout"], retries=p["retries"], backoff=p["backoff_seconds"],
                         backoff_max=p["backoff_max_seconds"], batch_size=p["batch_size"], throttle_ms=p["throttle_ms"],
-                        verify=p["verify"], progress=progress.append)
+                        verify=p["verify"], progress=progress.append, batch_target_ms=p["batch_target_ms"])
         started = time.monotonic()
         try:
             if plan["strategy"] == "online":

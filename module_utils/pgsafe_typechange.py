@@ -1055,18 +1055,19 @@ def run_with_retries(conn, work, retries, backoff, backoff_max, attempts_log, wh
     delays = backoff_delays(retries, backoff, backoff_max)
     for attempt in range(retries + 1):
         started = time.monotonic()
+        wall = time.time()
         try:
             with conn.cursor() as cur:
                 result = work(cur)
             conn.commit()
-            attempts_log.append({"step": what, "attempt": attempt + 1, "outcome": "ok",
+            attempts_log.append({"step": what, "attempt": attempt + 1, "outcome": "ok", "started_at": round(wall, 3),
                                  "seconds": round(time.monotonic() - started, 3)})
             return result
         except psycopg2.Error as exc:
             conn.rollback()
             code = getattr(exc, "pgcode", None)
             attempts_log.append({"step": what, "attempt": attempt + 1, "outcome": code or "error",
-                                 "seconds": round(time.monotonic() - started, 3),
+                                 "started_at": round(wall, 3), "seconds": round(time.monotonic() - started, 3),
                                  "error": str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)})
             if code not in RETRYABLE:
                 raise
@@ -1226,12 +1227,13 @@ class Runner:
 
     def __init__(self, conn, plan, run_id, orphan_policy="fail", lock_timeout="3s", statement_timeout=None,
                  retries=3, backoff=0.5, backoff_max=5.0, batch_size=5000, throttle_ms=0, verify=True,
-                 progress=None):
+                 progress=None, batch_target_ms=100):
         self.conn, self.plan, self.run_id = conn, plan, run_id
         self.orphan_policy = orphan_policy
         self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
         self.retries, self.backoff, self.backoff_max = retries, backoff, backoff_max
         self.batch_size, self.throttle_ms, self.verify = batch_size, throttle_ms, verify
+        self.batch_target_ms = batch_target_ms
         self.attempts, self.moved, self.events = [], {}, []
         self.progress = progress or (lambda msg: None)
         self.facts = plan["_facts"]["tables"]
@@ -1436,6 +1438,7 @@ class Runner:
             sql.Identifier(c["new_column"]), self._new_expr(c, "t")) for c in cols)
         join = sql.SQL(" AND ").join(sql.SQL("t.{0} = b.{0}").format(sql.Identifier(p)) for p in pk)
         last, total, batches, started = None, 0, 0, time.monotonic()
+        size = min(self.batch_size, 500) if self.batch_target_ms else self.batch_size
         while True:
             if last is None:
                 where = sql.SQL("true")
@@ -1451,21 +1454,29 @@ class Runner:
                 pkl, tbl, where, sets, join, differs,
                 sql.SQL(", ").join(sql.Identifier(p) for p in pk))
 
-            def work(cur, q=q, params=params):
-                cur.execute(q, params + (self.batch_size,))
+            def work(cur, q=q, params=params, size=size):
+                cur.execute(q, params + (size,))
                 return cur.fetchone()
+            t0 = time.monotonic()
             last_row, seen, updated = self.txn("backfill " + qualified(*key), work)
+            took_ms = (time.monotonic() - t0) * 1000
+            full = seen >= size
+            if self.batch_target_ms:  # a batch holds its rows' locks until it commits: keep it under the budget
+                if took_ms > self.batch_target_ms:
+                    size = max(50, size // 2)
+                elif took_ms < self.batch_target_ms / 2:
+                    size = min(self.batch_size, int(size * 1.5) + 1)
             batches += 1
             total += updated
             if last_row is not None:
                 last = last_row
-            if batches % 20 == 0 or seen < self.batch_size:
+            if batches % 20 == 0 or not full:
                 msg = "{0}: {1} rows backfilled in {2} batches ({3:.1f}s)".format(qualified(*key), total, batches,
                                                                                time.monotonic() - started)
                 self.progress(msg)
                 self.journal("online:backfill:progress", "completed", qualified(*key),
-                             {"rows": total, "batches": batches, "last_key": last})
-            if seen < self.batch_size:
+                             {"rows": total, "batches": batches, "last_key": last, "batch_size": size})
+            if not full:
                 break
             if self.throttle_ms:
                 time.sleep(self.throttle_ms / 1000.0)
