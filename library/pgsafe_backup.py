@@ -186,8 +186,12 @@ def main():
                              lock_timeout=p["lock_timeout"])
         if p["record"]:
             record_backup(p, result["manifest"], result["manifest_sha256"], [result["path"]])
+    except OSError as exc:
+        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("backup", exc), failure_kind="io")
     except BackupError as exc:
         module.fail_json(msg=str(exc), failure_kind=exc.kind, **exc.details)
+    except Exception as exc:  # a database error: reported without a traceback, naming nothing secret
+        module.fail_json(msg="{0} failed: {1}".format("backup", " ".join(str(exc).split())), failure_kind="database")
     manifest = result.pop("manifest")
     module.exit_json(changed=True, covers=manifest["covers"], **result)
 

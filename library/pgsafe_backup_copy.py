@@ -94,6 +94,8 @@ def main():
         if p["record"] and locations:
             add_backup_locations(p, manifest["backup_id"], locations)
             changed = True
+    except OSError as exc:
+        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("copy", exc), failure_kind="io")
     except BackupError as exc:
         module.fail_json(msg=str(exc), failure_kind=exc.kind)
     module.exit_json(changed=changed, backup_id=manifest["backup_id"], path=path, locations=locations,

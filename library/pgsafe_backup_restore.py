@@ -128,8 +128,12 @@ def main():
         else:
             result = restore_objects(p, p["path"], p["objects"], p["confirm_overwrite"], p["pg_bin_dir"],
                                      module.check_mode)
+    except OSError as exc:
+        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("restore", exc), failure_kind="io")
     except BackupError as exc:
         module.fail_json(msg=str(exc), failure_kind=exc.kind)
+    except Exception as exc:  # a database error: reported without a traceback, naming nothing secret
+        module.fail_json(msg="{0} failed: {1}".format("restore", " ".join(str(exc).split())), failure_kind="database")
     if result["problems"]:
         module.fail_json(msg="restored, but the content differs from the backup's manifest: " + "; ".join(
             pr["message"] for pr in result["problems"][:5]), **result)

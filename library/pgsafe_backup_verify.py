@@ -172,8 +172,12 @@ def main():
         if p["record"] and not module.check_mode and manifest is not None:
             record_backup(p, manifest, doc["manifest_sha256"], p["locations"] or [p["path"]], doc)
             recorded = True
+    except OSError as exc:
+        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("verification", exc), failure_kind="io")
     except BackupError as exc:
         module.fail_json(msg=str(exc), failure_kind=exc.kind, verified=False, restore_tested=False)
+    except Exception as exc:  # a database error: reported without a traceback, naming nothing secret
+        module.fail_json(msg="{0} failed: {1}".format("verification", " ".join(str(exc).split())), failure_kind="database")
     wanted_restore = "restore" in checks
     ok = doc["verified"] and (doc["restore_tested"] or not wanted_restore)
     result = dict(changed=not module.check_mode, backup_id=doc["backup_id"], verified=doc["verified"],

@@ -708,7 +708,8 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
     if problems:
         raise BackupError("backup {0} does not match its manifest ({1}): refusing to restore it".format(
             manifest["backup_id"], "; ".join(p["message"] for p in problems[:3])), kind="damaged")
-    admin = _connect(params, autocommit=True)
+    admin = _connect(params, dbname="postgres" if params.get("login_db") == target_database else None,
+                     autocommit=True)
     sql = _sql()
     try:
         exists = _database_exists(admin, target_database)
