@@ -10,6 +10,8 @@
 #   PGSAFE_MOLECULE_SCALE=1                     fixture scale
 #   PGSAFE_MOLECULE_ACTION=test                 molecule command (test, converge, verify, destroy, ...)
 #   PGSAFE_MOLECULE_DESTROY=always              never: keep the containers and state after `test` (debugging)
+#   PGSAFE_MOLECULE_PARALLEL=0                  1: run the versions of a scenario side by side (output to
+#                                               <workdir>/<scenario>-pg<v>.log, printed when done)
 #
 # Each (scenario, version) gets its own Molecule ephemeral directory (inventory, secrets, state, the
 # runs' artifacts) under PGSAFE_MOLECULE_WORKDIR (default ~/.cache/pgsafe-molecule/<checkout>/, out of
@@ -47,20 +49,39 @@ workdir=${PGSAFE_MOLECULE_WORKDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pgsafe-molecu
 
 summary=()
 failed=0
+one() {  # scenario version -> runs molecule, prints the timing line last
+  local s=$1 v=$2 start status
+  export PGSAFE_PG_VERSION=$v
+  export MOLECULE_EPHEMERAL_DIRECTORY="$workdir/$s-pg$v"
+  mkdir -p "$MOLECULE_EPHEMERAL_DIRECTORY"
+  start=$(date +%s)
+  echo "== molecule $action -s $s (PostgreSQL $v)"
+  local extra=()
+  [ "$action" = test ] && extra=(--destroy="${PGSAFE_MOLECULE_DESTROY:-always}")
+  if molecule "$action" -s "$s" "${extra[@]}"; then status=passed; else status=FAILED; fi
+  echo "molecule $s pg$v: $status in $(( $(date +%s) - start ))s (work directory: $MOLECULE_EPHEMERAL_DIRECTORY)"
+  [ "$status" = passed ]
+}
+mkdir -p "$workdir"
 for s in $scenarios; do
-  for v in $versions; do
-    export PGSAFE_PG_VERSION=$v
-    export MOLECULE_EPHEMERAL_DIRECTORY="$workdir/$s-pg$v"
-    mkdir -p "$MOLECULE_EPHEMERAL_DIRECTORY"
-    start=$(date +%s)
-    echo "== molecule $action -s $s (PostgreSQL $v)"
-    extra=()
-    [ "$action" = test ] && extra=(--destroy="${PGSAFE_MOLECULE_DESTROY:-always}")
-    if molecule "$action" -s "$s" "${extra[@]}"; then status=passed; else status=FAILED; failed=1; fi
-    line="molecule $s pg$v: $status in $(( $(date +%s) - start ))s"
-    echo "$line (work directory: $MOLECULE_EPHEMERAL_DIRECTORY)"
-    summary+=("$line")
-  done
+  if [ "${PGSAFE_MOLECULE_PARALLEL:-0}" = 1 ]; then
+    pids=()
+    for v in $versions; do
+      one "$s" "$v" > "$workdir/$s-pg$v.log" 2>&1 &
+      pids+=($!)
+    done
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed=1; done
+    for v in $versions; do
+      cat "$workdir/$s-pg$v.log"
+      summary+=("$(tail -n1 "$workdir/$s-pg$v.log")")
+    done
+  else
+    for v in $versions; do
+      one "$s" "$v" 2>&1 | tee "$workdir/$s-pg$v.log"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+      summary+=("$(tail -n1 "$workdir/$s-pg$v.log")")
+    done
+  fi
 done
 printf '%s\n' "${summary[@]}"
 exit $failed

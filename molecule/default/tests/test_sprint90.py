@@ -32,47 +32,6 @@ def require_role(host: str, role: str) -> None:
         pytest.skip(f"pending: role {role} is not in the playbooks converged on {host}")
 
 
-def regclass_exists(host: str, schema: str, table: str) -> bool:
-    return lib.query(host, "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
-                     (schema, table))[0][0]
-
-
-def quarantined_rows(host: str) -> dict[str, set[str]]:
-    """Row hashes held in pgsafe.quarantine_row (not restored), per source table."""
-    if not regclass_exists(host, "pgsafe", "quarantine_row"):
-        return {}
-    out: dict[str, set[str]] = {}
-    for schema, table, digest in lib.query(host, "SELECT source_schema, source_table, md5(row_data::text) "
-                                                 "FROM pgsafe.quarantine_row WHERE restored_at IS NULL"):
-        out.setdefault(f"{schema}.{table}", set()).add(digest)
-    return out
-
-
-def relocated_tables(host: str) -> dict[str, str]:
-    """original schema.table -> quarantine schema.table, for tables set aside and not restored/purged."""
-    if not regclass_exists(host, "pgsafe", "quarantined_object"):
-        return {}
-    return {f"{r[0]}.{r[1]}": f"{r[2]}.{r[3]}" for r in lib.query(host, """
-        SELECT original_schema, original_name, quarantine_schema, quarantine_name FROM pgsafe.quarantined_object
-         WHERE restored_at IS NULL AND purged_at IS NULL AND kind = 'table'""")}
-
-
-def verified_backups(host: str) -> list[dict]:
-    if not regclass_exists(host, "pgsafe", "backup"):
-        return []
-    return [{"backup_id": r[0], "covers": r[1], "locations": r[2]} for r in lib.query(host, """
-        SELECT backup_id, covers, locations FROM pgsafe.backup WHERE verified AND restore_tested
-         ORDER BY taken_at""")]
-
-
-def covered_by_backup(host: str, schema: str) -> bool:
-    for backup in verified_backups(host):
-        for cover in backup["covers"]:
-            if cover.get("type") == "database" or (cover.get("type") == "schema" and cover.get("schema") == schema):
-                return True
-    return False
-
-
 # --------------------------------------------------------------------------- check mode
 @pytest.mark.parametrize("name", HOSTS)
 def test_check_mode_converge_changed_nothing(name):
@@ -109,29 +68,10 @@ def test_every_run_on_the_host_succeeded(host, name):
 def test_no_row_was_lost(after, name):
     """Every prepared row is still in its table, or in quarantine (row or table), or in a verified backup of
     a schema the plan removed; tables that are not merge targets hold exactly before - quarantined rows."""
-    before, now = lib.prepared(name), after(name)
-    quarantined = quarantined_rows(name)
-    relocated = relocated_tables(name)
     removed = set(lib.plan(name).get("auth_schema_removal_schemas") or []) \
         if "auth_schema_removal" in lib.roles_on(SCENARIO_DIR, name) else set()
     merge_targets = {m["target"] for m in lib.plan(name).get("table_merge_merges") or []}
-    lost, miscounted = {}, {}
-    for table, hashes in before["rows"].items():
-        schema = table.split(".", 1)[0]
-        if schema in lib.PRODUCT_SCHEMAS:
-            continue
-        live = now["rows"].get(table, [])
-        present = set(live) | quarantined.get(table, set())
-        if table in relocated:
-            present |= set(now["rows"].get(relocated[table], []))
-        missing = [h for h in hashes if h not in present]
-        if missing and schema in removed and table not in now["rows"] and covered_by_backup(name, schema):
-            continue  # the schema is gone by plan, after a verified, restore-tested backup of it
-        if missing:
-            lost[table] = len(missing)
-        if table in now["rows"] and table not in merge_targets:
-            if len(live) + len(quarantined.get(table, ())) != len(hashes):
-                miscounted[table] = (len(hashes), len(live), len(quarantined.get(table, ())))
+    lost, miscounted = lib.lost_rows(name, after(name), removed, merge_targets)
     assert lost == {}, f"rows lost on {name} (table: rows): {lost}"
     assert miscounted == {}, f"before != after + quarantined on {name} (before, after, quarantined): {miscounted}"
 
@@ -199,13 +139,13 @@ def test_cleaned_tables_are_set_aside_with_their_rows(after, name):
     entries = lib.plan(name).get("table_cleanup_tables") or []
     if not entries:
         pytest.skip(f"no table cleanup planned on {name}")
-    relocated = relocated_tables(name)
+    relocated = lib.relocated_tables(name)
     now = after(name)
     for entry in entries:
         qualified = entry["name"] if isinstance(entry, dict) else entry
         schema, table = lib.split_name(qualified)
         key = f"{schema}.{table}"
-        assert not regclass_exists(name, schema, table), f"{key} is still in place on {name}"
+        assert not lib.regclass_exists(name, schema, table), f"{key} is still in place on {name}"
         assert key in relocated, f"{key} was not set aside (pgsafe.quarantined_object) on {name}"
         assert sorted(now["rows"].get(relocated[key], [])) == sorted(lib.prepared(name)["rows"][key])
     retain = lib.query(name, "SELECT count(*) FROM pgsafe.quarantined_object WHERE retain_until <= now() "
@@ -219,11 +159,11 @@ def test_merged_rows_all_arrived(name):
     merges = lib.plan(name).get("table_merge_merges") or []
     if not merges:
         pytest.skip(f"no merge planned on {name}")
-    relocated = relocated_tables(name)
+    relocated = lib.relocated_tables(name)
     for merge in merges:
         src_schema, src_table = lib.split_name(merge["source"])
         tgt_schema, tgt_table = lib.split_name(merge["target"])
-        assert not regclass_exists(name, src_schema, src_table), f"merge source {merge['source']} still in place"
+        assert not lib.regclass_exists(name, src_schema, src_table), f"merge source {merge['source']} still in place"
         held = relocated.get(f"{src_schema}.{src_table}")
         assert held, f"merge source {merge['source']} was not kept in quarantine"
         q_schema, q_table = held.split(".", 1)
@@ -245,13 +185,13 @@ def test_removed_schemas_are_gone_after_a_verified_backup(name):
         pytest.skip(f"no schema removal planned on {name}")
     for schema in schemas:
         assert lib.query(name, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)) == [(0,)], schema
-        assert covered_by_backup(name, schema), f"no verified, restore-tested backup covers schema {schema}"
+        assert lib.covered_by_backup(name, schema), f"no verified, restore-tested backup covers schema {schema}"
 
 
 @pytest.mark.parametrize("name", HOSTS)
 def test_backups_are_present_and_verified(host, name):
     require_role(name, "backup")
-    backups = verified_backups(name)
+    backups = lib.verified_backups(name)
     assert backups, f"no verified, restore-tested backup recorded on {name}"
     for backup in backups:
         assert backup["locations"], backup["backup_id"]
