@@ -189,9 +189,11 @@ def plan(host: str, topic: str) -> dict:
 
 
 class PsSampler:
-    """Samples `ps -eo pid,args` (and the environment of pg_dump/pg_restore children) while running."""
+    """Samples `ps` (full width) and the environment of the pg_dump / pg_restore / psql processes that
+    descend from a process whose command line contains ``marker`` (our ansible-playbook run)."""
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, marker: str = "", interval: float = 0.05):
+        self.marker = marker
         self.interval = interval
         self.args: set[str] = set()
         self.environs: dict[int, bytes] = {}
@@ -207,18 +209,35 @@ class PsSampler:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def _ours(self, pid: int, procs: dict) -> bool:
+        seen = set()
+        while pid in procs and pid not in seen:
+            seen.add(pid)
+            ppid, args = procs[pid]
+            if self.marker and self.marker in args:
+                return True
+            pid = ppid
+        return not self.marker
+
     def _loop(self):
         while not self._stop.is_set():
-            out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=False).stdout
+            out = subprocess.run(["ps", "-eww", "-o", "pid=,ppid=,args="], capture_output=True, text=True,
+                                 check=False).stdout
+            procs = {}
             for line in out.splitlines():
-                pid, _, args = line.strip().partition(" ")
+                parts = line.split(None, 2)
+                if len(parts) == 3:
+                    procs[int(parts[0])] = (int(parts[1]), parts[2])
+            for pid, (_, args) in procs.items():
+                if not self._ours(pid, procs):
+                    continue
                 self.args.add(args)
-                if ("pg_dump" in args or "pg_restore" in args or "psql" in args) and int(pid) not in self.environs:
+                if any(tool in args for tool in ("pg_dump", "pg_restore", "psql")) and pid not in self.environs:
                     try:
                         raw = Path(f"/proc/{pid}/environ").read_bytes()
                     except OSError:
                         continue
-                    self.environs[int(pid)] = raw
+                    self.environs[pid] = raw
                     for entry in raw.split(b"\0"):
                         if entry.startswith(b"PGPASSFILE="):
                             path = entry.split(b"=", 1)[1].decode()
@@ -227,6 +246,36 @@ class PsSampler:
                             except OSError:
                                 pass
             time.sleep(self.interval)
+
+
+def passfiles_of(environs: dict) -> set[str]:
+    found = set()
+    for raw in environs.values():
+        for entry in raw.split(b"\0"):
+            if entry.startswith(b"PGPASSFILE="):
+                found.add(entry.split(b"=", 1)[1].decode())
+    return found
+
+
+def plan_section_status(env: "Env", environment: str, playbook: str) -> str | None:
+    """Status of the run_plan section of the newest report (converged = nothing left to do)."""
+    report = latest_report(env, environment, playbook)
+    text = json.dumps(report)
+    for section in _sections(report):
+        if isinstance(section, dict) and section.get("title") == "Plan":
+            return section.get("status")
+    return "converged" if "Already converged" in text else None
+
+
+def _sections(node):
+    if isinstance(node, dict):
+        if "title" in node and "status" in node:
+            yield node
+        for value in node.values():
+            yield from _sections(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _sections(value)
 
 
 def group_processes(proc: subprocess.Popen) -> list[str]:

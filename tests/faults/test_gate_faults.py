@@ -25,7 +25,7 @@ def rehearsed(pg_server, tmp_path_factory):
         yield {"env": env, "server": pg_server, "db": prod, "before": before}
 
 
-def refused(world, result, *needles, rows_lost):
+def refused(world, result, *needles, rows_lost, compare=True):
     """The run failed at the gates, naming every needle, and prod is exactly as before."""
     assert result.returncode != 0
     assert "Refusing to change" in result.flat, result.flat[-3000:]
@@ -34,7 +34,8 @@ def refused(world, result, *needles, rows_lost):
     assert "Start phase backup]" not in result.stdout
     assert "Start phase schema_fix]" not in result.stdout
     server, db = world["server"], world["db"]
-    assert fl.fingerprint(server, db) == world["before"]
+    if compare:
+        assert fl.fingerprint(server, db) == world["before"]
     assert fl.column_type(server, db, fl.EXPORTS, "id") == "text"
     rows_lost(fl.rows_lost_between(world["before"], server, db))
 
@@ -74,9 +75,10 @@ def test_prod_refuses_a_schema_changed_since_the_rehearsal(rehearsed, rows_lost)
     try:
         result = rehearsed["env"].prod()
         refused(rehearsed, result, "plan_not_stale: the live schema", "differs from the one the rehearsal started from",
-                "rehearse again on staging", rows_lost=rows_lost)
+                "rehearse again on staging", rows_lost=rows_lost, compare=False)
     finally:
         server.execute(db, 'ALTER TABLE "bazaar-vid_exports" DROP COLUMN "hotfix_note"')
+    assert fl.fingerprint(server, db) == rehearsed["before"]  # the added column held no data of ours
 
 
 def test_window_override_proceeds_records_the_reason_and_rerun_converges(rehearsed, rows_lost):
@@ -90,8 +92,10 @@ def test_window_override_proceeds_records_the_reason_and_rerun_converges(rehears
     assert reason in json.dumps(report)
     md = (env.artifacts / "prod" / "sprint90_prod" / "latest" / "report.md").read_text()
     assert reason in md
-    run_rows = server.execute(db, "SELECT details::text FROM pgsafe.run WHERE playbook = 'sprint90_prod' "
-                                  "AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1")
+    # "recorded with the run": the database's own record of the run carries the reason, not only a file
+    run_rows = server.execute(db, "SELECT r.details::text || coalesce((SELECT string_agg(j.details::text, ' ') "
+                                  "FROM pgsafe.journal j WHERE j.run_id = r.run_id), '') FROM pgsafe.run r "
+                                  "WHERE r.playbook = 'sprint90_prod' ORDER BY r.started_at DESC LIMIT 1")
     assert run_rows and reason in run_rows[0][0], run_rows
     lost = fl.rows_lost_between(rehearsed["before"], server, db)
     rows_lost(lost)
@@ -99,14 +103,14 @@ def test_window_override_proceeds_records_the_reason_and_rerun_converges(rehears
     after = fl.fingerprint(server, db)
     again = env.prod(pgsafe_maintenance_window="never", window_override_reason=reason)
     assert again.returncode == 0, again.flat[-4000:]
-    assert "Already converged" in again.flat
+    assert fl.plan_section_status(env, "prod", "sprint90_prod") == "converged"
     assert fl.fingerprint(server, db) == after
 
 
 def test_rehearsal_refuses_a_staging_host_pointing_at_prod(pg_server, prod_db, tmp_path, rows_lost):
     env = fl.Env(tmp_path, {"prod": (pg_server, prod_db), "staging": (pg_server, prod_db)})
     before = fl.fingerprint(pg_server, prod_db)
-    result = env.run("sprint90_rehearsal.yml", extra_args=("--tags", "restore"))
+    result = env.run("sprint90_rehearsal.yml", extra_args=("--limit", "staging"))
     assert result.returncode != 0
     assert f"The rehearsal would overwrite {prod_db} on 127.0.0.1:{pg_server.port}, which is the source itself" \
         in result.flat, result.flat[-3000:]

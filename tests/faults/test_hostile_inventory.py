@@ -121,21 +121,36 @@ def test_backup_objects_with_quotes_are_plain_names(pg_server, hostile_db, tmp_p
     rows_lost(fl.rows_lost_between(before, pg_server, hostile_db))
 
 
+def test_hostile_names_in_a_merge_plan_are_plain_names(pg_server, hostile_db, tmp_path, rows_lost):
+    """cleanup.yml with only the merge: source, target and column map with quotes, spaces, unicode."""
+    env = fl.Env(tmp_path, {"dev": (pg_server, hostile_db), "staging": (pg_server, "postgres")})
+    before = fl.fingerprint(pg_server, hostile_db)
+    plans = {"table_merge_merges": hostile_plans()["table_merge_merges"], "table_cleanup_tables": [],
+             "auth_schema_removal_schemas": []}
+    result = env.run("cleanup.yml", plans, extra_args=("--limit", "dev"))
+    assert result.returncode == 0, result.flat[-5000:]
+    server, db = pg_server, hostile_db
+    assert server.execute(db, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(DST)))[0][0] == 3
+    assert server.execute(db, "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE c.relname = %s", (SRC,)) == [("pgsafe_quarantine",)]
+    intact(server, db, before)
+    lost = fl.rows_lost_between(before, server, db)
+    rows_lost(lost)
+    assert lost == 0
+
+
 def test_hostile_names_through_every_changing_role(pg_server, hostile_db, tmp_path, rows_lost):
-    """sprint90_dev.yml (schema_fix, table_merge, table_cleanup, auth_schema_removal, validate) and
-    legacy_audit.yml, every plan written with hostile names."""
+    """sprint90_dev.yml (schema_fix, table_cleanup, auth_schema_removal, validate; the merge has its own
+    case) and legacy_audit.yml, every plan written with hostile names."""
     env = fl.Env(tmp_path, {"dev": (pg_server, hostile_db), "staging": (pg_server, "postgres")})
     before = fl.fingerprint(pg_server, hostile_db)
     users = pg_server.execute(hostile_db, 'SELECT count(*) FROM "bazaar-vid_user"')[0][0]
-    result = env.run("sprint90_dev.yml", hostile_plans(), extra_args=("--limit", "dev"))
+    result = env.run("sprint90_dev.yml", dict(hostile_plans(), table_merge_merges=[]), extra_args=("--limit", "dev"))
     assert result.returncode == 0, result.flat[-5000:]
     server, db = pg_server, hostile_db
     assert fl.column_type(server, db, f"public.{FIX}", FIX_COL) == "uuid"
     fk = server.execute(db, "SELECT convalidated FROM pg_constraint WHERE conname = %s", (FK,))
     assert fk == [(True,)]
-    assert server.execute(db, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(DST)))[0][0] == 3
-    assert server.execute(db, "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                              "WHERE c.relname = %s", (SRC,)) == [("pgsafe_quarantine",)]
     where = server.execute(db, "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                                "WHERE c.relname LIKE %s", ("bazaar-vid_x%",))
     assert where and all(schema == "pgsafe_quarantine" for (schema,) in where), where

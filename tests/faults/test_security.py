@@ -28,7 +28,7 @@ def traced(pg_server, tmp_path_factory):
         log = tmp / "ansible.log"
         extra = {"gates_require_rehearsal": False, "confirm_database": prod}
         outputs = []
-        with fl.PsSampler() as sampler:
+        with fl.PsSampler(marker=str(env.inventory)) as sampler:
             failing = env.run("sprint90_prod.yml", dict(extra, schema_fix_statement_timeout="1ms"),
                               extra_args=("-vvv", "--diff"), env={"ANSIBLE_LOG_PATH": str(log)})
             outputs.append(failing)
@@ -95,11 +95,7 @@ def test_no_pgpassword_in_the_environment_of_pg_dump_and_pg_restore(traced):
 
 
 def test_passfiles_are_0600_and_removed(traced):
-    passfiles = set()
-    for raw in traced["sampler"].environs.values():
-        for entry in raw.split(b"\0"):
-            if entry.startswith(b"PGPASSFILE="):
-                passfiles.add(entry.split(b"=", 1)[1].decode())
+    passfiles = fl.passfiles_of(traced["sampler"].environs)
     assert passfiles, "pg_dump got no PGPASSFILE: how did it authenticate?"
     for path in passfiles:
         assert not os.path.exists(path), f"passfile {path} was left behind"
@@ -122,7 +118,7 @@ def test_secret_scan_would_catch_a_leak(traced, tmp_path):
     """The scanner is not blind: a planted leak in each channel is found."""
     password = traced["password"]
     assert secrets_in(f"login postgresql://postgres:{password}@127.0.0.1/x", password)
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)", password])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(8)", password])
     try:
         with fl.PsSampler() as sampler:
             fl.wait_for(lambda: any(password in a for a in sampler.args), timeout=10)
