@@ -95,13 +95,20 @@ window_overridden:
   description: Whether the run proceeds outside its window on an override reason.
   returned: always
   type: bool
+plan_converged:
+  description:
+    - Whether a passing run of this plan (a rehearsal, or an earlier run on this database) ended with
+      the live schema; the run then has nothing left to do and takes no new backup.
+  returned: always
+  type: bool
 """
 
 import datetime as dt
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_gates import GateError, evaluate_gates, failed_gates, failure_message, plan_fingerprint
+from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
+                                               plan_converged, plan_fingerprint)
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
@@ -110,10 +117,10 @@ def read_attestations(cur, fingerprint):
     if not meta_schema_installed(cur):
         return []
     cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id, "
-                "details ->> 'schema_fingerprint_after' "
+                "details ->> 'schema_fingerprint_after', environment "
                 "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
     keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id",
-            "schema_fingerprint_after")
+            "schema_fingerprint_after", "environment")
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
@@ -143,7 +150,7 @@ def main():
         with conn.cursor() as cur:
             cur.execute("SELECT now(), current_database()")
             server_now, database = cur.fetchone()
-            attestations = read_attestations(cur, fingerprint) if p["require_rehearsal"] else []
+            attestations = read_attestations(cur, fingerprint)
             live = schema_fingerprint(take_snapshot(cur))
         conn.rollback()
     finally:
@@ -163,7 +170,7 @@ def main():
         module.fail_json(msg=str(exc), plan_fingerprint=fingerprint)
     overridden = any(r.get("overridden") for r in results)
     outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
-                   window_overridden=overridden)
+                   window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live))
     if failed_gates(results):
         module.fail_json(msg=failure_message(results, "{0} (database {1})".format(p["environment"], database)),
                          **outcome)

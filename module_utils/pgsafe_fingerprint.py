@@ -689,7 +689,8 @@ EXPLANATION_KINDS = {
     "delete": "rows deliberately deleted (rows, optional hash) are subtracted from before",
     "retire": "the table was moved to another name/schema (to); its copy there must equal before",
     "rename": "the table was renamed (to); the renamed table must equal before",
-    "drop": "the table was dropped; allowed only when it was empty before",
+    "drop": "the table was dropped; allowed when it was empty before, or with backup_id, rows and hash "
+            "(taken right before the drop) equal to before",
     "writes": "the application may write to this table during the window: growth is accepted, "
               "the content hash is not verifiable",
 }
@@ -812,9 +813,18 @@ def reconcile(before, after, explanations=()):
                                  where, rows, ", hash equal" if digest is not None and hash_known else "")]))
             continue
         if a is None:
+            # A table with rows may be dropped only after a verified backup, by a step that
+            # fingerprinted it right before the drop: same rows and content hash as before.
+            backed_up = [e for e in items if e["kind"] == "drop" and e.get("backup_id")
+                         and e.get("rows") == b["rows"] and e.get("hash") in (None, b["hash"])]
             if "drop" in kinds and expected_rows == 0:
                 entry.update(status="explained", expected_rows=0, detail=", ".join(
                     notes + ["empty table dropped as planned"]))
+            elif backed_up:
+                e = backed_up[-1]
+                entry.update(status="explained" if e.get("hash") else "explained_unverified", expected_rows=0,
+                             detail=", ".join(notes + ["dropped after verified backup {0} holding its {1} rows{2}".format(
+                                 e["backup_id"], b["rows"], ", content hash equal" if e.get("hash") else "")]))
             else:
                 entry.update(status="loss", expected_rows=expected_rows,
                              detail="table missing after ({0} rows before){1}".format(

@@ -151,8 +151,10 @@ def evaluate_gates(facts):
 
     if facts.get("requires_rehearsal"):
         max_age = _dt.timedelta(days=float(facts.get("rehearsal_max_age_days", 7)))
+        # A rehearsal ran elsewhere (staging): the target's own records of past runs don't count.
         matching = [a for a in facts.get("attestations", [])
-                    if a.get("plan_fingerprint") == facts["plan_fingerprint"]]
+                    if a.get("plan_fingerprint") == facts["plan_fingerprint"]
+                    and a.get("environment", "rehearsal") != env]
         passing = [a for a in matching if a.get("result") == "passed" and now - a["attested_at"] <= max_age]
         passing.sort(key=lambda a: a["attested_at"], reverse=True)
         if passing:
@@ -188,6 +190,17 @@ def evaluate_gates(facts):
                                                    "rehearse again on staging, then re-run",
             })
     return results
+
+
+def plan_converged(attestations, plan_fp, live_schema_fingerprint):
+    """True when a passing run of this plan (a rehearsal, or an earlier run here) ended with the live schema.
+
+    The run then has nothing left to do at the schema level, so it takes no new backup; its steps
+    still plan on the real data and would refuse to change anything without one.
+    """
+    return any(a.get("plan_fingerprint") == plan_fp and a.get("result") == "passed"
+               and a.get("schema_fingerprint_after") and a.get("schema_fingerprint_after") == live_schema_fingerprint
+               for a in attestations)
 
 
 def failed_gates(results):

@@ -417,11 +417,28 @@ def drop_statement(cur, schema, obj):
     return sql.SQL("DROP " + word + " {0}.{1} RESTRICT").format(sql.Identifier(schema), sql.Identifier(obj["name"]))
 
 
+def record_dropped_tables(cur, run_id, entry, backup_id):
+    """Fingerprint each table of the schema right before the drop and record it as a planned drop.
+
+    The run's integrity check (pgsafe_fingerprint_compare) then accepts the table's absence only
+    because its rows and content hash equal the pre-run fingerprint and a verified backup holds them.
+    """
+    from ansible.module_utils.pgsafe_fingerprint import fingerprint_in_transaction, record_explanation, table_key
+    from ansible.module_utils.pgsafe_identifiers import split_qualified
+    keys = [table_key(*split_qualified(o["name"])) for o in entry["objects"] if o.get("kind") == "table"]
+    if not keys or not backup_id:
+        return
+    for key, fp in fingerprint_in_transaction(cur, tables=keys).items():
+        record_explanation(cur, run_id, {"kind": "drop", "table": key, "rows": fp["rows"], "hash": fp["hash"],
+                                         "backup_id": backup_id})
+
+
 def remove_schema(cur, run_id, entry, backup_id=None):
     """Drop one planned schema inside the caller's transaction (objects RESTRICT, then the schema RESTRICT)."""
     sql = _sql()
     schema = entry["schema"]
     statements = []
+    record_dropped_tables(cur, run_id, entry, backup_id)
     for obj in drop_order(cur, entry["inside"]):
         stmt = drop_statement(cur, schema, obj)
         statements.append(stmt.as_string(cur))

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message, in_window,
-                                               parse_window, plan_fingerprint)
+                                               parse_window, plan_converged, plan_fingerprint)
 
 UTC = dt.timezone.utc
 SAT_3AM = dt.datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # a Saturday
@@ -118,3 +118,17 @@ def test_failure_message_names_the_target():
     assert failure_message(evaluate_gates(facts(confirm_database=None)), "prod (database bazaar_vid)").startswith(
         "Refusing to change prod (database bazaar_vid): confirmation: confirm_database is missing but the target "
         "database is 'bazaar_vid'")
+
+
+def test_own_records_do_not_count_as_a_rehearsal():
+    f = facts()
+    f["attestations"][0]["environment"] = "prod"
+    assert [r["gate"] for r in failed_gates(evaluate_gates(f))] == ["rehearsal"]
+
+
+def test_plan_converged_needs_a_passing_run_ending_with_the_live_schema():
+    atts = [dict(plan_fingerprint="p", result="passed", schema_fingerprint_after="s2"),
+            dict(plan_fingerprint="p", result="failed", schema_fingerprint_after="s3")]
+    assert plan_converged(atts, "p", "s2") is True
+    assert plan_converged(atts, "p", "s3") is False
+    assert plan_converged(atts, "q", "s2") is False
