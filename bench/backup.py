@@ -122,9 +122,14 @@ def main():
             sizes.append(s)
             log("run %d: ours %.2fs (restore test %.2fs), pg_dump -Fd -j2 %.2fs" % (i + 1, o, r, anchor_s[-1]))
         o, a, r = statistics.median(ours_s), statistics.median(anchor_s), statistics.median(restore_s)
+        # each run's two sides ran back to back: the median of the per-run ratios is less sensitive to
+        # load changing between runs on a shared machine
+        pair = statistics.median(x / y for x, y in zip(ours_s, anchor_s, strict=True))
+        load = os.getloadavg()[0]
         print("BENCH backup ours_s=%.3f anchor=pg_dump_Fd_j2 anchor_s=%.3f ratio=%.3f db_mb=%.0f dump_mb=%.0f "
-              "scale=%s runs=%d restore_test_s=%.3f restore_ratio=%.3f" % (
-                  o, a, o / a, db_bytes / 1e6, statistics.median(sizes) / 1e6, SCALE, RUNS, r, (o + r) / a))
+              "scale=%s runs=%d restore_test_s=%.3f restore_ratio=%.3f pair_ratio_median=%.3f loadavg=%.1f" % (
+                  o, a, o / a, db_bytes / 1e6, statistics.median(sizes) / 1e6, SCALE, RUNS, r, (o + r) / a, pair,
+                  load))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if os.environ.get("BENCH_BACKUP_KEEP_CLUSTERS") != "1":
