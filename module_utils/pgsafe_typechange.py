@@ -1503,9 +1503,24 @@ class Runner:
                     if row is not None:  # an invalid index left by an interrupted CONCURRENTLY build
                         self.events.append("dropped invalid index {0} and rebuilt it".format(shadow))
                         cur.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {0}").format(_ident(key[0], shadow)))
-                    cur.execute(sql.SQL("CREATE {0}INDEX CONCURRENTLY {1} ON {2} ({3})").format(
+                    create = sql.SQL("CREATE {0}INDEX CONCURRENTLY {1} ON {2} ({3})").format(
                         sql.SQL("UNIQUE " if idx["unique"] else ""), sql.Identifier(shadow), tbl,
-                        sql.SQL(", ").join(sql.Identifier(subst.get(c, c)) for c in idx["columns"])))
+                        sql.SQL(", ").join(sql.Identifier(subst.get(c, c)) for c in idx["columns"]))
+                    # CONCURRENTLY waits for older transactions under SHARE UPDATE EXCLUSIVE, which does not block
+                    # writers: a longer lock_timeout is harmless here; a failed build is dropped and retried.
+                    cur.execute("SELECT set_config('lock_timeout', '60s', false)")
+                    for attempt, delay in enumerate(backoff_delays(self.retries, self.backoff, self.backoff_max) + [None]):
+                        try:
+                            cur.execute(create)
+                            break
+                        except psycopg2.Error as exc:
+                            self.attempts.append({"step": "create index " + shadow, "attempt": attempt + 1,
+                                                  "outcome": getattr(exc, "pgcode", None) or "error"})
+                            cur.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {0}").format(_ident(key[0], shadow)))
+                            if getattr(exc, "pgcode", None) not in RETRYABLE or delay is None:
+                                raise
+                            time.sleep(delay)
+                    cur.execute("SELECT set_config('lock_timeout', %s, false)", (str(self.lock_timeout),))
                     self.journal("online:index", "completed", shadow)
         finally:
             self.conn.autocommit = old_autocommit
