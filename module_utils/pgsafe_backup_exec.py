@@ -46,8 +46,9 @@ STATS_SQL = {
 
 
 def find_binary(name, bin_dir=None):
-    """pg_dump & co: from ``bin_dir``, else the newest /usr/lib/postgresql/*/bin, else PATH."""
+    """pg_dump & co: from ``bin_dir`` (or PGSAFE_PG_BIN_DIR), else the newest /usr/lib/postgresql/*/bin, else PATH."""
     candidates = []
+    bin_dir = bin_dir or os.environ.get("PGSAFE_PG_BIN_DIR")
     if bin_dir:
         candidates.append(os.path.join(bin_dir, name))
     for directory in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]),
