@@ -8,6 +8,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
 command -v make >/dev/null 2>&1 || need+=(make)
 python3 -c 'import venv' 2>/dev/null || need+=(python3-venv)
+# Molecule runs Postgres 15 and 17 in podman containers built offline with debootstrap.
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if ((${#need[@]})); then
   echo "bootstrap: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo: throwaway clusters seeded like Sprint 90 -> the Sprint 90 runs -> the report path, last.
+# make demo: throwaway clusters seeded like Sprint 90 -> prod backup + rehearsal on staging ->
+# the dev fix -> validation -> a summary report, whose path is the last line printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ANSIBLE_CONFIG="$PWD/ansible.cfg"
@@ -15,6 +16,7 @@ run() {
 }
 
 run sprint90_rehearsal.yml
+run sprint90_dev.yml
+run validate.yml --limit dev
 
-report=$(readlink -f artifacts/staging/sprint90_rehearsal/latest)/report.md
-echo "$report"
+"$PY" tools/demo_report.py staging/sprint90_rehearsal dev/sprint90_dev dev/validate

@@ -1,0 +1,117 @@
+"""Sprint 90 end to end on fresh fixture databases: rehearsal -> prod (gated) -> re-run -> dev -> rollback.
+
+One module-scoped scenario (the steps build on each other); every step asserts catalog and data
+outcomes, not just exit codes.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.pg import ROOT, run_playbook, write_inventory
+
+EXPORTS, ANALYTICS = '"bazaar-vid_exports"', '"bazaar-vid_export_analytics"'
+
+
+def recap(out: str, host: str) -> dict:
+    match = re.search(rf"^{host}\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out, re.M)
+    assert match, out[-2000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True))
+
+
+def column_type(server, db, table, column):
+    return server.execute(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                              "WHERE attrelid = %s::regclass AND attname = %s", (table, column))[0][0]
+
+
+def count(server, db, relation):
+    return server.execute(db, f"SELECT count(*) FROM {relation}")[0][0]
+
+
+@pytest.fixture(scope="module")
+def scenario(pg_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sprint90")
+    with pg_server.sprint90_database("prod") as prod, pg_server.sprint90_database("prod") as staging, \
+            pg_server.sprint90_database("dev") as dev:
+        inventory = write_inventory(tmp / "inv", {"prod": (pg_server, prod), "staging": (pg_server, staging),
+                                                  "dev": (pg_server, dev)},
+                                    extra_vars={"backup_destinations": [str(tmp / "b1"), str(tmp / "b2")]})
+        (tmp / "inv" / "host_vars").symlink_to(ROOT / "inventories" / "local" / "host_vars")  # the shipped plans
+        yield {"server": pg_server, "prod": prod, "staging": staging, "dev": dev, "inventory": str(inventory),
+               "artifacts": tmp / "artifacts"}
+
+
+def play(scenario, playbook, **extra):
+    result = run_playbook(playbook, inventory=scenario["inventory"], extra_vars=extra or None,
+                          env={"PGSAFE_ARTIFACTS_ROOT": str(scenario["artifacts"])})
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_prod_refuses_before_any_rehearsal(scenario):
+    code, out = play(scenario, "sprint90_prod.yml", confirm_database=scenario["prod"])
+    assert code != 0
+    assert "rehearsal: no rehearsal of this plan" in " ".join(out.split()), out[-3000:]
+    assert column_type(scenario["server"], scenario["prod"], EXPORTS, "id") == "text"
+
+
+def test_rehearsal_passes_and_attests_in_prod(scenario):
+    code, out = play(scenario, "sprint90_rehearsal.yml")
+    assert code == 0, out[-3000:]
+    server = scenario["server"]
+    assert column_type(server, scenario["staging"], EXPORTS, "id") == "uuid"
+    assert column_type(server, scenario["prod"], EXPORTS, "id") == "text"  # prod untouched by the rehearsal
+    rows = server.execute(scenario["prod"], "SELECT result, environment FROM pgsafe.attestation")
+    assert rows == [("passed", "staging")]
+    report = json.loads((scenario["artifacts"] / "staging/sprint90_rehearsal/latest/report.json").read_text())
+    assert [p["phase"] for p in report["timeline"]][:3] == ["preflight", "restore_copy", "plan_fingerprint"]
+
+
+def test_prod_without_confirmation_changes_nothing(scenario):
+    code, out = play(scenario, "sprint90_prod.yml")
+    assert code != 0
+    assert f"-e confirm_database={scenario['prod']}" in " ".join(out.split()), out[-3000:]
+    assert column_type(scenario["server"], scenario["prod"], EXPORTS, "id") == "text"
+
+
+def test_prod_run_fixes_exports_and_sets_orphans_aside(scenario):
+    code, out = play(scenario, "sprint90_prod.yml", confirm_database=scenario["prod"])
+    assert code == 0, out[-3000:]
+    server, prod = scenario["server"], scenario["prod"]
+    assert column_type(server, prod, EXPORTS, "id") == "uuid"
+    assert column_type(server, prod, EXPORTS, "user_id") == "character varying(255)"
+    assert column_type(server, prod, EXPORTS, "project_id") == "uuid"
+    assert column_type(server, prod, ANALYTICS, "export_id") == "uuid"
+    assert count(server, prod, EXPORTS) == 132 and count(server, prod, ANALYTICS) == 373
+    quarantined = dict(server.execute(prod, "SELECT source_table, count(*) FROM pgsafe.quarantine_row "
+                                            "GROUP BY 1"))
+    assert quarantined == {"bazaar-vid_exports": 2, "bazaar-vid_export_analytics": 6}
+    invalid = server.execute(prod, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated")
+    assert invalid == [(0,)]
+    fks = server.execute(prod, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN "
+                               f"('{EXPORTS}'::regclass, '{ANALYTICS}'::regclass)")
+    assert fks == [(3,)]
+    assert server.execute(prod, "SELECT to_regclass('\"bazaar-vid_patch\"')") == [(None,)]
+    assert server.execute(prod, "SELECT to_regclass('pgsafe_quarantine.\"public_bazaar-vid_patch\"') IS NOT NULL") \
+        == [(True,)]
+
+
+def test_prod_rerun_is_converged_with_zero_changes(scenario):
+    code, out = play(scenario, "sprint90_prod.yml", confirm_database=scenario["prod"])
+    assert code == 0, out[-3000:]
+    assert recap(out, "prod")["changed"] == 0
+    report = json.loads((scenario["artifacts"] / "prod/sprint90_prod/latest/report.json").read_text())
+    assert report["sections"]["run_plan"]["status"] == "converged"
+    assert "backup" not in [p["phase"] for p in report["timeline"]]
+
+
+def test_dev_run(scenario):
+    code, out = play(scenario, "sprint90_dev.yml")
+    assert code == 0, out[-3000:]
+    server, dev = scenario["server"], scenario["dev"]
+    assert column_type(server, dev, ANALYTICS, "export_id") == "uuid"
+    assert count(server, dev, '"bazaar-vid_api_usage_metric"') == 250
+    assert server.execute(dev, "SELECT to_regclass('public.api_usage_metric')") == [(None,)]
+    schemas = {r[0] for r in server.execute(dev, "SELECT nspname FROM pg_namespace")}
+    assert not {"auth", "pgrst", "neon_auth"} & schemas
