@@ -115,3 +115,37 @@ def test_dev_run(scenario):
     assert server.execute(dev, "SELECT to_regclass('public.api_usage_metric')") == [(None,)]
     schemas = {r[0] for r in server.execute(dev, "SELECT nspname FROM pg_namespace")}
     assert not {"auth", "pgrst", "neon_auth"} & schemas
+
+
+def test_dev_rerun_is_converged(scenario):
+    code, out = play(scenario, "sprint90_dev.yml")
+    assert code == 0, out[-3000:]
+    assert recap(out, "dev")["changed"] == 0
+
+
+def test_rollback_dev_restores_every_table_exactly(scenario):
+    code, out = play(scenario, "rollback.yml", rollback_hosts="dev")
+    assert code == 0, out[-3000:]
+    server, dev = scenario["server"], scenario["dev"]
+    assert column_type(server, dev, ANALYTICS, "export_id") == "text"
+    schemas = {r[0] for r in server.execute(dev, "SELECT nspname FROM pg_namespace")}
+    assert {"auth", "pgrst", "neon_auth"} <= schemas
+    assert count(server, dev, "neon_auth.users_sync") == 5
+    assert count(server, dev, "api_usage_metric") == 250
+    report = json.loads((scenario["artifacts"] / "dev/rollback/latest/report.json").read_text())
+    assert "identical" in report["sections"]["rollback"]["summary"]
+    assert "loss" not in report["sections"]["rollback"]["summary"]
+
+
+def test_rollback_prod_needs_confirmation_then_puts_orphans_back(scenario):
+    server, prod = scenario["server"], scenario["prod"]
+    run_id = server.execute(prod, "SELECT run_id FROM pgsafe.run WHERE playbook = 'sprint90_prod' "
+                                  "ORDER BY started_at LIMIT 1")[0][0]
+    code, out = play(scenario, "rollback.yml", rollback_hosts="prod", rollback_run_id=run_id)
+    assert code != 0 and "confirm_database" in out
+    code, out = play(scenario, "rollback.yml", rollback_hosts="prod", rollback_run_id=run_id,
+                     confirm_database=prod)
+    assert code == 0, out[-3000:]
+    assert column_type(server, prod, EXPORTS, "id") == "text"
+    assert count(server, prod, EXPORTS) == 134 and count(server, prod, ANALYTICS) == 379
+    assert server.execute(prod, "SELECT count(*) FROM pgsafe.quarantine_row WHERE restored_at IS NULL") == [(0,)]
