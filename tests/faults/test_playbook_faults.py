@@ -83,6 +83,8 @@ def kill_in_phase(world, phase, when=None, timeout=300):
             fl.wait_for(when, timeout=120, proc=proc)
     finally:
         fl.kill_group(proc)
+    # the killed controller's backend may still finish (or roll back) its statement: wait until it is gone
+    fl.wait_for(lambda: not fl.pgsafe_sessions(world["server"], world["db"]), timeout=120)
     out = proc.out_path.read_text()
     assert last_started_phase(out) == phase, f"killed in {last_started_phase(out)}, not {phase}"
     assert f"End phase {phase}]" not in out
