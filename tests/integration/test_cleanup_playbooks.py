@@ -131,7 +131,7 @@ def test_purge_quarantine_after_retention_takes_a_final_dump(tmp_path, pg_server
     assert all(quarantined(pg_server, prod_db, t.split(".", 1)[1]) for t in plan("prod")["table_cleanup_tables"][:4])
     pg_server.execute(prod_db, "UPDATE pgsafe.quarantined_object SET retain_until = now() - interval '1 day' "
                                "WHERE original_name IN ('bazaar-vid_patch', 'api_usage_metric')")
-    playbook("purge_quarantine.yml", inv, root, {"purge_quarantine_targets": "prod"})
+    playbook("purge_quarantine.yml", inv, root, {"purge_quarantine_targets": "prod", "confirm_database": prod_db})
     section = report(root, "prod", "purge_quarantine")["sections"]["table_cleanup_purge"]
     assert section["status"] == "changed" and section["backup_id"]
     assert sorted(i["action"] for i in section["items"]) == ["purged", "purged"]

@@ -55,7 +55,7 @@ def test_changing_playbooks_have_check_templates():
 
 
 def test_workflow_renders_backup_rehearsal_approval_prod_validate():
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - renders YAML
     env.filters["to_json"] = json.dumps
     rendered = env.from_string((ROOT / "awx/workflow_nodes.j2").read_text()).render(**CONTROLLER)
     nodes = yaml.safe_load(rendered)
