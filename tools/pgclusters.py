@@ -361,11 +361,13 @@ def ensure_seeded(cluster: Cluster, reseed: bool, scale: float) -> str:
 
 
 def down() -> dict:
+    """Stop prod, dev and staging, and every other throwaway cluster of the project (tests, benchmarks)."""
     state = _state()
     engine = state.get("engine")
     result = {}
     bindir = _native_bindir()
-    for name, port in CLUSTERS.items():
+    others = {path.parent.name: 0 for path in DATA_ROOT.glob("*/postmaster.pid")} if DATA_ROOT.exists() else {}
+    for name, port in {**others, **CLUSTERS}.items():
         cluster = Cluster(name, port)
         actions = []
         if (cluster.datadir / "postmaster.pid").exists():
