@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 BENCH ?=
 PYTHON ?= python3
 
-.PHONY: help venv collections db-up db-down db-status demo test lint unit integration faults molecule bench clean
+.PHONY: help venv collections db-up db-down db-status demo test test-all lint unit integration faults faults-fast molecule bench clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -55,15 +55,25 @@ unit: venv
 	pytest -q tests/unit $(PYTEST_ARGS)
 
 integration: venv collections
-	pytest -q tests/integration $(PYTEST_ARGS)
+	pytest -q tests/integration -m "not slow" $(PYTEST_ARGS)
 
+# The whole fault and bad-input suite (slow playbook-level cases included).
 faults: venv collections
 	pytest -q tests/faults $(PYTEST_ARGS)
+
+# The fault cases that fit CI's budget (module-level faults, security scans).
+faults-fast: venv collections
+	pytest -q tests/faults -m "not slow" $(PYTEST_ARGS)
 
 molecule: venv collections
 	tools/molecule.sh
 
-test: lint unit integration faults molecule
+test: lint unit integration faults-fast molecule
+
+# Everything, slow cases included (playbook-level faults, AWX templates under ansible-runner).
+test-all: lint unit
+	pytest -q tests/integration tests/faults $(PYTEST_ARGS)
+	$(MAKE) molecule
 
 bench: venv collections
 	@tools/bench.sh $(BENCH)

@@ -38,6 +38,12 @@ options:
     description: Fail when another session has a transaction open longer than this (it would block DDL).
     type: int
     default: 300
+  require_writable:
+    description:
+      - Fail when the session cannot write - a hot standby, or a login or database configured with
+        C(default_transaction_read_only) - so a changing run stops before it starts. Ignored in check mode.
+    type: bool
+    default: true
   max_replication_lag_bytes:
     description: Fail when a replica lags more than this many bytes of WAL behind (0 disables the check).
     type: int
@@ -118,6 +124,14 @@ OWNERSHIP = """
       LEFT JOIN pg_namespace n ON n.nspname = t.nspname
       LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.relname
 """
+READ_ONLY_SETTINGS = """
+    SELECT pg_is_in_recovery(),
+           EXISTS (SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) AS c
+                    WHERE s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = current_user))
+                      AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+                      AND lower(c) IN ('default_transaction_read_only=on', 'default_transaction_read_only=true',
+                                       'default_transaction_read_only=1'))
+"""
 REPLICAS = """
     SELECT application_name, client_addr::text, state,
            coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint
@@ -150,6 +164,7 @@ def main():
             require_owner=dict(type="bool", default=False),
             max_transaction_age_seconds=dict(type="int", default=300),
             max_replication_lag_bytes=dict(type="int", default=0),
+            require_writable=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -177,6 +192,13 @@ def main():
             for pid, user, state, age, query in cur.fetchall():
                 problems.append("session {0} ({1}, {2}) has had a transaction open for {3}s ({4!r}): it would "
                                 "block DDL; end it before the run".format(pid, user, state, age, query))
+            cur.execute(READ_ONLY_SETTINGS)
+            standby, read_only_login = cur.fetchone()
+            if module.params["require_writable"] and not module.check_mode and (standby or read_only_login):
+                problems.append("the session cannot write: {0}. A changing run needs the primary and a login without "
+                                "default_transaction_read_only (use this login for validate.yml and --check runs "
+                                "only)".format("the server is a hot standby" if standby else
+                                               "login {0} is configured with default_transaction_read_only".format(user)))
             cur.execute(REPLICAS)
             replicas = [dict(name=r[0], address=r[1], state=r[2], lag_bytes=r[3]) for r in cur.fetchall()]
             limit = module.params["max_replication_lag_bytes"]

@@ -94,7 +94,8 @@ def connect(params, dbname=None, autocommit=False, read_only=False, settings=Non
             "cannot connect to {0}: {1}. Check the inventory's pg_host, pg_port, pg_user and pg_password for "
             "this host (for the local inventory: start the throwaway clusters with `make db-up`)".format(
                 describe_target(params, dbname), message)) from None
-    conn.set_session(readonly=read_only, autocommit=autocommit)
+    # readonly=None keeps the server's default: a login configured read-only stays read-only.
+    conn.set_session(readonly=True if read_only else None, autocommit=autocommit)
     role = params.get("session_role")
     settings = dict(settings or {})
     with conn.cursor() as cur:

@@ -638,9 +638,10 @@ def plan(cur, ctx):
                 "reason": denied[0]["description"], "problems": [], "source_dependents": denied,
                 "source_exists": True, "target_exists": ctx.target_oid is not None, "backup_objects": []}
     state = _summary_counts(cur, ctx)
-    covers = ["{0}.{1}".format(ctx.source_schema, ctx.source_name)] if ctx.source_oid is not None else []
+    # Quoted, so that names with dots or quotes parse back exactly (backup covers, guard).
+    covers = [qualified(ctx.source_schema, ctx.source_name)] if ctx.source_oid is not None else []
     if ctx.target_oid is not None:
-        covers.append("{0}.{1}".format(ctx.target_schema, ctx.target_name))
+        covers.append(qualified(ctx.target_schema, ctx.target_name))
     result = dict(state, source=ctx.source, target=ctx.target, policy=ctx.policy, backup_objects=covers,
                   mapping=[{"source": s, "target": t, "cast": ctx.tgt_by_name.get(t, {}).get("type")
                             if s in ctx.src_by_name and t in ctx.tgt_by_name and ctx.differs(s, t) else None}

@@ -316,7 +316,7 @@ def plan(cur, items):
         denied = privilege_problems(cur, oid, qualified(spec["schema"], spec["name"])) if oid is not None else []
         if denied:  # nothing more can be read or done as this login
             result.append(dict(spec, table=qualified(spec["schema"], spec["name"]), exists=True,
-                               backup_object="{0}.{1}".format(spec["schema"], spec["name"]), row_count=None,
+                               backup_object=qualified(spec["schema"], spec["name"]), row_count=None,
                                size_bytes=None, dependencies=denied, action="blocked",
                                reason=denied[0]["description"], quarantine=None))
             continue
@@ -324,7 +324,7 @@ def plan(cur, items):
         deps = dependencies(cur, spec["schema"], spec["name"], leaving=existing) if oid is not None else []
         action, reason = decide(spec, oid is not None, rows, deps, record)
         result.append(dict(spec, table=qualified(spec["schema"], spec["name"]), exists=oid is not None,
-                           backup_object="{0}.{1}".format(spec["schema"], spec["name"]),
+                           backup_object=qualified(spec["schema"], spec["name"]),
                            row_count=rows, size_bytes=table_size(cur, oid) if oid is not None else None,
                            dependencies=deps, action=action, reason=reason, quarantine=record))
     return result
@@ -483,7 +483,7 @@ def purgeable(cur, include_unexpired=False):
         out.append({"id": r[0], "schema": r[1], "name": r[2], "quarantine_schema": r[3], "quarantine_name": r[4],
                     "retain_until": r[5].isoformat(), "row_count_at_retire": r[6], "expired": r[7],
                     "table": qualified(r[3], r[4]), "original": qualified(r[1], r[2]),
-                    "backup_object": "{0}.{1}".format(r[3], r[4])})
+                    "backup_object": qualified(r[3], r[4])})
     return out
 
 

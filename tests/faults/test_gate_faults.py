@@ -14,6 +14,9 @@ import pytest
 
 from tests.faults import faultlib as fl
 
+# Whole playbook runs per case: part of `make faults`, not of `make test` (CI time).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def rehearsed(pg_server, tmp_path_factory):

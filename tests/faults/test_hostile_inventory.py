@@ -14,6 +14,9 @@ from psycopg2 import sql
 
 from tests.faults import faultlib as fl
 
+# Whole playbook runs per case: part of `make faults`, not of `make test` (CI time).
+pytestmark = pytest.mark.slow
+
 INJECT = 'bazaar-vid_x"; DROP TABLE "bazaar-vid_user"; --'
 FIX = 'Ünï "fix" tab le'
 FIX_COL = 'Ref "Id"; --'

@@ -22,6 +22,9 @@ import pytest
 from ansible.module_utils.pgsafe_backup import MANIFEST_NAME, TMP_PREFIX
 from tests.faults import faultlib as fl
 
+# Whole playbook runs per case: part of `make faults`, not of `make test` (CI time).
+pytestmark = pytest.mark.slow
+
 LOCK_TIMEOUT_S = 3.0  # schema_fix_lock_timeout (role default)
 
 

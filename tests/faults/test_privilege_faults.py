@@ -11,6 +11,9 @@ from psycopg2 import sql
 
 from tests.faults import faultlib as fl
 
+# Whole playbook runs per case: part of `make faults`, not of `make test` (CI time).
+pytestmark = pytest.mark.slow
+
 DOC = fl.ROOT / "docs" / "least-privilege.md"
 DOC_NAMES = ("bazaar_owner", "pgsafe_migration", "pgsafe_backup_reader", "pgsafe_validation")
 

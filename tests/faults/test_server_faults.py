@@ -11,6 +11,9 @@ from tests import pg
 from tests.faults import faultlib as fl
 from tests.faults.test_playbook_faults import LockHolder, last_started_phase, pgsafe_waiting_on_lock
 
+# Whole playbook runs per case: part of `make faults`, not of `make test` (CI time).
+pytestmark = pytest.mark.slow
+
 STOP_CLUSTER = ("faults_stop", 55470)
 
 
