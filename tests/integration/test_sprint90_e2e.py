@@ -139,8 +139,9 @@ def test_rollback_dev_restores_every_table_exactly(scenario):
 
 def test_rollback_prod_needs_confirmation_then_puts_orphans_back(scenario):
     server, prod = scenario["server"], scenario["prod"]
+    # The first successful prod run is the one that changed something (the refused ones have no journal).
     run_id = server.execute(prod, "SELECT run_id FROM pgsafe.run WHERE playbook = 'sprint90_prod' "
-                                  "ORDER BY started_at LIMIT 1")[0][0]
+                                  "AND status = 'succeeded' ORDER BY started_at LIMIT 1")[0][0]
     code, out = play(scenario, "rollback.yml", rollback_hosts="prod", rollback_run_id=run_id)
     assert code != 0 and "confirm_database" in out
     code, out = play(scenario, "rollback.yml", rollback_hosts="prod", rollback_run_id=run_id,
