@@ -19,7 +19,7 @@ description:
   - Demands the current time be inside I(window) unless I(window_override_reason) is given (the
     reason is returned so the run records it).
   - Reads only, in a READ ONLY transaction; fails before anything changes, naming each closed gate
-    and what to do.
+    and what to do. In check mode a closed gate is a warning (C(would_refuse)), so the plan can be shown.
 version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
@@ -94,6 +94,10 @@ gates:
 window_overridden:
   description: Whether the run proceeds outside its window on an override reason.
   returned: always
+  type: bool
+would_refuse:
+  description: In check mode, whether a real run would stop at a closed gate.
+  returned: check mode
   type: bool
 plan_converged:
   description:
@@ -171,6 +175,11 @@ def main():
     overridden = any(r.get("overridden") for r in results)
     outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
                    window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live))
+    if failed_gates(results) and module.check_mode:
+        # --check changes nothing: show the whole plan, and say which gates a real run would stop at.
+        message = failure_message(results, "{0} (database {1})".format(p["environment"], database))
+        module.warn("a real run would stop here: " + message)
+        module.exit_json(would_refuse=True, msg=message, **outcome)
     if failed_gates(results):
         module.fail_json(msg=failure_message(results, "{0} (database {1})".format(p["environment"], database)),
                          **outcome)
