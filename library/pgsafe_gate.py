@@ -95,6 +95,10 @@ window_overridden:
   description: Whether the run proceeds outside its window on an override reason.
   returned: always
   type: bool
+plan_rehearsed:
+  description: Whether a passing rehearsal of this plan started from the live schema within the age limit.
+  returned: always
+  type: bool
 would_refuse:
   description: In check mode, whether a real run would stop at a closed gate.
   returned: check mode
@@ -112,7 +116,7 @@ import datetime as dt
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
-                                               plan_converged, plan_fingerprint)
+                                               plan_converged, plan_fingerprint, plan_rehearsed)
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
@@ -174,7 +178,9 @@ def main():
         module.fail_json(msg=str(exc), plan_fingerprint=fingerprint)
     overridden = any(r.get("overridden") for r in results)
     outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
-                   window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live))
+                   window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live),
+                   plan_rehearsed=plan_rehearsed(attestations, fingerprint, live, p["environment"], now,
+                                                 p["rehearsal_max_age_days"]))
     if failed_gates(results) and module.check_mode:
         # --check changes nothing: show the whole plan, and say which gates a real run would stop at.
         message = failure_message(results, "{0} (database {1})".format(p["environment"], database))

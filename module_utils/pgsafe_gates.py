@@ -203,6 +203,18 @@ def plan_converged(attestations, plan_fp, live_schema_fingerprint):
                for a in attestations)
 
 
+def plan_rehearsed(attestations, plan_fp, live_schema_fingerprint, environment, now, max_age_days=7):
+    """True when a passing rehearsal (elsewhere) of this plan started from the live schema, recently.
+
+    Re-running the rehearsal would then only repeat it: it reports "already rehearsed" instead.
+    """
+    max_age = _dt.timedelta(days=float(max_age_days))
+    return any(a.get("plan_fingerprint") == plan_fp and a.get("result") == "passed"
+               and a.get("environment", "rehearsal") != environment
+               and a.get("schema_fingerprint_before") == live_schema_fingerprint
+               and now - a["attested_at"] <= max_age for a in attestations)
+
+
 def failed_gates(results):
     return [r for r in results if not r["passed"]]
 

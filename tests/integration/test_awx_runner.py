@@ -46,6 +46,7 @@ def test_template_runs_under_ansible_runner(template, databases):
     extravars = {SURVEYS[key]["variable"]: SURVEYS[key]["default"] for key in template["survey"]}
     extravars["legacy_audit_sample_seconds"] = 2
     data_dir = Path(databases["tmp"]) / ("runner-" + Path(template["playbook"]).stem)
+    data_dir.mkdir()
     result = ansible_runner.run(
         private_data_dir=str(data_dir), project_dir=str(ROOT), playbook=template["playbook"],
         inventory=str(databases["inventory"]), extravars=extravars, cmdline="--check", quiet=True,
@@ -53,6 +54,10 @@ def test_template_runs_under_ansible_runner(template, databases):
                  "PGSAFE_ARTIFACTS_ROOT": str(databases["tmp"] / "artifacts")},
         timeout=900)
     out = " ".join(result.stdout.read().split())
+    if template["name"] == "pgsafe validate":
+        # On the drifted fixtures the right verdict is a failed validation that names the check.
+        assert result.status == "failed" and "Validation FAILED: conformance" in out, out[-3000:]
+        return
     assert result.status == "successful", out[-3000:]
     if template["name"] in REFUSED_BY_DEFAULT:
         assert "a real run would stop here" in out and "confirm_database" in out
