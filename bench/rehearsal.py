@@ -52,8 +52,8 @@ def rehearsal(server: pg.Server, source_db: str, work: Path, n: int) -> float:
     staging = server.create_database()
     inv_dir = work / f"inv{n}"
     inventory = pg.write_inventory(inv_dir, {"prod": (server, source_db), "staging": (server, staging)},
-                                   extra_vars={"backup_destinations": [str(work / f"b1-{n}"), str(work / f"b2-{n}")]})
-    (inv_dir / "host_vars").symlink_to(ROOT / "inventories" / "local" / "host_vars")
+                                   extra_vars={"backup_destinations": [str(work / f"b1-{n}"), str(work / f"b2-{n}")]},
+                                   shipped_plans=True)
     start = time.monotonic()
     result = pg.run_playbook("sprint90_rehearsal.yml", inventory=str(inventory), timeout=7200,
                              env={"PGSAFE_ARTIFACTS_ROOT": str(work / "artifacts")})

@@ -108,11 +108,13 @@ class Server:
             self.drop_database(name)
 
 
-def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra_vars: dict | None = None) -> Path:
+def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra_vars: dict | None = None,
+                    shipped_plans: bool = False) -> Path:
     """An inventory like inventories/local whose hosts are databases of test clusters.
 
     ``hosts`` maps an inventory host name (prod, dev, staging, ...) to (server, database).  The
     password goes to a 0600 file next to it, read by a lookup: never on a command line.
+    ``shipped_plans`` links inventories/local/host_vars (the Sprint 90 plans) next to it.
     """
     directory.mkdir(parents=True, exist_ok=True)
     pwfile = directory / "pg_password"
@@ -130,6 +132,8 @@ def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra
                   f"          pgsafe_environment: {name}"]
     path = directory / "hosts.yml"
     path.write_text("\n".join(lines) + "\n")
+    if shipped_plans:
+        (directory / "host_vars").symlink_to(ROOT / "inventories" / "local" / "host_vars")
     return path
 
 

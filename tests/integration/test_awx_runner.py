@@ -32,8 +32,8 @@ def databases(pg_server, tmp_path_factory):
             pg_server.sprint90_database("dev") as dev:
         inventory = write_inventory(tmp / "inv", {"prod": (pg_server, prod), "staging": (pg_server, staging),
                                                   "dev": (pg_server, dev)},
-                                    extra_vars={"backup_destinations": [str(tmp / "b1"), str(tmp / "b2")]})
-        (tmp / "inv" / "host_vars").symlink_to(ROOT / "inventories" / "local" / "host_vars")
+                                    extra_vars={"backup_destinations": [str(tmp / "b1"), str(tmp / "b2")]},
+                                    shipped_plans=True)
         # A real backup of every host first, as AWX's workflow starts with one (restore needs it).
         backup = run_playbook("backup.yml", inventory=str(inventory), extra_vars={"backup_hosts": "all"},
                               env={"PGSAFE_ARTIFACTS_ROOT": str(tmp / "artifacts")})

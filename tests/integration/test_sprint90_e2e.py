@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.pg import ROOT, run_playbook, write_inventory
+from tests.pg import run_playbook, write_inventory
 
 EXPORTS, ANALYTICS = '"bazaar-vid_exports"', '"bazaar-vid_export_analytics"'
 
@@ -37,8 +37,8 @@ def scenario(pg_server, tmp_path_factory):
             pg_server.sprint90_database("dev") as dev:
         inventory = write_inventory(tmp / "inv", {"prod": (pg_server, prod), "staging": (pg_server, staging),
                                                   "dev": (pg_server, dev)},
-                                    extra_vars={"backup_destinations": [str(tmp / "b1"), str(tmp / "b2")]})
-        (tmp / "inv" / "host_vars").symlink_to(ROOT / "inventories" / "local" / "host_vars")  # the shipped plans
+                                    extra_vars={"backup_destinations": [str(tmp / "b1"), str(tmp / "b2")]},
+                                    shipped_plans=True)
         yield {"server": pg_server, "prod": prod, "staging": staging, "dev": dev, "inventory": str(inventory),
                "artifacts": tmp / "artifacts"}
 
