@@ -209,7 +209,8 @@ def native_up(cluster: Cluster, bindir: Path) -> str:
             conf.write(f"unix_socket_directories = '{cluster.datadir}'\n")
     _run(_as_postgres([
         str(bindir / "pg_ctl"), "-D", str(cluster.datadir), "-l", str(cluster.datadir / "server.log"),
-        "-w", "-t", "60", "start",
+        # The port asked for now wins over the one written at initdb (PGSAFE_PORT_* may have changed).
+        "-o", f"-p {cluster.port}", "-w", "-t", "60", "start",
     ]))
     _wait_ready(cluster.port)
     return "started"
