@@ -14,7 +14,7 @@ import json
 META_SCHEMA = "pgsafe"
 QUARANTINE_SCHEMA = "pgsafe_quarantine"
 PRODUCT_SCHEMAS = (META_SCHEMA, QUARANTINE_SCHEMA)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Idempotent DDL (version 1).  Later versions append statements and bump SCHEMA_VERSION.
 META_DDL = """
@@ -119,7 +119,10 @@ CREATE TABLE IF NOT EXISTS pgsafe.monitor_sample (
     metrics jsonb NOT NULL,
     breaches jsonb NOT NULL DEFAULT '[]'::jsonb
 );
-INSERT INTO pgsafe.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+-- 2: a retired table's foreign keys to live tables are detached (kept here, re-added on restore),
+-- so that deletes in the live tables neither cascade into set-aside rows nor fail on them.
+ALTER TABLE pgsafe.quarantined_object ADD COLUMN IF NOT EXISTS detached_constraints jsonb NOT NULL DEFAULT '[]'::jsonb;
+INSERT INTO pgsafe.schema_version (version) VALUES (1), (2) ON CONFLICT DO NOTHING;
 """
 
 

@@ -20,6 +20,8 @@ Plain Python over a DB-API cursor; identifiers through psycopg2.sql, values as p
 """
 from __future__ import annotations
 
+import json
+
 import re
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, split_qualified
@@ -252,7 +254,7 @@ def dependencies(cur, schema, name, leaving=()):
             found.append({"direction": "inbound", "kind": "trigger", "object": qualified(tschema, tname),
                           "description": "trigger {0} on {1} runs a function that mentions {2}".format(
                               tgname, qualified(tschema, tname), name), "blocking": True})
-    # Outbound: what this table references (informational: they stay and keep working).
+    # Outbound: what this table references (informational: detached while it is retired, re-added on restore).
     cur.execute("""
         SELECT c.conname, n.nspname, r.relname FROM pg_constraint c
           JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = r.relnamespace
@@ -260,7 +262,8 @@ def dependencies(cur, schema, name, leaving=()):
     """, (oid, oid))
     for conname, rschema, rname in cur.fetchall():
         found.append({"direction": "outbound", "kind": "foreign key", "object": qualified(rschema, rname),
-                      "description": "references {0} ({1})".format(qualified(rschema, rname), conname),
+                      "description": "references {0} ({1}; detached while retired, re-added on restore)".format(
+                          qualified(rschema, rname), conname),
                       "blocking": False})
     cur.execute("""
         SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = %s AND NOT t.tgisinternal
@@ -343,6 +346,69 @@ def _lock(cur, schema, name, mode="ACCESS EXCLUSIVE"):
                                                                          sql.Identifier(name)))
 
 
+def outbound_foreign_keys(cur, oid):
+    """The table's foreign keys to other tables: name and definition with schema-qualified references."""
+    cur.execute("SELECT current_setting('search_path'), set_config('search_path', '', true)")
+    previous = cur.fetchone()[0]
+    try:
+        cur.execute("""
+            SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+             WHERE contype = 'f' AND conrelid = %s AND confrelid <> %s ORDER BY conname
+        """, (oid, oid))
+        # pg_get_constraintdef ends an unvalidated constraint with NOT VALID: kept apart as a flag.
+        return [{"name": name, "definition": re.sub(r"\s+NOT VALID$", "", definition), "validated": validated}
+                for name, definition, validated in cur.fetchall()]
+    finally:
+        cur.execute("SELECT set_config('search_path', %s, true)", (previous,))
+
+
+def _add_constraint_sql(schema, table, constraint, not_valid):
+    """ADD CONSTRAINT from a definition read from the catalog (pg_get_constraintdef), never from input."""
+    sql = _sql()
+    return sql.SQL("ALTER TABLE {0}.{1} ADD CONSTRAINT {2} {3}{4}").format(
+        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(constraint["name"]),
+        sql.SQL(constraint["definition"]), sql.SQL(" NOT VALID" if not_valid else ""))
+
+
+def reattach_foreign_keys(cur, schema, table, constraints):
+    """Re-add detached foreign keys to a restored table; one result per constraint.
+
+    Each is added NOT VALID, then validated; when rows reference rows deleted in the meantime, it stays
+    NOT VALID (the rows are kept; the result names the fix).  A constraint whose referenced table is gone
+    is not added (the result carries its SQL).
+    """
+    sql = _sql()
+    results = []
+    for constraint in constraints or []:
+        statement = _add_constraint_sql(schema, table, constraint, not_valid=True)
+        cur.execute("SAVEPOINT pgsafe_fk")
+        try:
+            cur.execute(statement)
+        except Exception as exc:  # noqa: BLE001 - referenced table or columns gone: report, keep going
+            cur.execute("ROLLBACK TO SAVEPOINT pgsafe_fk")
+            results.append({"constraint": constraint["name"], "state": "not re-added",
+                            "reason": " ".join(str(exc).split()), "sql": statement.as_string(cur) + ";"})
+            continue
+        cur.execute("RELEASE SAVEPOINT pgsafe_fk")
+        if not constraint.get("validated", True):
+            results.append({"constraint": constraint["name"], "state": "not valid, as before"})
+            continue
+        cur.execute("SAVEPOINT pgsafe_fk")
+        try:
+            cur.execute(sql.SQL("ALTER TABLE {0}.{1} VALIDATE CONSTRAINT {2}").format(
+                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(constraint["name"])))
+            cur.execute("RELEASE SAVEPOINT pgsafe_fk")
+            results.append({"constraint": constraint["name"], "state": "valid"})
+        except Exception as exc:  # noqa: BLE001 - orphans appeared while it was retired: keep them, say so
+            cur.execute("ROLLBACK TO SAVEPOINT pgsafe_fk")
+            results.append({"constraint": constraint["name"], "state": "not valid",
+                            "reason": " ".join(str(exc).split()),
+                            "fix": "rows of {0} reference rows deleted while it was retired: fix or set them "
+                                   "aside, then ALTER TABLE {0} VALIDATE CONSTRAINT {1}".format(
+                                       qualified(schema, table), sql.Identifier(constraint["name"]).as_string(cur))})
+    return results
+
+
 def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reason="unused table",
                  leaving=(), details=None, quarantine_schema=QUARANTINE_SCHEMA):
     """Move one table into the quarantine schema, inside the caller's transaction.
@@ -374,9 +440,15 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         result["action"] = action
         return result
     qname = quarantine_name_for(schema, name, _taken_names(cur, schema, quarantine_schema))
+    detached = outbound_foreign_keys(cur, oid)
     cur.execute("SELECT to_regnamespace(%s) IS NULL", (quarantine_schema,))
     if cur.fetchone()[0]:
         cur.execute(sql.SQL("CREATE SCHEMA {0}").format(sql.Identifier(quarantine_schema)))
+    # Its foreign keys to live tables go (kept in the record, re-added on restore): a delete in a live
+    # table must neither cascade into set-aside rows nor fail because of them, as after a real drop.
+    for constraint in detached:
+        cur.execute(sql.SQL("ALTER TABLE {0}.{1} DROP CONSTRAINT {2}").format(
+            sql.Identifier(schema), sql.Identifier(name), sql.Identifier(constraint["name"])))
     if qname != name:
         cur.execute(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
             sql.Identifier(schema), sql.Identifier(name), sql.Identifier(qname)))
@@ -384,17 +456,24 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         sql.Identifier(schema), sql.Identifier(qname), sql.Identifier(quarantine_schema)))
     cur.execute("""
         INSERT INTO pgsafe.quarantined_object (run_id, kind, original_schema, original_name, quarantine_schema,
-               quarantine_name, reason, row_count, retain_until)
-        VALUES (%s, 'table', %s, %s, %s, %s, %s, %s, now() + make_interval(days => %s))
+               quarantine_name, reason, row_count, retain_until, detached_constraints)
+        VALUES (%s, 'table', %s, %s, %s, %s, %s, %s, now() + make_interval(days => %s), %s::jsonb)
         RETURNING id, retain_until
-    """, (run_id, schema, name, quarantine_schema, qname, reason, rows, int(retention_days)))
+    """, (run_id, schema, name, quarantine_schema, qname, reason, rows, int(retention_days), json.dumps(detached)))
     record_id, retain_until = cur.fetchone()
     rollback_sql = sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}; ALTER TABLE {2}.{1} RENAME TO {3};").format(
         sql.Identifier(quarantine_schema), sql.Identifier(qname), sql.Identifier(schema), sql.Identifier(name))
+    rollback_sql = rollback_sql.as_string(cur) + "".join(
+        " " + _add_constraint_sql(schema, name, constraint, not_valid=True).as_string(cur) + ";" + (
+            " " + sql.SQL("ALTER TABLE {0}.{1} VALIDATE CONSTRAINT {2};").format(
+                sql.Identifier(schema), sql.Identifier(name), sql.Identifier(constraint["name"])).as_string(cur)
+            if constraint["validated"] else "")
+        for constraint in detached)
     journal(cur, run_id, "table_retire", "completed", qualified(schema, name),
             dict(details or {}, quarantine=qualified(quarantine_schema, qname), row_count=rows, record_id=record_id,
-                 retain_until=retain_until.isoformat(), reason=reason, dependencies=deps),
-            rollback_sql=rollback_sql.as_string(cur))
+                 retain_until=retain_until.isoformat(), reason=reason, dependencies=deps,
+                 detached_foreign_keys=detached),
+            rollback_sql=rollback_sql)
     result.update(action="retired", quarantine_schema=quarantine_schema, quarantine_name=qname,
                   quarantine_table=qualified(quarantine_schema, qname), retain_until=retain_until.isoformat(),
                   record_id=record_id)
@@ -409,15 +488,16 @@ def restorable(cur, item=None, run_id=None):
     if item is not None:
         spec = normalize_table_spec(item)
         cur.execute("""SELECT id, original_schema, original_name, quarantine_schema, quarantine_name, row_count,
-                              run_id, restored_at FROM pgsafe.quarantined_object
+                              run_id, restored_at, detached_constraints FROM pgsafe.quarantined_object
                         WHERE kind = 'table' AND original_schema = %s AND original_name = %s AND purged_at IS NULL
                         ORDER BY id DESC LIMIT 1""", (spec["schema"], spec["name"]))
     else:
         cur.execute("""SELECT id, original_schema, original_name, quarantine_schema, quarantine_name, row_count,
-                              run_id, restored_at FROM pgsafe.quarantined_object
+                              run_id, restored_at, detached_constraints FROM pgsafe.quarantined_object
                         WHERE kind = 'table' AND run_id = %s AND purged_at IS NULL ORDER BY id""", (run_id,))
     return [{"id": r[0], "schema": r[1], "name": r[2], "quarantine_schema": r[3], "quarantine_name": r[4],
-             "row_count": r[5], "run_id": r[6], "restored": r[7] is not None} for r in cur.fetchall()]
+             "row_count": r[5], "run_id": r[6], "restored": r[7] is not None, "detached_constraints": r[8] or []}
+            for r in cur.fetchall()]
 
 
 def restore_table(cur, run_id, record, apply=True):
@@ -454,13 +534,19 @@ def restore_table(cur, run_id, record, apply=True):
     cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
         sql.Identifier(record["quarantine_schema"]), sql.Identifier(record["name"]),
         sql.Identifier(record["schema"])))
+    foreign_keys = reattach_foreign_keys(cur, record["schema"], record["name"], record.get("detached_constraints"))
     cur.execute("UPDATE pgsafe.quarantined_object SET restored_at = now() WHERE id = %s", (record["id"],))
     rows = exact_count(cur, record["schema"], record["name"])
     journal(cur, run_id, "table_restore", "completed", original,
             {"from": qualified(record["quarantine_schema"], record["quarantine_name"]), "row_count": rows,
-             "record_id": record["id"]})
-    return {"table": original, "action": "restored", "row_count": rows,
-            "reason": "moved back from " + qualified(record["quarantine_schema"], record["quarantine_name"])}
+             "record_id": record["id"], "foreign_keys": foreign_keys})
+    reason = "moved back from " + qualified(record["quarantine_schema"], record["quarantine_name"])
+    pending = [fk for fk in foreign_keys if fk["state"] not in ("valid", "not valid, as before")]
+    if pending:
+        reason += "; foreign keys needing attention: " + "; ".join(
+            "{0} {1}: {2}".format(fk["constraint"], fk["state"], fk.get("fix") or fk.get("sql")) for fk in pending)
+    return {"table": original, "action": "restored", "row_count": rows, "reason": reason,
+            "foreign_keys": foreign_keys}
 
 
 def purgeable(cur, include_unexpired=False):

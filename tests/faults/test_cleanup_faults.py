@@ -298,6 +298,42 @@ def test_retired_table_restores_in_one_step_and_purges_only_with_a_backup(pg_ser
     rows_lost(0)
 
 
+def test_retired_table_is_out_of_reach_of_deletes_in_live_tables_and_gets_its_keys_back(pg_server, prod_db, rows_lost):
+    """A retired table's ON DELETE CASCADE key must not delete its set-aside rows when the app deletes a
+    parent row (foreign key actions run as the table's owner, whatever the app may touch), nor must a
+    RESTRICT key make that delete fail, as after a real drop.  Restore adds the keys back; one whose rows
+    lost their parent meanwhile stays NOT VALID, rows kept, and the result says how to fix it."""
+    pg_server.execute(prod_db, '''
+        CREATE TABLE "app Parent" (id int PRIMARY KEY);
+        INSERT INTO "app Parent" SELECT g FROM generate_series(1, 3) g;
+        CREATE TABLE "legacy-Child" (id int PRIMARY KEY,
+            parent_id int CONSTRAINT "child→parent" REFERENCES "app Parent" ON DELETE CASCADE,
+            other_id int);
+        INSERT INTO "legacy-Child" VALUES (1, 1, 2), (2, 1, 3), (3, 2, 3);
+        ALTER TABLE "legacy-Child" ADD CONSTRAINT "restrict fk" FOREIGN KEY (other_id) REFERENCES "app Parent"
+            ON DELETE RESTRICT NOT VALID;''')
+    before = table_hash(pg_server, prod_db, "public", "legacy-Child")
+    params = dict(conn_params(pg_server, prod_db), run_id="t-fk", tables=[{"name": "legacy-Child", "expected_rows": 3}],
+                  retention_days=0)
+    retired = run_module("pgsafe_table_retire", params)
+    assert retired["rc"] == 0 and retired["changed"], {k: v for k, v in retired.items() if k != "invocation"}
+    quarantine = retired["tables"][0]["quarantine_table"]
+    # The app deletes parent rows: nothing cascades into the quarantine, nothing is refused.
+    pg_server.execute(prod_db, 'DELETE FROM "app Parent" WHERE id IN (1, 3)')
+    assert pg_server.execute(prod_db, "SELECT count(*) FROM " + quarantine)[0][0] == 3
+    back = run_module("pgsafe_table_retire", dict(params, run_id="t-fk-back", state="restored",
+                                                  restore_run_id="t-fk", tables=[]))
+    assert back["rc"] == 0 and back["tables"][0]["action"] == "restored", back
+    assert table_hash(pg_server, prod_db, "public", "legacy-Child") == before
+    keys = dict(pg_server.execute(prod_db, "SELECT conname, convalidated FROM pg_constraint "
+                                           "WHERE conrelid = '\"legacy-Child\"'::regclass AND contype = 'f'"))
+    assert keys == {"child→parent": False, "restrict fk": False}  # orphans now: kept, key not validated
+    states = {fk["constraint"]: fk["state"] for fk in back["tables"][0]["foreign_keys"]}
+    assert states == {"child→parent": "not valid", "restrict fk": "not valid, as before"}
+    assert "VALIDATE CONSTRAINT" in back["tables"][0]["reason"]
+    rows_lost(3 - pg_server.execute(prod_db, 'SELECT count(*) FROM "legacy-Child"')[0][0])
+
+
 # --------------------------------------------------------------------------- case 21: cross-schema dependency
 def test_public_function_calling_auth_user_id_blocks_auth_only(pg_server, dev_db, rows_lost):
     pg_server.execute(dev_db, '''CREATE FUNCTION public.current_app_user() RETURNS text LANGUAGE sql STABLE
