@@ -25,7 +25,10 @@ import datetime
 import fnmatch
 import hashlib
 import json
+import marshal
 import operator
+import os
+import pickle
 
 from ansible.module_utils.pgsafe_identifiers import quote_ident
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
@@ -692,14 +695,74 @@ def ddl_snapshot(scratch_params, ddl_text, ignore_schemas=DEFAULT_IGNORE_SCHEMAS
 
 
 def run_concurrently(*calls):
-    """Run zero-argument callables in threads (snapshots wait on the server, so two overlap well).
+    """Run zero-argument callables at the same time; their results in order.
 
-    Returns their results in order; the first exception raised is re-raised.
+    Reading a schema is CPU work on both ends (the server's catalog scans, then Python building the
+    document), so threads would share one core: each call after the first runs in a forked child
+    process (where fork exists) and sends its result back through a pipe, while this process runs the
+    first.  The results must be plain data (dicts, lists, tuples, str, numbers, None).  An exception
+    raised by a call is re-raised here (as RuntimeError naming its type when it cannot be pickled);
+    the first one wins.
     """
     if len(calls) < 2:
         return [call() for call in calls]
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+    if not hasattr(os, "fork"):
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            futures = [pool.submit(call) for call in calls]
+            return [future.result() for future in futures]
+    children = [_fork_call(call) for call in calls[1:]]
+    outcomes = []
+    try:
+        try:
+            outcomes.append((True, calls[0]()))
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the children are reaped
+            outcomes.append((False, exc))
+    finally:
+        outcomes.extend(_collect_child(pid, read_fd) for pid, read_fd in children)
+    for ok, value in outcomes:
+        if not ok:
+            raise value
+    return [value for _, value in outcomes]
+
+
+def _fork_call(call):
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        return pid, read_fd
+    # Child: never return into the caller's code, never run its atexit handlers or flush its buffers.
+    status = 0
+    try:
+        os.close(read_fd)
+        try:
+            payload = b"M" + marshal.dumps(call())
+        except ValueError:  # not plain data after all
+            payload = b"E" + pickle.dumps(RuntimeError("result of a concurrent call is not plain data"))
+        except BaseException as exc:  # noqa: BLE001 - sent to the parent
+            try:
+                payload = b"E" + pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 - unpicklable exception: keep its type and message
+                payload = b"E" + pickle.dumps(RuntimeError("{0}: {1}".format(type(exc).__name__, exc)))
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(payload)
+    except BaseException:  # noqa: BLE001
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _collect_child(pid, read_fd):
+    with os.fdopen(read_fd, "rb") as stream:
+        payload = stream.read()
+    _, status = os.waitpid(pid, 0)
+    if payload[:1] == b"M":
+        return True, marshal.loads(payload[1:])  # noqa: S302 - from our own forked child
+    if payload[:1] == b"E":
+        try:
+            return False, pickle.loads(payload[1:])  # noqa: S301 - from our own forked child
+        except Exception as exc:  # noqa: BLE001
+            return False, RuntimeError("a concurrent call failed and its error could not be read: {0}".format(exc))
+    return False, RuntimeError("a concurrent call died without a result (wait status {0})".format(status))
