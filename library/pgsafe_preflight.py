@@ -31,9 +31,19 @@ options:
     elements: str
     default: []
   require_owner:
-    description: Fail when the login cannot act as the owner of every table in I(tables).
+    description:
+      - Fail when the login cannot act as the owner of every table in I(tables), or lacks C(CREATE) on
+        their schemas (retiring a table, restoring it and creating a merge target need it).
     type: bool
     default: false
+  readable_tables:
+    description:
+      - Tables the run only reads (validation, fingerprints): the preflight names each one that exists
+        and that the login cannot C(SELECT). Tables in I(tables) are always checked for C(SELECT) too.
+        Missing tables are not a problem here (a retired table is gone on purpose).
+    type: list
+    elements: str
+    default: []
   max_transaction_age_seconds:
     description: Fail when another session has a transaction open longer than this (it would block DDL).
     type: int
@@ -101,7 +111,7 @@ meta_schema_installed:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_identifiers import IdentifierError, qualified, split_qualified
+from ansible.module_utils.pgsafe_identifiers import IdentifierError, qualified, quote_ident, split_qualified
 from ansible.module_utils.pgsafe_meta import meta_schema_access, meta_schema_installed
 
 LONG_TRANSACTIONS = """
@@ -119,7 +129,9 @@ LOCKS_ON_TABLES = """
        AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
 """
 OWNERSHIP = """
-    SELECT t.nspname, t.relname, c.oid IS NOT NULL, coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false)
+    SELECT t.nspname, t.relname, c.oid IS NOT NULL, coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false),
+           coalesce(has_table_privilege(c.oid, 'SELECT'), false),
+           coalesce(has_schema_privilege(n.oid, 'CREATE'), false)
       FROM unnest(%s::text[], %s::text[]) AS t(nspname, relname)
       LEFT JOIN pg_namespace n ON n.nspname = t.nspname
       LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.relname
@@ -139,16 +151,25 @@ REPLICAS = """
 """
 
 
-def inspect_tables(cur, names, params):
-    problems = []
+def inspect_tables(cur, names, params, user):
+    problems, no_create = [], []
     schemas, tables = [n[0] for n in names], [n[1] for n in names]
     cur.execute(OWNERSHIP, (schemas, tables))
-    for schema, table, exists, owner in cur.fetchall():
+    for schema, table, exists, owner, readable, can_create in cur.fetchall():
         if not exists:
             problems.append("table {0} does not exist: check the plan's table names".format(qualified(schema, table)))
-        elif params["require_owner"] and not owner:
+            continue
+        if params["require_owner"] and not owner:
             problems.append("must be owner of table {0}: run as its owner, or GRANT the owning role to the "
                             "migration login (SET ROLE through session_role)".format(qualified(schema, table)))
+        if not readable:
+            problems.append(_unreadable(user, schema, table))
+        if params["require_owner"] and not can_create and schema not in no_create:
+            no_create.append(schema)
+    for schema in no_create:
+        problems.append("login {0} lacks CREATE on schema {1} (retiring, restoring and merging tables there need "
+                        "it): GRANT CREATE ON SCHEMA {1} TO the role that owns its tables".format(
+                            user, quote_ident(schema)))
     cur.execute(LOCKS_ON_TABLES, (schemas, tables))
     for pid, mode, schema, table in cur.fetchall():
         problems.append("session {0} holds {1} on {2}: wait for it to finish or stop it before the run".format(
@@ -156,11 +177,24 @@ def inspect_tables(cur, names, params):
     return problems
 
 
+def _unreadable(user, schema, table):
+    return ("login {0} cannot read table {1}: GRANT pg_read_all_data (or SELECT on it) to the login, "
+            "see docs/least-privilege.md".format(user, qualified(schema, table)))
+
+
+def inspect_readable(cur, names, user):
+    """Problems for tables that exist but cannot be read (missing ones are not this check's business)."""
+    cur.execute(OWNERSHIP, ([n[0] for n in names], [n[1] for n in names]))
+    return [_unreadable(user, schema, table)
+            for schema, table, exists, _owner, readable, _create in cur.fetchall() if exists and not readable]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=connection_argument_spec(
             min_server_version=dict(type="int", default=13),
             tables=dict(type="list", elements="str", default=[]),
+            readable_tables=dict(type="list", elements="str", default=[]),
             require_owner=dict(type="bool", default=False),
             max_transaction_age_seconds=dict(type="int", default=300),
             max_replication_lag_bytes=dict(type="int", default=0),
@@ -170,6 +204,8 @@ def main():
     )
     try:
         names = [split_qualified(t) for t in module.params["tables"]]
+        readable_names = [split_qualified(t) for t in module.params["readable_tables"]]
+        readable_names = [n for n in readable_names if n not in names]
     except IdentifierError as exc:
         module.fail_json(msg="preflight tables: {0}".format(exc))
     try:
@@ -183,7 +219,9 @@ def main():
                         "pg_database_size(current_database())")
             version, version_num, user, superuser, size = cur.fetchone()
             installed = meta_schema_installed(cur)
-            problems = inspect_tables(cur, names, module.params) if names else []
+            problems = inspect_tables(cur, names, module.params, user) if names else []
+            if readable_names:
+                problems.extend(inspect_readable(cur, readable_names, user))
             if meta_schema_access(cur) == "no-access":
                 problems.append("login {0} cannot use the product schema pgsafe (it records runs, backups and "
                                 "quarantined rows there): GRANT USAGE, CREATE ON SCHEMA pgsafe and the privileges on "

@@ -124,6 +124,10 @@ def libpq_environment(params, dbname=None):
                      ("connect_timeout", "PGCONNECT_TIMEOUT")):
         if key in kw:
             env[var] = str(kw[key])
+    role = params.get("session_role")
+    if role:  # the client tools act as session_role too (startup option; spaces and backslashes escaped)
+        escaped = role.replace("\\", "\\\\").replace(" ", "\\ ")
+        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c role=" + escaped).strip()
     password = kw.get("password")
     path = None
     try:

@@ -36,3 +36,12 @@ def test_passfile_is_private_and_removed(monkeypatch):
             assert handle.read() == "*:*:*:*:s3cr\\:et\\\\pw\n"
         assert "s3cr" not in " ".join(f"{k}={v}" for k, v in env.items() if k != "PGPASSFILE")
     assert not os.path.exists(path)
+
+
+def test_session_role_goes_to_the_client_tools_as_a_startup_option(monkeypatch):
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=8MB")
+    with libpq_environment({"login_host": "h", "login_user": "u", "session_role": "app owner\\x"}) as env:
+        assert env["PGOPTIONS"] == "-c work_mem=8MB -c role=app\\ owner\\\\x"
+    monkeypatch.delenv("PGOPTIONS")
+    with libpq_environment({"login_host": "h", "login_user": "u"}) as env:
+        assert "PGOPTIONS" not in env
