@@ -3,6 +3,8 @@ dedicated cluster), then comes back: the run failed with a clear error, the serv
 transaction back, nothing is lost, and the re-run converges."""
 from __future__ import annotations
 
+import os
+
 import contextlib
 
 import pytest
@@ -14,7 +16,8 @@ from tests.faults.test_playbook_faults import LockHolder, last_started_phase, pg
 # Whole playbook runs per case: part of `make faults`, not of `make test` (CI time).
 pytestmark = pytest.mark.slow
 
-STOP_CLUSTER = ("faults_stop", 55470)
+# Its own cluster (stopped and started by the cases); 55445 is outside Molecule's 55460-55479.
+STOP_CLUSTER = ("faults_stop", int(os.environ.get("PGSAFE_PORT_FAULTS_STOP", "55445")))
 
 
 @pytest.fixture(scope="module")
