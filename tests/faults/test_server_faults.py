@@ -3,9 +3,8 @@ dedicated cluster), then comes back: the run failed with a clear error, the serv
 transaction back, nothing is lost, and the re-run converges."""
 from __future__ import annotations
 
-import os
-
 import contextlib
+import os
 
 import pytest
 
