@@ -45,13 +45,16 @@ import sys, types
 for name, path in (("ansible", []), ("ansible.module_utils", [{root!r} + "/module_utils"])):
     sys.modules[name] = types.ModuleType(name)
     sys.modules[name].__path__ = path
-from ansible.module_utils.pgsafe_snapshot import live_snapshot, run_concurrently
+from ansible.module_utils.pgsafe_snapshot import live_snapshot, read_snapshot_pair
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots
 import json, os
 base = dict(login_host="127.0.0.1", login_port={port}, login_user="postgres", ssl_mode="disable",
             login_password=os.environ["BENCH_PGPASSWORD"])
-left, right = run_concurrently(lambda: live_snapshot(dict(base, login_db={left!r})),
+left, right = read_snapshot_pair(lambda: live_snapshot(dict(base, login_db={left!r})),
                                lambda: live_snapshot(dict(base, login_db={right!r})))
+for side in (left, right):
+    if isinstance(side, Exception):
+        raise side
 diffs = diff_snapshots(left, right)
 json.dump([[d["kind"], d["object"], d["attribute"]] for d in diffs], sys.stdout)
 """

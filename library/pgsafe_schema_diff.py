@@ -203,7 +203,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import CONNECTION_OPTION_NAMES, ConnectionFailure, connection_argument_spec
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots, flat_items, render_html, render_markdown, summarize
 from ansible.module_utils.pgsafe_snapshot import (DEFAULT_IGNORE_SCHEMAS, SnapshotSourceError, ddl_snapshot,
-                                                  live_snapshot, read_snapshot_file, run_concurrently,
+                                                  live_snapshot, read_snapshot_file, read_snapshot_pair,
                                                   schema_fingerprint)
 
 SIDE_OPTIONS = dict(source=dict(type="str", choices=["live", "snapshot", "ddl"], default="live"),
@@ -271,24 +271,24 @@ def main():
     def loader(side):
         def load():
             try:
-                return load_side(module, side, ignore_schemas, params["ignore_patterns"]), None
+                return load_side(module, side, ignore_schemas, params["ignore_patterns"])
             except (ConnectionFailure, SnapshotSourceError) as exc:
-                return None, "{0} side ({1}): {2}".format(side, params[side + "_label"], exc)
+                raise SnapshotSourceError("{0} side ({1}): {2}".format(side, params[side + "_label"], exc)) from None
             except Exception as exc:  # noqa: BLE001 - any catalog/psycopg2 error, with the side named
-                return None, "{0} side ({1}): cannot read the schema: {2}".format(
-                    side, params[side + "_label"], " ".join(str(exc).split()))
+                raise SnapshotSourceError("{0} side ({1}): cannot read the schema: {2}".format(
+                    side, params[side + "_label"], " ".join(str(exc).split()))) from None
         return load
 
     for side in ("left", "right"):  # option errors first, before anything is read
         if params[side + "_source"] in ("snapshot", "ddl") and not params[side + "_path"]:
             module.fail_json(msg="{0}_source={1} needs {0}_path (the {2} file)".format(
                 side, params[side + "_source"], "snapshot" if params[side + "_source"] == "snapshot" else "SQL"))
-    # Both sides are read at the same time (each waits on its own server).
-    loaded = run_concurrently(loader("left"), loader("right"))
-    errors = [error for _, error in loaded if error]
+    # Both sides are read at the same time (the right one in a child process).
+    loaded = read_snapshot_pair(loader("left"), loader("right"))
+    errors = [str(result) for result in loaded if isinstance(result, Exception)]
     if errors:
         module.fail_json(msg="; ".join(errors))
-    sides = {"left": loaded[0][0], "right": loaded[1][0]}
+    sides = {"left": loaded[0], "right": loaded[1]}
     diffs = diff_snapshots(sides["left"], sides["right"],
                            ignore={"schemas": params["ignore_schemas"], "patterns": params["ignore_patterns"]})
     result = summarize(diffs)

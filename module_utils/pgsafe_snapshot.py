@@ -694,75 +694,133 @@ def ddl_snapshot(scratch_params, ddl_text, ignore_schemas=DEFAULT_IGNORE_SCHEMAS
     return snap, name
 
 
-def run_concurrently(*calls):
-    """Run zero-argument callables at the same time; their results in order.
+# --------------------------------------------------------------------------- two schemas read side by side
+def _send(stream, tag, payload):
+    stream.write(tag + len(payload).to_bytes(8, "big") + payload)
+    stream.flush()
 
-    Reading a schema is CPU work on both ends (the server's catalog scans, then Python building the
-    document), so threads would share one core: each call after the first runs in a forked child
-    process (where fork exists) and sends its result back through a pipe, while this process runs the
-    first.  The results must be plain data (dicts, lists, tuples, str, numbers, None).  An exception
-    raised by a call is re-raised here (as RuntimeError naming its type when it cannot be pickled);
-    the first one wins.
+
+def _receive(stream):
+    head = stream.read(9)
+    if len(head) < 9:
+        return None, None
+    size = int.from_bytes(head[1:], "big")
+    payload = stream.read(size)
+    if len(payload) < size:
+        return None, None
+    return head[:1], payload
+
+
+def _is_snapshot(value):
+    return isinstance(value, dict) and "format_version" in value and all(kind in value for kind in KINDS)
+
+
+def _digests(snapshot, kind):
+    """[(key, digest)] of one kind, in the snapshot's order; equal digests mean equal objects."""
+    return [(key, hashlib.blake2b(marshal.dumps(obj), digest_size=16).digest())
+            for key, obj in snapshot[kind].items()]
+
+
+def read_snapshot_pair(left_call, right_call):
+    """Take two snapshots at the same time: ``[left, right]``; a call's exception is returned in its place.
+
+    ``right_call`` runs in a forked child (reading a schema is CPU work on both ends; threads would
+    share one core).  Sending a whole snapshot back costs as much as building it, so the child first
+    sends a digest of each object; the parent asks only for the objects its own snapshot does not hold
+    identically, and takes its own (equal) objects for the rest.  The right snapshot returned is equal,
+    value for value, to the one the child took; objects equal on both sides are shared, so callers
+    must not modify them.  Without fork (or for results that are not snapshots) the results are sent
+    whole.
     """
-    if len(calls) < 2:
-        return [call() for call in calls]
     if not hasattr(os, "fork"):
-        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
-        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            futures = [pool.submit(call) for call in calls]
-            return [future.result() for future in futures]
-    children = [_fork_call(call) for call in calls[1:]]
-    outcomes = []
-    try:
-        try:
-            outcomes.append((True, calls[0]()))
-        except Exception as exc:  # noqa: BLE001 - re-raised below, after the children are reaped
-            outcomes.append((False, exc))
-    finally:
-        outcomes.extend(_collect_child(pid, read_fd) for pid, read_fd in children)
-    for ok, value in outcomes:
-        if not ok:
-            raise value
-    return [value for _, value in outcomes]
-
-
-def _fork_call(call):
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(write_fd)
-        return pid, read_fd
-    # Child: never return into the caller's code, never run its atexit handlers or flush its buffers.
-    status = 0
-    try:
-        os.close(read_fd)
-        try:
-            payload = b"M" + marshal.dumps(call())
-        except ValueError:  # not plain data after all
-            payload = b"E" + pickle.dumps(RuntimeError("result of a concurrent call is not plain data"))
-        except BaseException as exc:  # noqa: BLE001 - sent to the parent
+        outcomes = []
+        for call in (left_call, right_call):
             try:
-                payload = b"E" + pickle.dumps(exc)
-            except Exception:  # noqa: BLE001 - unpicklable exception: keep its type and message
-                payload = b"E" + pickle.dumps(RuntimeError("{0}: {1}".format(type(exc).__name__, exc)))
-        with os.fdopen(write_fd, "wb") as out:
-            out.write(payload)
-    except BaseException:  # noqa: BLE001
-        status = 1
-    finally:
-        os._exit(status)
-
-
-def _collect_child(pid, read_fd):
-    with os.fdopen(read_fd, "rb") as stream:
-        payload = stream.read()
-    _, status = os.waitpid(pid, 0)
-    if payload[:1] == b"M":
-        return True, marshal.loads(payload[1:])  # noqa: S302 - from our own forked child
-    if payload[:1] == b"E":
+                outcomes.append(call())
+            except Exception as exc:  # noqa: BLE001 - returned in its place
+                outcomes.append(exc)
+        return outcomes
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into the caller's code, never run its atexit handlers
+        status = 0
         try:
-            return False, pickle.loads(payload[1:])  # noqa: S301 - from our own forked child
+            os.close(to_child_w)
+            os.close(to_parent_r)
+            with os.fdopen(to_parent_w, "wb") as out, os.fdopen(to_child_r, "rb") as requests:
+                _serve_snapshot(right_call, out, requests)
+        except BaseException:  # noqa: BLE001
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(to_child_r)
+    os.close(to_parent_w)
+    try:
+        try:
+            left = left_call()
+        except Exception as exc:  # noqa: BLE001 - returned in its place
+            left = exc
+        with os.fdopen(to_child_w, "wb") as requests, os.fdopen(to_parent_r, "rb") as replies:
+            try:
+                right = _fetch_snapshot(left, requests, replies)
+            except OSError:  # the child went away mid-exchange
+                right = None
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if right is None:
+        right = RuntimeError("reading the right side died without a result (wait status {0})".format(status))
+    return [left, right]
+
+
+def _serve_snapshot(call, out, requests):
+    try:
+        result = call()
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent
+        try:
+            payload = pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - unpicklable: keep its type and message
+            payload = pickle.dumps(RuntimeError("{0}: {1}".format(type(exc).__name__, exc)))
+        _send(out, b"E", payload)
+        return
+    if not _is_snapshot(result):
+        _send(out, b"M", marshal.dumps(result))
+        return
+    rest = {key: value for key, value in result.items() if key not in KINDS}
+    _send(out, b"D", marshal.dumps((rest, {kind: _digests(result, kind) for kind in KINDS})))
+    tag, wanted = _receive(requests)
+    if tag != b"W":
+        return
+    _send(out, b"O", marshal.dumps({kind: {key: result[kind][key] for key in keys}
+                                    for kind, keys in marshal.loads(wanted).items()}))  # noqa: S302
+
+
+def _fetch_snapshot(left, requests, replies):
+    tag, payload = _receive(replies)
+    if tag == b"E":
+        try:
+            return pickle.loads(payload)  # noqa: S301 - from our own forked child
         except Exception as exc:  # noqa: BLE001
-            return False, RuntimeError("a concurrent call failed and its error could not be read: {0}".format(exc))
-    return False, RuntimeError("a concurrent call died without a result (wait status {0})".format(status))
+            return RuntimeError("reading the right side failed and its error could not be read: {0}".format(exc))
+    if tag == b"M":
+        return marshal.loads(payload)  # noqa: S302 - from our own forked child
+    if tag != b"D":
+        return None
+    rest, digests = marshal.loads(payload)  # noqa: S302 - from our own forked child
+    own = left if _is_snapshot(left) else None
+    wanted = {}
+    for kind in KINDS:
+        mine = dict(_digests(own, kind)) if own is not None else {}
+        keys = [key for key, digest in digests[kind] if mine.get(key) != digest]
+        if keys:
+            wanted[kind] = keys
+    _send(requests, b"W", marshal.dumps(wanted))
+    tag, payload = _receive(replies)
+    if tag != b"O":
+        return None
+    received = marshal.loads(payload)  # noqa: S302 - from our own forked child
+    right = dict(rest)
+    for kind in KINDS:
+        theirs = received.get(kind, {})
+        right[kind] = {key: theirs[key] if key in theirs else own[kind][key] for key, _ in digests[kind]}
+    return right

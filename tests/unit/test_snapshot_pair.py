@@ -1,11 +1,13 @@
-"""run_concurrently: the two sides of a diff are read in separate processes, results and errors come back."""
+"""read_snapshot_pair: the right schema is read in a forked process and comes back equal, value for value."""
 from __future__ import annotations
 
+import copy
+import json
 import os
 
 import pytest
 
-from ansible.module_utils.pgsafe_snapshot import run_concurrently
+from ansible.module_utils.pgsafe_snapshot import FORMAT_VERSION, KINDS, read_snapshot_pair
 
 
 class Unpicklable(Exception):
@@ -13,37 +15,61 @@ class Unpicklable(Exception):
         raise TypeError("no pickling")
 
 
-def test_results_in_order_and_the_second_call_runs_in_another_process():
+def snapshot(tables, pid=None):
+    snap = {"format_version": FORMAT_VERSION, "meta": {"database": "d", "pid": pid}}
+    for kind in KINDS:
+        snap[kind] = {}
+    snap["tables"] = tables
+    snap["indexes"] = {'"public"."i"': {"table": '"public"."t1"', "keys": ["a"], "valid": True}}
+    return snap
+
+
+def table(*columns, comment=None):
+    return {"comment": comment, "reltuples": 1.5,
+            "columns": {name: {"position": i + 1, "type": typ, "not_null": False, "default": None}
+                        for i, (name, typ) in enumerate(columns)}}
+
+
+LEFT = {'"public"."t1"': table(("a", "integer"), ("b", "text")), '"public"."t2"': table(("id", "uuid")),
+        '"public"."only left"': table(("x", "text"))}
+RIGHT = {'"public"."t2"': table(("id", "uuid")), '"public"."t1"': table(("a", "bigint"), ("b", "text")),
+         '"public"."only right"': table(("y", "text"), comment="é \u00a0 \"quoted\"")}
+
+
+def test_the_right_snapshot_comes_back_equal_in_its_own_order_sharing_equal_objects():
     parent = os.getpid()
-    results = run_concurrently(lambda: {"pid": os.getpid(), "side": "left", "rows": [1, 2.5, None, True, "x"]},
-                               lambda: {"pid": os.getpid(), "side": "right", "nested": {"a": ("t", 1)}})
-    assert [r["side"] for r in results] == ["left", "right"]
-    assert results[0]["pid"] == parent and results[1]["pid"] != parent
-    assert results[0]["rows"] == [1, 2.5, None, True, "x"] and results[1]["nested"] == {"a": ("t", 1)}
+    left, right = read_snapshot_pair(lambda: snapshot(copy.deepcopy(LEFT), os.getpid()),
+                                     lambda: snapshot(copy.deepcopy(RIGHT), os.getpid()))
+    assert left["meta"]["pid"] == parent and right["meta"]["pid"] != parent  # really read elsewhere
+    expected = snapshot(copy.deepcopy(RIGHT), right["meta"]["pid"])
+    assert right == expected
+    assert json.dumps(right) == json.dumps(expected)  # same key order everywhere
+    assert right["tables"]['"public"."t2"'] is left["tables"]['"public"."t2"']  # equal: not sent again
+    assert right["tables"]['"public"."t1"'] is not left["tables"]['"public"."t1"']
 
 
-def test_an_error_in_the_child_is_raised_here_with_its_type_and_message():
-    with pytest.raises(KeyError, match="missing"):
-        run_concurrently(lambda: 1, lambda: {}["missing"])
-
-
-def test_an_unpicklable_error_keeps_its_name_and_message():
-    def fail():
-        raise Unpicklable("catalog gone")
-
-    with pytest.raises(RuntimeError, match="Unpicklable: catalog gone"):
-        run_concurrently(lambda: 1, fail)
-
-
-def test_an_error_in_the_first_call_still_reaps_the_child():
+def test_a_failing_left_side_still_gets_the_whole_right_snapshot():
     def fail():
         raise ValueError("left broke")
 
-    with pytest.raises(ValueError, match="left broke"):
-        run_concurrently(fail, lambda: 2)
+    left, right = read_snapshot_pair(fail, lambda: snapshot(copy.deepcopy(RIGHT)))
+    assert isinstance(left, ValueError) and str(left) == "left broke"
+    assert right == snapshot(copy.deepcopy(RIGHT))
+
+
+def test_errors_of_the_right_side_come_back_with_type_and_message():
+    left, right = read_snapshot_pair(lambda: 1, lambda: {}["missing"])
+    assert left == 1 and isinstance(right, KeyError) and "missing" in str(right)
+
+    def fail():
+        raise Unpicklable("catalog gone")
+
+    _, right = read_snapshot_pair(lambda: 1, fail)
+    assert isinstance(right, RuntimeError) and "Unpicklable: catalog gone" in str(right)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left behind
 
 
-def test_single_call_runs_here():
-    assert run_concurrently(os.getpid) == [os.getpid()]
+def test_plain_results_are_sent_whole():
+    assert read_snapshot_pair(lambda: ("l", [1]), lambda: {"r": (2.5, None, True)}) == [("l", [1]),
+                                                                                    {"r": (2.5, None, True)}]
