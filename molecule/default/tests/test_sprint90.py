@@ -205,3 +205,37 @@ def test_rehearsal_attested_the_plan_on_prod():
     rows = lib.query("prod", "SELECT result FROM pgsafe.attestation WHERE environment = 'staging' "
                              "ORDER BY attested_at DESC LIMIT 1")
     assert rows == [("passed",)], f"latest attestation of the rehearsal: {rows}"
+
+
+# --------------------------------------------------------------------------- this server's castability check
+def test_the_castability_precheck_of_this_server_version_names_every_bad_value():
+    """On this scenario's server (PG 15: regex + server cast of each rejected value; PG >= 16: the server's own
+    pg_input_is_valid), the type change's precheck lists the values that do not cast and changes nothing."""
+    import sys  # noqa: PLC0415
+
+    sys.path.insert(0, str(lib.PROJECT))
+    from tests.cleanup_helpers import run_module  # noqa: PLC0415
+
+    lib.query("staging", "DROP DATABASE IF EXISTS pgsafe_verify_cast", dbname="postgres")
+    lib.query("staging", "CREATE DATABASE pgsafe_verify_cast", dbname="postgres")
+    try:
+        good = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        lib.query("staging", "CREATE TABLE ids (id text PRIMARY KEY); INSERT INTO ids VALUES (%s), (%s), (%s), "
+                             "(%s), (%s)", (good, "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12}", "not-a-uuid", "",
+                                            " " + good[:-1] + "3"), dbname="pgsafe_verify_cast")
+        inst = lib.instances()["staging"]
+        result = run_module("pgsafe_column_types", dict(
+            login_host=inst["address"], login_port=inst["port"], login_user="postgres", login_password=lib.password(),
+            login_db="pgsafe_verify_cast", ssl_mode="disable", run_id="verify-cast", strategy="rewrite",
+            changes=[{"table": "ids", "column": "id", "type": "uuid"}], foreign_keys=[], orphan_policy="fail"),
+            check=True)
+        version = lib.query("staging", "SHOW server_version_num")[0][0]
+        assert result.get("failed"), result
+        assert "3 value(s) do not cast to uuid" in result["msg"], result["msg"]
+        for value in ("'not-a-uuid'", "''", repr(" " + good[:-1] + "3")):
+            assert value in result["msg"], (value, version)
+        assert lib.query("staging", "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                    "WHERE attrelid = 'ids'::regclass AND attname = 'id'",
+                         dbname="pgsafe_verify_cast") == [("text",)]
+    finally:
+        lib.query("staging", "DROP DATABASE IF EXISTS pgsafe_verify_cast", dbname="postgres")
