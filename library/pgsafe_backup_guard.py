@@ -36,6 +36,13 @@ options:
   backup_root:
     description: Also require the backup's files to verify by checksum (in a recorded location or under this root).
     type: path
+  require_restore_tested:
+    description:
+      - Require a backup that was restore-tested. Set it to C(false) only when the next step restores the
+        backup and compares it with its manifest (the rehearsal's copy into staging), which is then recorded
+        as its restore test.
+    type: bool
+    default: true
   inventory:
     description: Inventory path for the command in the failure message.
     type: str
@@ -132,6 +139,7 @@ def main():
             covers=dict(type="list", elements="str", required=True),
             max_age_minutes=dict(type="int", default=180),
             backup_root=dict(type="path"),
+            require_restore_tested=dict(type="bool", default=True),
             inventory=dict(type="str", default="inventories/<env>"),
             host=dict(type="str", default="<host>"),
         ),
@@ -155,7 +163,8 @@ def main():
         record, decision = None, None
         rejected = []
         while True:
-            record, decision = find_covering_backup(candidates, p["covers"], p["max_age_minutes"], now)
+            record, decision = find_covering_backup(candidates, p["covers"], p["max_age_minutes"], now,
+                                                    p["require_restore_tested"])
             if record is None or not p["backup_root"]:
                 break
             location, reasons = files_verify(record, p["backup_root"])

@@ -57,6 +57,15 @@ options:
   pg_bin_dir:
     description: Directory of pg_restore/pg_dump/psql.
     type: path
+  record_restore_test_in:
+    description:
+      - Connection options (C(login_host), C(login_port), C(login_user), C(login_password), C(login_db),
+        C(ssl_mode)) of the database the backup was taken of. With I(mode=database), a restore whose every
+        table matches the manifest (rows and content hash) is recorded there, and in the backup's
+        C(verification.json), as the backup's restore test; the backup must already be verified by
+        checksums and table of contents. The rehearsal uses it so that its copy into staging is the prod
+        backup's restore test instead of a second, identical restore.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -97,12 +106,18 @@ problems:
   returned: success
   type: list
   elements: dict
+restore_test_recorded:
+  description: Whether this restore was recorded as the backup's restore test (I(record_restore_test_in)).
+  returned: mode database
+  type: bool
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError
-from ansible.module_utils.pgsafe_backup_exec import restore_database, restore_objects
-from ansible.module_utils.pgsafe_connection import connection_argument_spec
+from ansible.module_utils.pgsafe_backup_exec import record_restore_test, restore_database, restore_objects
+from ansible.module_utils.pgsafe_connection import connection_argument_spec, describe_target
 
 
 def main():
@@ -116,15 +131,28 @@ def main():
             jobs=dict(type="int", default=2),
             no_owner=dict(type="bool", default=False),
             pg_bin_dir=dict(type="path"),
+            record_restore_test_in=dict(type="dict", options=dict(
+                login_host=dict(type="str", default=""), login_port=dict(type="int", default=5432),
+                login_user=dict(type="str", default="postgres"), login_password=dict(type="str", default="",
+                                                                                      no_log=True),
+                login_db=dict(type="str", required=True), ssl_mode=dict(type="str", default="prefer"))),
         ),
         required_if=[("mode", "database", ("target_database",)), ("mode", "objects", ("objects",))],
         supports_check_mode=True,
     )
     p = module.params
+    started = time.monotonic()
     try:
         if p["mode"] == "database":
             result = restore_database(p, p["path"], p["target_database"], p["confirm_overwrite"], p["pg_bin_dir"],
                                       p["jobs"], p["no_owner"], module.check_mode)
+            result["restore_test_recorded"] = False
+            if p["record_restore_test_in"] and not module.check_mode and not result["problems"]:
+                record_restore_test(p["record_restore_test_in"], p["path"], {
+                    "database": p["target_database"], "server": describe_target(p, p["target_database"]),
+                    "tables_compared": result["tables"], "seconds": round(time.monotonic() - started, 3),
+                    "how": "whole restore compared with the manifest (pgsafe_backup_restore)"})
+                result["restore_test_recorded"] = True
         else:
             result = restore_objects(p, p["path"], p["objects"], p["confirm_overwrite"], p["pg_bin_dir"],
                                      module.check_mode)

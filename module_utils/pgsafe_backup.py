@@ -469,7 +469,7 @@ def select_retention(backups, keep_count, keep_days, now):
 
 
 # --------------------------------------------------------------------------- the guard
-def find_covering_backup(records, objects, max_age, now):
+def find_covering_backup(records, objects, max_age, now, require_restore_tested=True):
     """The guard's decision: the newest usable backup covering every object, or why there is none.
 
     ``records``: rows of pgsafe.backup as dicts {backup_id, taken_at, covers, verified,
@@ -477,7 +477,9 @@ def find_covering_backup(records, objects, max_age, now):
     step touches; ``max_age``: a datetime.timedelta (or minutes as a number); ``now``: the
     database's clock.  Returns ``(record, None)`` or ``(None, {missing, reasons, nearest})``:
     ``missing`` lists the objects no usable backup covers, ``reasons`` says why near misses were
-    rejected (not verified, not restore-tested, too old).
+    rejected (not verified, not restore-tested, too old).  ``require_restore_tested=False`` is for a
+    caller whose next step restores the backup and compares it with its manifest (the rehearsal's copy):
+    that restore is the backup's restore test.
     """
     if not isinstance(max_age, datetime.timedelta):
         max_age = datetime.timedelta(minutes=float(max_age))
@@ -491,7 +493,7 @@ def find_covering_backup(records, objects, max_age, now):
         age = now - _parse_time(record["taken_at"])
         if not record.get("verified"):
             reasons.append("{0}: not verified (checksums/table of contents)".format(record["backup_id"]))
-        elif not record.get("restore_tested"):
+        elif require_restore_tested and not record.get("restore_tested"):
             reasons.append("{0}: verified but never restore-tested".format(record["backup_id"]))
         elif age > max_age:
             reasons.append("{0}: taken {1} minutes ago, older than the {2} minutes allowed".format(
@@ -500,7 +502,7 @@ def find_covering_backup(records, objects, max_age, now):
             usable.append(record)
     if usable:
         return usable[0], None
-    fresh = [r for r in records if r.get("verified") and r.get("restore_tested")
+    fresh = [r for r in records if r.get("verified") and (r.get("restore_tested") or not require_restore_tested)
              and now - _parse_time(r["taken_at"]) <= max_age]
     missing = [w for w in wanted
                if not any(covers_object([parse_cover(c) for c in (r.get("covers") or [])], w) for r in fresh)]

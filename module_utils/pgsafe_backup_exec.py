@@ -745,6 +745,47 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
     return dict(plan, changed=True, problems=problems)
 
 
+def record_restore_test(source_params, backup_dir, evidence):
+    """Count a whole restore that matched the manifest (restore_database, no problems) as the backup's
+    restore test: verification.json and the backup's row in the SOURCE database's pgsafe.backup.
+
+    Only a backup already verified by checksums and table of contents qualifies.
+    """
+    manifest, manifest_sha = load_manifest(backup_dir)
+    path = os.path.join(backup_dir, VERIFICATION_NAME)
+    try:
+        with open(path) as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError):
+        previous = {}
+    if not previous.get("verified"):
+        raise BackupError("backup {0} has no passing checksum and table-of-contents verification ({1}): its restore "
+                          "cannot stand as its restore test; verify it first (pgsafe_backup_verify)".format(
+                              manifest["backup_id"], path), kind="unverified")
+    restore = dict(evidence, status="ok", problems=[])
+    document = verification_document(manifest["backup_id"], manifest_sha, dict(previous.get("checks") or {},
+                                                                               restore="ok"),
+                                     previous.get("problems") or [], restore)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(document, handle, indent=1, sort_keys=True, default=str)
+    os.replace(path + ".tmp", path)
+    conn = _connect(source_params)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE pgsafe.backup SET restore_tested = true, details = coalesce(details, '{}'::jsonb) "
+                        "|| jsonb_build_object('verification', coalesce(details->'verification', '{}'::jsonb) "
+                        "|| jsonb_build_object('restore_test', %s::jsonb)) WHERE backup_id = %s AND verified",
+                        (json.dumps(restore, default=str), manifest["backup_id"]))
+            updated = cur.rowcount
+        conn.commit()
+    finally:
+        conn.close()
+    if not updated:
+        raise BackupError("backup {0} is not recorded as verified in {1}: its restore test was not recorded".format(
+            manifest["backup_id"], describe_target(source_params)), kind="unverified")
+    return document
+
+
 def restore_objects(params, backup_dir, covers, confirm_overwrite="", bin_dir=None, check_mode=False):
     """Put tables/schemas from a backup back into the target database, in ONE transaction.
 

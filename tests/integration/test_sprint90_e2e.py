@@ -66,6 +66,11 @@ def test_rehearsal_passes_and_attests_in_prod(scenario):
     assert rows == [("passed", "staging")]
     report = json.loads((scenario["artifacts"] / "staging/sprint90_rehearsal/latest/report.json").read_text())
     assert [p["phase"] for p in report["timeline"]][:3] == ["preflight", "restore_copy", "plan_fingerprint"]
+    # prod's backup was restored once, into staging, and that restore is its recorded restore test.
+    tested = server.execute(scenario["prod"], "SELECT verified, restore_tested, details->'verification'->'restore_test' "
+                                              "FROM pgsafe.backup ORDER BY taken_at DESC LIMIT 1")
+    assert tested[0][:2] == (True, True), tested
+    assert tested[0][2]["database"] == scenario["staging"] and tested[0][2]["status"] == "ok"
 
 
 def test_prod_without_confirmation_changes_nothing(scenario):

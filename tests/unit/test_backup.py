@@ -249,6 +249,18 @@ def test_guard_picks_newest_usable_and_explains_rejections():
     assert "old-full: taken 500 minutes ago" in text
 
 
+def test_guard_without_restore_test_still_wants_checksums_and_age():
+    """For a caller whose next step restores the backup and compares it (the rehearsal's copy)."""
+    records = [record("fresh-unverified", 5, [{"type": "database"}], verified=False),
+               record("not-restore-tested", 6, [{"type": "database"}], restore_tested=False),
+               record("old", 500, [{"type": "database"}], restore_tested=False)]
+    assert find_covering_backup(records, ["database"], 180, NOW)[0] is None
+    found, _ = find_covering_backup(records, ["database"], 180, NOW, require_restore_tested=False)
+    assert found["backup_id"] == "not-restore-tested"
+    found, why = find_covering_backup(records[:1] + records[2:], ["database"], 180, NOW, require_restore_tested=False)
+    assert found is None and "not verified" in " ".join(why["reasons"]) and "500 minutes" in " ".join(why["reasons"])
+
+
 def test_guard_schema_backup_covers_its_tables_only():
     records = [record("auth", 1, [{"type": "schema", "schema": "auth"}])]
     assert find_covering_backup(records, ["auth.users"], 10, NOW)[0]["backup_id"] == "auth"
