@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import datetime
 import fnmatch
+import gc
 import hashlib
 import json
 import marshal
@@ -308,9 +309,13 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
     """
     autocommit = bool(getattr(cur.connection, "autocommit", False))
     cur.execute("BEGIN" if autocommit else "SAVEPOINT pgsafe_snapshot")
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of small dicts, no cycles: the collector would only rescan them
     try:
         return _take_snapshot(cur, ignore_schemas, ignore_patterns)
     finally:
+        if collecting:
+            gc.enable()
         if autocommit:
             cur.execute("ROLLBACK")
         elif cur.connection.get_transaction_status() != 3:  # not INERROR: undo the settings, keep the transaction
@@ -786,6 +791,7 @@ def _serve_snapshot(call, out, requests):
     if not _is_snapshot(result):
         _send(out, b"M", marshal.dumps(result))
         return
+    gc.disable()  # this process ends after the exchange
     rest = {key: value for key, value in result.items() if key not in KINDS}
     _send(out, b"D", marshal.dumps((rest, {kind: _digests(result, kind) for kind in KINDS})))
     tag, wanted = _receive(requests)
@@ -796,6 +802,19 @@ def _serve_snapshot(call, out, requests):
 
 
 def _fetch_snapshot(left, requests, replies):
+    own = left if _is_snapshot(left) else None
+    collecting = gc.isenabled()
+    gc.disable()  # only acyclic plain data is built below
+    try:
+        return _exchange(own, requests, replies)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _exchange(own, requests, replies):
+    # Digest our own side while the child digests its own: then compare.
+    mine = {kind: dict(_digests(own, kind)) for kind in KINDS} if own is not None else {}
     tag, payload = _receive(replies)
     if tag == b"E":
         try:
@@ -807,11 +826,10 @@ def _fetch_snapshot(left, requests, replies):
     if tag != b"D":
         return None
     rest, digests = marshal.loads(payload)  # noqa: S302 - from our own forked child
-    own = left if _is_snapshot(left) else None
     wanted = {}
     for kind in KINDS:
-        mine = dict(_digests(own, kind)) if own is not None else {}
-        keys = [key for key, digest in digests[kind] if mine.get(key) != digest]
+        ours = mine.get(kind, {})
+        keys = [key for key, digest in digests[kind] if ours.get(key) != digest]
         if keys:
             wanted[kind] = keys
     _send(requests, b"W", marshal.dumps(wanted))
