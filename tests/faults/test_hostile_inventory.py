@@ -134,8 +134,13 @@ def test_hostile_names_in_a_merge_plan_are_plain_names(pg_server, hostile_db, tm
     assert result.returncode == 0, result.flat[-5000:]
     server, db = pg_server, hostile_db
     assert server.execute(db, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(DST)))[0][0] == 3
+    # The source is set aside under its recorded quarantine name (schema-prefixed), not dropped.
+    moved = server.execute(db, "SELECT quarantine_schema, quarantine_name, row_count FROM pgsafe.quarantined_object "
+                               "WHERE original_schema = 'public' AND original_name = %s", (SRC,))
+    assert moved == [("pgsafe_quarantine", "public_" + SRC, 3)], moved
     assert server.execute(db, "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                              "WHERE c.relname = %s", (SRC,)) == [("pgsafe_quarantine",)]
+                              "WHERE c.relname = %s AND c.relkind = 'r'", ("public_" + SRC,)) == [("pgsafe_quarantine",)]
+    assert server.execute(db, "SELECT to_regclass(%s)", ('public."' + SRC.replace('"', '""') + '"',)) == [(None,)]
     intact(server, db, before)
     lost = fl.rows_lost_between(before, server, db)
     rows_lost(lost)
