@@ -548,17 +548,11 @@ def verify_backup(backup_dir, checks=("checksums", "toc", "restore"), scratch_pa
 
 
 # --------------------------------------------------------------------------- records in the target database
-BACKUP_EXTRA_DDL = """
-CREATE INDEX IF NOT EXISTS backup_taken_at_idx ON pgsafe.backup (taken_at DESC);
-"""
-
-
 def ensure_backup_schema(cur):
-    """The product schema plus this module's index (idempotent)."""
+    """The product schema (idempotent; no DDL at all once installed, so a login that only records its
+    backups there, without owning the tables, can call it)."""
     from ansible.module_utils.pgsafe_meta import ensure_meta_schema
-    changed = ensure_meta_schema(cur)
-    cur.execute(BACKUP_EXTRA_DDL)
-    return changed
+    return ensure_meta_schema(cur)
 
 
 def record_backup(params, manifest, manifest_sha256, locations, verification=None):

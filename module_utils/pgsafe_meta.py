@@ -122,6 +122,7 @@ CREATE TABLE IF NOT EXISTS pgsafe.monitor_sample (
 -- 2: a retired table's foreign keys to live tables are detached (kept here, re-added on restore),
 -- so that deletes in the live tables neither cascade into set-aside rows nor fail on them.
 ALTER TABLE pgsafe.quarantined_object ADD COLUMN IF NOT EXISTS detached_constraints jsonb NOT NULL DEFAULT '[]'::jsonb;
+CREATE INDEX IF NOT EXISTS backup_taken_at_idx ON pgsafe.backup (taken_at DESC);
 INSERT INTO pgsafe.schema_version (version) VALUES (1), (2) ON CONFLICT DO NOTHING;
 """
 

@@ -3,6 +3,7 @@ document, each run the playbooks they are meant for; a read-only or under-privil
 the preflight, naming the missing privilege, before anything changes."""
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -103,7 +104,10 @@ def test_documented_logins_run_the_playbooks_they_are_meant_for(pg_server, login
                  {"prod": logins.login("pgsafe_migration")})
     result = mig.run("sprint90_prod.yml", {"gates_require_rehearsal": False, "confirm_database": prod})
     assert result.returncode == 0, result.flat[-4000:]
-    assert f"as {logins.login('pgsafe_migration')} (not superuser)" in result.flat
+    report = json.loads((mig.artifacts / "prod/sprint90_prod/latest/report.json").read_text())
+    preflight = report["sections"]["preflight"]
+    assert preflight["current_user"] == logins.login("pgsafe_migration"), preflight
+    assert f"as {logins.login('pgsafe_migration')} (not superuser)" in " ".join(preflight["summary"].split())
     assert fl.column_type(pg_server, prod, fl.EXPORTS, "id") == "uuid"
     lost = fl.rows_lost_between(before, pg_server, prod)
     assert lost == 0
