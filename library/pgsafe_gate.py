@@ -181,14 +181,13 @@ def main():
                    window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live),
                    plan_rehearsed=plan_rehearsed(attestations, fingerprint, live, p["environment"], now,
                                                  p["rehearsal_max_age_days"]))
-    if failed_gates(results) and module.check_mode:
-        # --check changes nothing: show the whole plan, and say which gates a real run would stop at.
+    if failed_gates(results):
         message = failure_message(results, "{0} (database {1})".format(p["environment"], database))
+        if not module.check_mode:
+            module.fail_json(msg=message, **outcome)
+        # --check changes nothing: show the whole plan, and say which gates a real run would stop at.
         module.warn("a real run would stop here: " + message)
         module.exit_json(would_refuse=True, msg=message, **outcome)
-    if failed_gates(results):
-        module.fail_json(msg=failure_message(results, "{0} (database {1})".format(p["environment"], database)),
-                         **outcome)
     module.exit_json(**outcome)
 
 

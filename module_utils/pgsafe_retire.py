@@ -21,7 +21,6 @@ Plain Python over a DB-API cursor; identifiers through psycopg2.sql, values as p
 from __future__ import annotations
 
 import json
-
 import re
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, split_qualified
@@ -370,6 +369,12 @@ def _add_constraint_sql(schema, table, constraint, not_valid):
         sql.SQL(constraint["definition"]), sql.SQL(" NOT VALID" if not_valid else ""))
 
 
+def _validate_constraint_sql(schema, table, name):
+    sql = _sql()
+    return sql.SQL("ALTER TABLE {0}.{1} VALIDATE CONSTRAINT {2}").format(
+        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(name))
+
+
 def reattach_foreign_keys(cur, schema, table, constraints):
     """Re-add detached foreign keys to a restored table; one result per constraint.
 
@@ -395,8 +400,7 @@ def reattach_foreign_keys(cur, schema, table, constraints):
             continue
         cur.execute("SAVEPOINT pgsafe_fk")
         try:
-            cur.execute(sql.SQL("ALTER TABLE {0}.{1} VALIDATE CONSTRAINT {2}").format(
-                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(constraint["name"])))
+            cur.execute(_validate_constraint_sql(schema, table, constraint["name"]))
             cur.execute("RELEASE SAVEPOINT pgsafe_fk")
             results.append({"constraint": constraint["name"], "state": "valid"})
         except Exception as exc:  # noqa: BLE001 - orphans appeared while it was retired: keep them, say so
@@ -465,8 +469,7 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         sql.Identifier(quarantine_schema), sql.Identifier(qname), sql.Identifier(schema), sql.Identifier(name))
     rollback_sql = rollback_sql.as_string(cur) + "".join(
         " " + _add_constraint_sql(schema, name, constraint, not_valid=True).as_string(cur) + ";" + (
-            " " + sql.SQL("ALTER TABLE {0}.{1} VALIDATE CONSTRAINT {2};").format(
-                sql.Identifier(schema), sql.Identifier(name), sql.Identifier(constraint["name"])).as_string(cur)
+            " " + _validate_constraint_sql(schema, name, constraint["name"]).as_string(cur) + ";"
             if constraint["validated"] else "")
         for constraint in detached)
     journal(cur, run_id, "table_retire", "completed", qualified(schema, name),

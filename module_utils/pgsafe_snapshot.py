@@ -20,6 +20,7 @@ Plain Python; no Ansible import.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import fnmatch
@@ -309,19 +310,28 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
     """
     autocommit = bool(getattr(cur.connection, "autocommit", False))
     cur.execute("BEGIN" if autocommit else "SAVEPOINT pgsafe_snapshot")
-    collecting = gc.isenabled()
-    gc.disable()  # tens of thousands of small dicts, no cycles: the collector would only rescan them
     try:
-        return _take_snapshot(cur, ignore_schemas, ignore_patterns)
+        with _no_cyclic_gc():
+            return _take_snapshot(cur, ignore_schemas, ignore_patterns)
     finally:
-        if collecting:
-            gc.enable()
         if autocommit:
             cur.execute("ROLLBACK")
         elif cur.connection.get_transaction_status() != 3:  # not INERROR: undo the settings, keep the transaction
             cur.execute("ROLLBACK TO SAVEPOINT pgsafe_snapshot; RELEASE SAVEPOINT pgsafe_snapshot")
         else:
             cur.execute("ROLLBACK TO SAVEPOINT pgsafe_snapshot")
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc():
+    """Snapshots are tens of thousands of small acyclic dicts: the cyclic collector would only rescan them."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _take_snapshot(cur, ignore_schemas, ignore_patterns):
@@ -791,7 +801,7 @@ def _serve_snapshot(call, out, requests):
     if not _is_snapshot(result):
         _send(out, b"M", marshal.dumps(result))
         return
-    gc.disable()  # this process ends after the exchange
+    gc.disable()  # acyclic plain data, and this process ends after the exchange
     rest = {key: value for key, value in result.items() if key not in KINDS}
     _send(out, b"D", marshal.dumps((rest, {kind: _digests(result, kind) for kind in KINDS})))
     tag, wanted = _receive(requests)
@@ -803,13 +813,8 @@ def _serve_snapshot(call, out, requests):
 
 def _fetch_snapshot(left, requests, replies):
     own = left if _is_snapshot(left) else None
-    collecting = gc.isenabled()
-    gc.disable()  # only acyclic plain data is built below
-    try:
+    with _no_cyclic_gc():
         return _exchange(own, requests, replies)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _exchange(own, requests, replies):
