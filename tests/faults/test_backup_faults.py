@@ -202,7 +202,12 @@ def test_controller_killed_leaves_no_backup_then_rerun(pg_server, scratch_server
     assert backups == [] and len(temporary) == 1
     manifest, doc = ex.verify_backup(str(dest / names[0]), scratch_params=scratch_server.module_params("postgres"))
     assert manifest is None and not doc["verified"] and "not a complete backup" in doc["problems"][0]["message"]
-    time.sleep(0.5)
+    # pg_dump dies with its controller (pdeathsig); its -j workers follow once the leader's pipes close,
+    # which takes longer than a fixed half second on a loaded machine: wait for it, boundedly.
+    deadline = time.monotonic() + 15
+    while (subprocess.run(["pgrep", "-f", "pg_dump.*" + db], capture_output=True, check=False).returncode != 1
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
     assert subprocess.run(["pgrep", "-f", "pg_dump.*" + db], capture_output=True, check=False).returncode == 1
     assert verified_count(pg_server, db) == 0 and guard_finds(pg_server, db) is None
     taken, doc = full_backup_and_verify(pg_server, db, scratch_server, dest)
