@@ -150,8 +150,16 @@ def test_pg_dump_killed_then_rerun(pg_server, scratch_server, fresh, tmp_path, r
 
     def kill_soon(process):
         # fault case 23: what `ps` and /proc show of the running pg_dump carries no password
-        seen["cmdline"] = Path("/proc/%d/cmdline" % process.pid).read_bytes()
-        seen["environ"] = Path("/proc/%d/environ" % process.pid).read_bytes()
+        # The process starts as `setpriv` and execs pg_dump: read /proc once pg_dump runs (during an exec the
+        # environ file reads empty), within 10 s.
+        deadline = time.monotonic() + 10
+        while True:
+            seen["cmdline"] = Path("/proc/%d/cmdline" % process.pid).read_bytes()
+            seen["environ"] = Path("/proc/%d/environ" % process.pid).read_bytes()
+            argv0 = os.path.basename(seen["cmdline"].split(b"\0", 1)[0])
+            if (argv0 == b"pg_dump" and seen["environ"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
 
         def killer():
             time.sleep(0.3)
