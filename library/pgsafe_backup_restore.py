@@ -66,6 +66,20 @@ options:
         checksums and table of contents. The rehearsal uses it so that its copy into staging is the prod
         backup's restore test instead of a second, identical restore.
     type: dict
+  record_as_target_backup:
+    description:
+      - With I(mode=database) and the connection's database equal to I(target_database) (the rehearsal's
+        copy), a restore whose every table matches the manifest is also recorded in the target's
+        C(pgsafe.backup) as the target's own verified, restore-tested backup (marked C(restored_copy)):
+        the target's content is exactly the backup's, so restoring it again is the target's way back.
+        Saves the rehearsal a second dump and restore test of a copy it has just proven.
+    type: bool
+    default: false
+  target_backup_locations:
+    description: Locations of the backup (its copies) to record with I(record_as_target_backup); default I(path).
+    type: list
+    elements: path
+    default: []
 """
 
 EXAMPLES = r"""
@@ -110,13 +124,18 @@ restore_test_recorded:
   description: Whether this restore was recorded as the backup's restore test (I(record_restore_test_in)).
   returned: mode database
   type: bool
+recorded_as_target_backup:
+  description: Whether the backup was recorded as the target's own backup (I(record_as_target_backup)).
+  returned: mode database
+  type: bool
 """
 
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import BackupError
-from ansible.module_utils.pgsafe_backup_exec import record_restore_test, restore_database, restore_objects
+from ansible.module_utils.pgsafe_backup import BackupError, load_manifest
+from ansible.module_utils.pgsafe_backup_exec import (record_backup, record_restore_test, restore_database,
+                                                     restore_objects)
 from ansible.module_utils.pgsafe_connection import connection_argument_spec, describe_target
 
 
@@ -136,6 +155,8 @@ def main():
                 login_user=dict(type="str", default="postgres"), login_password=dict(type="str", default="",
                                                                                       no_log=True),
                 login_db=dict(type="str", required=True), ssl_mode=dict(type="str", default="prefer"))),
+            record_as_target_backup=dict(type="bool", default=False),
+            target_backup_locations=dict(type="list", elements="path", default=[]),
         ),
         required_if=[("mode", "database", ("target_database",)), ("mode", "objects", ("objects",))],
         supports_check_mode=True,
@@ -146,13 +167,21 @@ def main():
         if p["mode"] == "database":
             result = restore_database(p, p["path"], p["target_database"], p["confirm_overwrite"], p["pg_bin_dir"],
                                       p["jobs"], p["no_owner"], module.check_mode)
-            result["restore_test_recorded"] = False
+            result["restore_test_recorded"] = result["recorded_as_target_backup"] = False
+            evidence = {"database": p["target_database"], "server": describe_target(p, p["target_database"]),
+                        "tables_compared": result["tables"], "seconds": round(time.monotonic() - started, 3),
+                        "how": "whole restore compared with the manifest (pgsafe_backup_restore)"}
             if p["record_restore_test_in"] and not module.check_mode and not result["problems"]:
-                record_restore_test(p["record_restore_test_in"], p["path"], {
-                    "database": p["target_database"], "server": describe_target(p, p["target_database"]),
-                    "tables_compared": result["tables"], "seconds": round(time.monotonic() - started, 3),
-                    "how": "whole restore compared with the manifest (pgsafe_backup_restore)"})
+                record_restore_test(p["record_restore_test_in"], p["path"], evidence)
                 result["restore_test_recorded"] = True
+            if p["record_as_target_backup"] and not module.check_mode and not result["problems"]:
+                manifest, manifest_sha = load_manifest(p["path"])
+                checks = {"checksums": "ok", "restore": "ok"}
+                record_backup(dict(p, login_db=p["target_database"]), manifest, manifest_sha,
+                              p["target_backup_locations"] or [p["path"]],
+                              {"verified": True, "restore_tested": True, "checks": checks, "problems": [],
+                               "restore_test": evidence}, restored_copy=evidence)
+                result["recorded_as_target_backup"] = True
         else:
             result = restore_objects(p, p["path"], p["objects"], p["confirm_overwrite"], p["pg_bin_dir"],
                                      module.check_mode)

@@ -555,15 +555,25 @@ def ensure_backup_schema(cur):
     return ensure_meta_schema(cur)
 
 
-def record_backup(params, manifest, manifest_sha256, locations, verification=None):
-    """Insert or update the backup's row in pgsafe.backup of the TARGET database."""
+def record_backup(params, manifest, manifest_sha256, locations, verification=None, restored_copy=None):
+    """Insert or update the backup's row in pgsafe.backup of the TARGET database.
+
+    ``restored_copy`` (evidence of a whole restore of this backup INTO the target that matched the
+    manifest table by table) records a backup of another database as the target's own: the target's
+    content is, as of that restore, exactly the backup's, so restoring the backup there is a way back.
+    """
     conn = _connect(params)
     try:
         with conn.cursor() as cur:
             ensure_backup_schema(cur)
-            cur.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
-            oid = int(cur.fetchone()[0])
-            if manifest.get("database_oid") not in (None, oid):
+            cur.execute("SELECT oid, current_database() FROM pg_database WHERE datname = current_database()")
+            oid, current = cur.fetchone()
+            oid = int(oid)
+            if restored_copy is not None:
+                manifest = dict(manifest, database=current, database_oid=oid,
+                                restored_copy=dict(restored_copy, of_database=manifest.get("database"),
+                                                   of_database_oid=manifest.get("database_oid")))
+            elif manifest.get("database_oid") not in (None, oid):
                 raise BackupError("backup {0} was taken of another database (oid {1}, this one is {2}): not recorded"
                                   .format(manifest["backup_id"], manifest.get("database_oid"), oid),
                                   kind="bad_input")
@@ -574,6 +584,8 @@ def record_backup(params, manifest, manifest_sha256, locations, verification=Non
                        "operator": manifest.get("operator"), "format": manifest.get("format"),
                        "total_size": manifest.get("total_size"), "globals": manifest.get("globals"),
                        "tables": {k: {"rows": v["rows"]} for k, v in manifest.get("tables", {}).items()}}
+            if manifest.get("restored_copy"):
+                details["restored_copy"] = manifest["restored_copy"]
             if verification is not None:
                 details["verification"] = {"checks": verification.get("checks"),
                                            "problems": verification.get("problems"),

@@ -40,7 +40,7 @@ def scenario(pg_server, tmp_path_factory):
                                     extra_vars={"backup_destinations": [str(tmp / "b1"), str(tmp / "b2")]},
                                     shipped_plans=True)
         yield {"server": pg_server, "prod": prod, "staging": staging, "dev": dev, "inventory": str(inventory),
-               "artifacts": tmp / "artifacts"}
+               "artifacts": tmp / "artifacts", "tmp": tmp}
 
 
 def play(scenario, playbook, **extra):
@@ -71,6 +71,17 @@ def test_rehearsal_passes_and_attests_in_prod(scenario):
                                               "FROM pgsafe.backup ORDER BY taken_at DESC LIMIT 1")
     assert tested[0][:2] == (True, True), tested
     assert tested[0][2]["database"] == scenario["staging"] and tested[0][2]["status"] == "ok"
+    # ... and that backup, proven equal to the copy, is the copy's own whole-database backup: no second
+    # dump of staging (the destructive steps still take their targeted backups).
+    prod_backup = server.execute(scenario["prod"], "SELECT backup_id FROM pgsafe.backup ORDER BY taken_at DESC "
+                                                   "LIMIT 1")[0][0]
+    staging_oid = server.execute(scenario["staging"], "SELECT oid FROM pg_database WHERE datname = "
+                                                      "current_database()")[0][0]
+    wholes = server.execute(scenario["staging"], "SELECT backup_id, verified, restore_tested, "
+                                                 "details->'restored_copy'->>'of_database' FROM pgsafe.backup "
+                                                 "WHERE (details->>'database_oid')::bigint = %s AND kind = 'database'",
+                            (staging_oid,))
+    assert wholes == [(prod_backup, True, True, scenario["prod"])], wholes
 
 
 def test_prod_without_confirmation_changes_nothing(scenario):
