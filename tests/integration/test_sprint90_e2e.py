@@ -82,6 +82,7 @@ def test_rehearsal_passes_and_attests_in_prod(scenario):
                                                  "WHERE (details->>'database_oid')::bigint = %s AND kind = 'database'",
                             (staging_oid,))
     assert wholes == [(prod_backup, True, True, scenario["prod"])], wholes
+    assert "No second dump" in report["sections"]["rehearsal_copy_backup"]["summary"]
 
 
 def test_prod_without_confirmation_changes_nothing(scenario):
