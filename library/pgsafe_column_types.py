@@ -376,9 +376,10 @@ def main():
             disk = disk_verdict(disk_requirement({k: v for k, v in sizes.items()}, plan["strategy"],
                                                  p["disk_margin_bytes"]), free)
             disk["measured_at"] = where
-            raw = precheck(cur, plan, p["orphan_policy"], facts["server_version_num"], disk)
+            orphans_found = {}
+            raw = precheck(cur, plan, p["orphan_policy"], facts["server_version_num"], disk, orphans_found)
             if p["orphan_policy"] == "quarantine" and any(o["count"] for o in raw["orphans"]):
-                qset = quarantine_set(cur, plan)
+                qset = quarantine_set(cur, plan, orphans_found)
                 raw["would_quarantine"] = {object_key(*k): len(pks) for k, pks, _ in qset}
             verdict = interpret_precheck(raw)
             raw["verdict"] = verdict

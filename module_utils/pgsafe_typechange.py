@@ -739,8 +739,12 @@ def table_hash(cur, schema, table, columns, plan_changes, where=None, params=Non
 
 
 # --------------------------------------------------------------------------- precheck
-def precheck(cur, plan, orphan_policy, server_version_num, disk=None):
-    """Read-only checks on the real data.  Returns the raw findings (see interpret_precheck)."""
+def precheck(cur, plan, orphan_policy, server_version_num, disk=None, orphans_found=None):
+    """Read-only checks on the real data.  Returns the raw findings (see interpret_precheck).
+
+    ``orphans_found`` (a dict) receives every orphan's primary key per declared FK, for
+    quarantine_set in the same transaction.
+    """
     raw = {"invalid": [], "normalising": [], "collisions": [], "orphans": [], "orphan_policy": orphan_policy,
            "nulls": [], "disk": disk}
     facts_pk = plan["_facts"]["tables"]
@@ -793,6 +797,8 @@ def precheck(cur, plan, orphan_policy, server_version_num, disk=None):
             found = find_orphans(cur, plan, fk, limit=SAMPLE_LIMIT)
             raw["orphans"].append({"fk": fk["name"], "table": qualified(fk["schema"], fk["table"]),
                                    "count": found["count"], "samples": found["samples"]})
+            if orphans_found is not None:
+                orphans_found[fk["name"]] = found["pks"]
     return raw
 
 
@@ -811,7 +817,9 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
         # Regex of what uuid_in accepts; accepted rows are really cast in the same statement.
         cur.execute(sql.SQL("SELECT count(*), count(CASE WHEN t.{0}::text ~ %s THEN CAST(t.{0} AS uuid) END) "
                             "FROM {1} t WHERE t.{0} IS NOT NULL").format(col, tbl), (UUID_REGEX,))
-        cur.fetchone()
+        total, accepted = cur.fetchone()
+        if total == accepted:  # every value matched the regex and was cast: nothing to list
+            return {"count": 0, "samples": [], "method": "uuid regex + server cast of each rejected value"}
         cur.execute(sql.SQL("SELECT {0}, t.{1}::text FROM {2} t WHERE t.{1} IS NOT NULL AND NOT (t.{1}::text ~ %s) "
                             "LIMIT %s").format(pkj, col, tbl), (UUID_REGEX, SCAN_CAP))
         rejected = cur.fetchall()
@@ -916,10 +924,11 @@ def dependents_of(cur, plan, edge, parent_pks):
     return [r[0] for r in cur.fetchall()]
 
 
-def quarantine_set(cur, plan):
+def quarantine_set(cur, plan, orphans_found=None):
     """Orphans of every declared FK plus every row depending on them (closure over declared + existing FKs).
 
     Returns an ordered list [(table key, reason, [pk dicts])] in removal order (children before parents).
+    ``orphans_found``: what precheck found per FK in the SAME transaction (not scanned again).
     """
     facts = plan["_facts"]["tables"]
     chosen = {}  # key -> {json(pk): (pk, reason)}
@@ -945,7 +954,9 @@ def quarantine_set(cur, plan):
         if not facts[key]["pk"]:
             raise TypeChangeError("table {0} has orphans for {1} but no primary key to quarantine them by: add one"
                                   .format(qualified(*key), fk["name"]))
-        found = find_orphans(cur, plan, fk)["pks"]
+        found = (orphans_found or {}).get(fk["name"])
+        if found is None:
+            found = find_orphans(cur, plan, fk)["pks"]
         new = add(key, found, "orphan: no parent in {0} for foreign key {1}".format(
             qualified(fk["ref_schema"], fk["ref_table"]), fk["name"]))
         if new:
