@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: pgsafe_backup_retention
-short_description: Delete old backups of one destination by count and age, never the newest verified one
+short_description: Delete old backups of destinations by count and age, never the newest verified one
 description:
   - Keeps a backup when it is among the newest I(keep_count) or younger than I(keep_days); deletes the rest.
   - The newest verified and restore-tested backup (by its C(verification.json)) is always kept, so retention
@@ -22,7 +22,12 @@ options:
   root:
     description: The destination directory (holding C(<backup_id>/) directories).
     type: path
-    required: true
+  roots:
+    description:
+      - Several destination directories, each pruned on its own (as if the module ran once per root);
+        one of I(root) or I(roots) is required.
+    type: list
+    elements: path
   keep_count:
     description: Keep the newest N backups.
     type: int
@@ -43,6 +48,10 @@ EXAMPLES = r"""
     root: /var/backups/pgsafe/prod
     keep_count: 7
     keep_days: 7
+
+- name: The same rule on every local destination, in one run
+  pgsafe_backup_retention:
+    roots: [/var/backups/pgsafe/prod, /mnt/mirror/pgsafe/prod]
 """
 
 RETURN = r"""
@@ -61,6 +70,11 @@ report_items:
   returned: always
   type: list
   elements: dict
+roots:
+  description: The destinations pruned (absolute paths).
+  returned: always
+  type: list
+  elements: str
 stale_tmp_removed:
   description: Temporary directories of interrupted runs removed.
   returned: always
@@ -79,23 +93,13 @@ from ansible.module_utils.pgsafe_backup_exec import scan_destination
 from ansible.module_utils.pgsafe_connection import connection_argument_spec
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
-            root=dict(type="path", required=True),
-            keep_count=dict(type="int", default=7),
-            keep_days=dict(type="float", default=14),
-            stale_tmp_hours=dict(type="float", default=24),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    backups, temporary = scan_destination(p["root"])
-    delete, keep = select_retention(backups, p["keep_count"], p["keep_days"],
-                                    datetime.datetime.now(datetime.timezone.utc))
+def prune(root, keep_count, keep_days, stale_tmp_hours, check_mode):
+    """Retention on one destination: (deleted, kept, stale temporary directories removed, report items)."""
+    backups, temporary = scan_destination(root)
+    delete, keep = select_retention(backups, keep_count, keep_days, datetime.datetime.now(datetime.timezone.utc))
     paths = {b["backup_id"]: b["path"] for b in backups}
-    stale = [t["path"] for t in temporary if time.time() - t["mtime"] > p["stale_tmp_hours"] * 3600]
-    if not module.check_mode:
+    stale = [t["path"] for t in temporary if time.time() - t["mtime"] > stale_tmp_hours * 3600]
+    if not check_mode:
         for item in delete:
             shutil.rmtree(paths[item["backup_id"]])
         for path in stale:
@@ -105,8 +109,34 @@ def main():
     report_items = [{"location": item["path"], "check": "retention: " + item["reason"], "result": "deleted"}
                     for item in delete] + [{"location": path, "check": "retention: interrupted run", "result": "removed"}
                                            for path in stale]
-    module.exit_json(changed=bool(delete or stale), deleted=delete, kept=keep, stale_tmp_removed=stale,
-                     root=os.path.abspath(p["root"]), report_items=report_items)
+    return delete, keep, stale, report_items
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=connection_argument_spec(
+            root=dict(type="path"),
+            roots=dict(type="list", elements="path"),
+            keep_count=dict(type="int", default=7),
+            keep_days=dict(type="float", default=14),
+            stale_tmp_hours=dict(type="float", default=24),
+        ),
+        required_one_of=[("root", "roots")],
+        mutually_exclusive=[("root", "roots")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    roots = [p["root"]] if p["root"] else list(dict.fromkeys(p["roots"]))
+    deleted, kept, stale, report_items = [], [], [], []
+    for root in roots:
+        d, k, s, r = prune(root, p["keep_count"], p["keep_days"], p["stale_tmp_hours"], module.check_mode)
+        deleted += d
+        kept += k
+        stale += s
+        report_items += r
+    module.exit_json(changed=bool(deleted or stale), deleted=deleted, kept=kept, stale_tmp_removed=stale,
+                     root=os.path.abspath(roots[0]) if p["root"] else None,
+                     roots=[os.path.abspath(r) for r in roots], report_items=report_items)
 
 
 if __name__ == "__main__":

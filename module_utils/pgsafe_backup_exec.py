@@ -460,19 +460,7 @@ def restore_test(backup_dir, manifest, scratch_params, bin_dir=None, jobs=2, scr
         with libpq_environment(scratch_params, name) as env:
             result = _run(cmd, env)
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
-        conn = _connect(scratch_params, dbname=name, read_only=True)
-        try:
-            with conn.cursor() as cur:
-                pin_settings(cur)
-                present = []
-                for entry in manifest["tables"].values():
-                    cur.execute("SELECT to_regclass(%s)", (table_key(entry["schema"], entry["table"]),))
-                    if cur.fetchone()[0] is not None:
-                        present.append((entry["schema"], entry["table"]))
-                actual = table_stats(cur, present, _methods(manifest["tables"]))
-            conn.rollback()
-        finally:
-            conn.close()
+        actual = restored_stats(scratch_params, name, manifest["tables"], jobs)
         problems = compare_tables(manifest["tables"], actual)
         whole = manifest.get("covers") == [{"type": "database"}]
         if result.returncode != 0 and whole:
@@ -684,22 +672,71 @@ def _drop_database(admin, name):
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {0}").format(sql.Identifier(name)))
 
 
-def _compare_restored(params, dbname, manifest, keys=None):
+def _compare_restored(params, dbname, manifest, keys=None, jobs=2):
+    wanted = {k: v for k, v in manifest["tables"].items() if keys is None or k in keys}
+    return compare_tables(wanted, restored_stats(params, dbname, wanted, jobs))
+
+
+def restored_stats(params, dbname, entries, jobs=2):
+    """Row counts and content hashes (the manifest's methods) of the manifest ``entries`` present in the
+    restored database ``dbname``: one snapshot, shared by up to ``jobs`` connections that split the
+    tables by size (largest first), so a big restore is compared on every core the server has."""
+    import threading
     conn = _connect(params, dbname=dbname, read_only=True)
+    workers = []
     try:
         with conn.cursor() as cur:
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             pin_settings(cur)
-            wanted = {k: v for k, v in manifest["tables"].items() if keys is None or k in keys}
-            present = []
-            for entry in wanted.values():
-                cur.execute("SELECT to_regclass(%s)", (table_key(entry["schema"], entry["table"]),))
-                if cur.fetchone()[0] is not None:
-                    present.append((entry["schema"], entry["table"]))
-            actual = table_stats(cur, present, _methods(wanted))
-        conn.rollback()
+            keys = [table_key(e["schema"], e["table"]) for e in entries.values()]
+            cur.execute("SELECT k, c.oid IS NOT NULL, coalesce(pg_relation_size(c.oid), 0) "
+                        "FROM unnest(%s::text[]) AS k LEFT JOIN pg_class c ON c.oid = to_regclass(k)", (keys,))
+            found = {k: (present, size) for k, present, size in cur.fetchall()}
+            present = sorted(((e["schema"], e["table"]) for k, e in entries.items() if found.get(k, (False,))[0]),
+                             key=lambda t: -found[table_key(*t)][1])
+            methods = _methods(entries)
+            jobs = max(1, min(int(jobs or 1), len(present)))
+            if jobs == 1:
+                return table_stats(cur, present, methods)
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            buckets, loads = [[] for _ in range(jobs)], [0] * jobs
+            for table in present:  # largest first, onto the least loaded connection
+                i = loads.index(min(loads))
+                buckets[i].append(table)
+                loads[i] += found[table_key(*table)][1] + 1
+            results, errors = [{} for _ in range(jobs)], []
+
+            def work(i, own):
+                try:
+                    with own.cursor() as wcur:
+                        wcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        wcur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                        pin_settings(wcur)
+                        results[i] = table_stats(wcur, buckets[i], methods)
+                except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    errors.append(exc)
+
+            threads = []
+            for i in range(1, jobs):
+                own = _connect(params, dbname=dbname)
+                workers.append(own)
+                threads.append(threading.Thread(target=work, args=(i, own), daemon=True))
+            for thread in threads:
+                thread.start()
+            results[0] = table_stats(cur, buckets[0], methods)
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+            merged = {}
+            for part in results:
+                merged.update(part)
+            return merged
     finally:
+        for own in workers:
+            own.close()
         conn.close()
-    return compare_tables(wanted, actual)
 
 
 def _methods(entries):
