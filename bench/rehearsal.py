@@ -6,7 +6,11 @@ prod's plan there, validates and attests: the physical floor of any safe rehears
 one restore, which is the anchor. Both are measured in the same run, on the same data, several times
 (medians).
 
-    .venv/bin/python bench/rehearsal.py            # PGSAFE_BENCH_SCALE (default 50), PGSAFE_BENCH_RUNS (3)
+    .venv/bin/python bench/rehearsal.py            # PGSAFE_BENCH_SCALE (default 300), PGSAFE_BENCH_RUNS (3)
+
+The anchor is pg_dump and pg_restore as they come (gzip level 6). pgsafe dumps at level 1 by default
+(backup_compression), so a second anchor at -Z1 is measured too and its ratio printed beside: the
+first is the target's, the second shows what is left once both use the same compression.
 """
 from __future__ import annotations
 
@@ -24,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests import pg  # noqa: E402
 
-SCALE = float(os.environ.get("PGSAFE_BENCH_SCALE", "50"))
+SCALE = float(os.environ.get("PGSAFE_BENCH_SCALE", "300"))
 RUNS = int(os.environ.get("PGSAFE_BENCH_RUNS", "3"))
 SOURCE = ("bench_rehearsal", 55456)
 
 
-def bare_dump_restore(server: pg.Server, source_db: str, work: Path) -> float:
+def bare_dump_restore(server: pg.Server, source_db: str, work: Path, compress: tuple = ()) -> float:
     target = server.create_database()
     dump_dir = work / "bare"
     passfile = work / "pgpass"
@@ -39,7 +43,7 @@ def bare_dump_restore(server: pg.Server, source_db: str, work: Path) -> float:
     common = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres"]
     bindir = pg.pgclusters._native_bindir()
     start = time.monotonic()
-    subprocess.run([str(bindir / "pg_dump"), *common, "-Fd", "-j2", "-f", str(dump_dir), source_db],
+    subprocess.run([str(bindir / "pg_dump"), *common, "-Fd", "-j2", *compress, "-f", str(dump_dir), source_db],
                    env=env, check=True)
     subprocess.run([str(bindir / "pg_restore"), *common, "-j2", "-d", target, str(dump_dir)], env=env, check=True)
     elapsed = time.monotonic() - start
@@ -69,15 +73,17 @@ def main() -> int:
     server = pg.start_server(SOURCE)
     template = server.ensure_template("prod", SCALE)
     size = server.execute("postgres", "SELECT pg_database_size(%s)", (template,))[0][0]
-    ours, anchor = [], []
+    ours, anchor, anchor_z1 = [], [], []
     with tempfile.TemporaryDirectory(prefix="pgsafe-bench-") as tmp:
         work = Path(tmp)
         for n in range(RUNS):
             with server.sprint90_database("prod", SCALE) as source:
                 anchor.append(bare_dump_restore(server, source, work))
+                anchor_z1.append(bare_dump_restore(server, source, work, ("-Z", "1")))
                 ours.append(rehearsal(server, source, work, n))
-    o, a = statistics.median(ours), statistics.median(anchor)
+    o, a, a1 = statistics.median(ours), statistics.median(anchor), statistics.median(anchor_z1)
     print(f"BENCH rehearsal ours_s={o:.3f} anchor=pg_dump_Fd_j2+pg_restore_j2 anchor_s={a:.3f} ratio={o / a:.3f} "
+          f"anchor_z1_s={a1:.3f} ratio_vs_z1={o / a1:.3f} "
           f"scale={SCALE:g} db_bytes={size} runs={RUNS} loadavg={os.getloadavg()[0]:.1f}")
     pg.pgclusters.stop(*SOURCE)
     return 0

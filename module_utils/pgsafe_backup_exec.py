@@ -264,7 +264,7 @@ def dump_globals(params, path, bin_dir=None):
 
 def take_backup(params, destination, covers, backup_id=None, fmt="directory", jobs=2, reason="", operator="",
                 run_id=None, bin_dir=None, space_factor=1.0, include_globals=True, lock_timeout="60s",
-                on_started=None):
+                on_started=None, compression=1):
     """Dump into ``<destination>/.tmp-<id>/``, write the manifest, rename to ``<destination>/<id>/``.
 
     Raises BackupError (the temporary directory removed) when anything fails; returns a summary.
@@ -272,6 +272,9 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
     """
     covers = parse_covers(covers)
     selection = dump_selection_args(covers)
+    if not isinstance(compression, int) or isinstance(compression, bool) or not 0 <= compression <= 9:
+        raise BackupError("compression must be a gzip level from 0 to 9, got {0!r}: nothing was dumped".format(
+            compression), kind="bad_input")
     if fmt not in ("directory", "custom"):
         raise BackupError("backup format {0!r} is not supported: use directory or custom".format(fmt),
                           kind="bad_input")
@@ -316,6 +319,7 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
             cmd = [pg_dump, "--no-password", "--snapshot", snapshot, "--lock-wait-timeout", str(lock_timeout),
                    "-f", target, "-d", facts["database"]]
             cmd += ["-Fd", "-j", str(max(1, int(jobs)))] if fmt == "directory" else ["-Fc"]
+            cmd += ["-Z", str(compression)]
             cmd += selection
             started = time.monotonic()
             with libpq_environment(params, facts["database"]) as env:
@@ -342,7 +346,8 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
                                   taken_at.isoformat(), operator or facts["current_user"], reason, run_id=run_id,
                                   snapshot=snapshot, jobs=jobs, globals_status=globals_status,
                                   database_oid=facts["database_oid"],
-                                  extra={"login_user": facts["current_user"], "dump_seconds": round(dump_seconds, 3)})
+                                  extra={"login_user": facts["current_user"], "dump_seconds": round(dump_seconds, 3),
+                                         "compression": compression})
         data = manifest_bytes(manifest)
         manifest_path = os.path.join(tmp_dir, MANIFEST_NAME)
         with open(manifest_path, "wb") as handle:

@@ -167,7 +167,8 @@ def test_pg_dump_killed_then_rerun(pg_server, scratch_server, fresh, tmp_path, r
         threading.Thread(target=killer, daemon=True).start()
 
     with pytest.raises(BackupError) as exc:
-        ex.take_backup(pg_server.module_params(db), str(dest), ["database"], on_started=kill_soon)
+        # gzip level 9: a dump slow enough to be killed half-way whatever the machine's speed
+        ex.take_backup(pg_server.module_params(db), str(dest), ["database"], on_started=kill_soon, compression=9)
     assert exc.value.kind == "killed" and "killed by signal 9" in str(exc.value)
     secret = pg_server.libpq["password"].encode()
     assert secret not in seen["cmdline"] and secret not in seen["environ"]
@@ -187,7 +188,7 @@ sys.path.insert(0, {root!r})
 import tests.conftest  # noqa: F401  (module_utils importable)
 from ansible.module_utils import pgsafe_backup_exec as ex
 params = {params!r}
-ex.take_backup(params, {dest!r}, ["database"], on_started=lambda p: print("STARTED", flush=True))
+ex.take_backup(params, {dest!r}, ["database"], on_started=lambda p: print("STARTED", flush=True), compression=9)
 """
 
 
@@ -390,6 +391,21 @@ def test_database_unreachable(pg_server, fresh, tmp_path, rows_lost):
     rows_lost(0)
 
 
+def test_bad_compression_level_dumps_nothing_and_the_level_is_recorded(pg_server, scratch_server, fresh, tmp_path,
+                                                                       rows_lost):
+    db, before = fresh
+    with pytest.raises(BackupError) as exc:
+        ex.take_backup(pg_server.module_params(db), str(tmp_path / "b"), ["database"], compression=10)
+    assert exc.value.kind == "bad_input" and "gzip level from 0 to 9, got 10" in str(exc.value)
+    assert leftovers(tmp_path / "b") == []
+    assert_nothing_trusted(pg_server, db, before, tmp_path / "b")
+    for level in (0, 1):  # uncompressed and the default both restore to identical content
+        taken, doc = full_backup_and_verify(pg_server, db, scratch_server, tmp_path / "b", compression=level)
+        assert doc["verified"] and doc["restore_tested"], doc["problems"]
+        assert json.loads(Path(taken["path"], "manifest.json").read_text())["compression"] == level
+    rows_lost(0)
+
+
 def test_scratch_server_unavailable(pg_server, scratch_server, fresh, tmp_path, rows_lost):
     db, before = fresh
     params = pg_server.module_params(db)
@@ -439,7 +455,7 @@ def test_exclusive_lock_during_parallel_dump_means_no_backup(pg_server, fresh, t
     try:
         with pytest.raises(BackupError) as exc:
             ex.take_backup(pg_server.module_params(db), str(tmp_path / "b"), ["database"], jobs=2,
-                           on_started=request_lock_once_dump_runs)
+                           on_started=request_lock_once_dump_runs, compression=9)  # a slow dump, still running
     finally:
         time.sleep(0.2)
         locker.rollback()
