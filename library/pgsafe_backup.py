@@ -190,7 +190,8 @@ def main():
                              tables=plan["tables"], estimate_bytes=plan["estimate_bytes"],
                              free_bytes=plan["free_bytes"], covers=plan["covers"])
         result = take_backup(p, p["destination"], p["covers"], backup_id=p["backup_id"], fmt=p["format"],
-                             jobs=p["jobs"], compression=p["compression"], reason=p["reason"], operator=p["operator"], run_id=p["run_id"],
+                             jobs=p["jobs"], compression=p["compression"], reason=p["reason"],
+                             operator=p["operator"], run_id=p["run_id"],
                              bin_dir=p["pg_bin_dir"], space_factor=p["space_factor"], include_globals=p["globals"],
                              lock_timeout=p["lock_timeout"])
         if p["record"]:
