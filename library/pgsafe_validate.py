@@ -139,13 +139,14 @@ from ansible.module_utils.pgsafe_validate import check_conformance, check_foreig
 ALL_CHECKS = ["foreign_keys", "invalid_indexes", "crud_probe", "conformance", "integrity"]
 
 
-def _reference(module, p):
+def _reference_loader(module, p):
+    """A call that builds the code's reference snapshot (file checks done here, in the module's thread)."""
     from ansible.module_utils.pgsafe_snapshot import ddl_snapshot, read_snapshot_file
 
     if p["reference_snapshot"]:
-        return read_snapshot_file(p["reference_snapshot"]), p["reference_snapshot"]
+        return lambda: (read_snapshot_file(p["reference_snapshot"]), p["reference_snapshot"])
     if not p["reference_ddl"]:
-        return None, None
+        return lambda: (None, None)
     try:
         with open(p["reference_ddl"], encoding="utf-8") as handle:
             text = handle.read()
@@ -155,8 +156,34 @@ def _reference(module, p):
                                  "ssl_mode", "ca_cert", "ssl_cert", "ssl_key", "connect_params")}
     scratch["login_db"] = "postgres"
     scratch.update({k: v for k, v in (p["scratch"] or {}).items() if v is not None})
-    snap, _ = ddl_snapshot(scratch, text, prefix="pgsafe_validate_ref", label=p["reference_ddl"])
-    return snap, p["reference_ddl"]
+    return lambda: (ddl_snapshot(scratch, text, prefix="pgsafe_validate_ref", label=p["reference_ddl"])[0],
+                    p["reference_ddl"])
+
+
+class _Background:
+    """Run a call in a thread (the reference is loaded on the scratch server while the target is checked)."""
+
+    def __init__(self, call):
+        import threading
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call):
+        try:
+            self._outcome = (True, call())
+        except Exception as exc:  # noqa: BLE001 - re-raised by result()
+            self._outcome = (False, exc)
+
+    def wait(self):
+        self._thread.join()
+
+    def result(self):
+        self.wait()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def main():
@@ -187,6 +214,8 @@ def main():
     except ConnectionFailure as exc:
         module.fail_json(msg=str(exc))
     extra = []
+    # The code's reference DDL is loaded into a throwaway database on the scratch server meanwhile.
+    reference_job = _Background(_reference_loader(module, p)) if "conformance" in p["checks"] else None
     try:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
@@ -202,7 +231,7 @@ def main():
         conn.set_session(isolation_level="DEFAULT", readonly=True)
         if "conformance" in p["checks"]:
             try:
-                reference, source = _reference(module, p)
+                reference, source = reference_job.result()
             except Exception as exc:  # noqa: BLE001 - SnapshotSourceError, ConnectionFailure, psycopg2 errors
                 reference, source = None, " ".join(str(exc).split())
                 checks.append({"check": "conformance", "status": "failed", "items": [],
@@ -252,6 +281,8 @@ def main():
         conn.close()
         for other in extra:
             other.close()
+        if reference_job is not None:  # never leave its throwaway database half-made behind
+            reference_job.wait()
     failed = [c["check"] for c in checks if c["status"] == "failed"]
     rows = []
     for c in checks:
