@@ -697,7 +697,8 @@ def restored_stats(params, dbname, entries, jobs=2):
             cur.execute("SELECT k, c.oid IS NOT NULL, coalesce(pg_relation_size(c.oid), 0) "
                         "FROM unnest(%s::text[]) AS k LEFT JOIN pg_class c ON c.oid = to_regclass(k)", (keys,))
             found = {k: (present, size) for k, present, size in cur.fetchall()}
-            present = sorted(((e["schema"], e["table"]) for k, e in entries.items() if found.get(k, (False,))[0]),
+            present = sorted(((e["schema"], e["table"]) for e in entries.values()
+                              if found.get(table_key(e["schema"], e["table"]), (False,))[0]),
                              key=lambda t: -found[table_key(*t)][1])
             methods = _methods(entries)
             jobs = max(1, min(int(jobs or 1), len(present)))
