@@ -319,8 +319,13 @@ def test_backend_terminated_mid_backfill_then_rerun_converges(pg_server, prod_db
     before = {t: normalised(table_content(pg_server, db, t)) for t in (EXPORTS, ANALYTICS)}
     proc = spawn_module("pgsafe_column_types", args_for(pg_server, db, strategy="online", batch_size=10,
                                                         throttle_ms=100, run_id="bf-killed"))
-    _wait_for(pg_server, db, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-                             "AND application_name = 'pgsafe' AND query LIKE 'WITH b AS%%')")  # backfilling
+    # Backfilling: a batch is visible in pg_stat_activity only while it runs (between batches the last
+    # statement shown is its COMMIT), so a loaded machine can miss every one; the shadow column of the
+    # first table, created just before the batches start, is a signal that stays.
+    _wait_for(pg_server, db, "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND "
+                             "attname LIKE '%%pgsafe_new' AND NOT attisdropped) OR EXISTS (SELECT 1 FROM "
+                             "pg_stat_activity WHERE datname = current_database() AND application_name = 'pgsafe' "
+                             "AND query LIKE 'WITH b AS%%')", (f'"{EXPORTS}"',))
     time.sleep(0.3)
     pids = pg_server.execute(db, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgsafe' AND datname = "
                                  "current_database() AND pid <> pg_backend_pid()")
