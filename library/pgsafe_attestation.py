@@ -10,7 +10,7 @@ module: pgsafe_attestation
 short_description: Record a rehearsal's result for a plan fingerprint in the source database
 description:
   - Writes one row in C(pgsafe.attestation) of the database the rehearsal was taken from (prod), so
-    that prod's gate (M(pgsafe_gate)) finds it there: the plan fingerprint, the product version, the
+    that prod's gate (M(pgsafe_gate)) finds it there - the plan fingerprint, the product version, the
     schema fingerprint the rehearsal started from, the result and the phase timings.
   - Writes nothing in check mode.
 version_added: "0.1.0"

@@ -58,7 +58,7 @@ options:
   compression:
     description:
       - gzip level of pg_dump (C(-Z), 0-9). The default 1 is measured at 2.3 times the speed of pg_dump's
-        own default (level 6) for a file about 5% larger (Sprint 90 fixture at scale 300, 367 MB:
+        own default (level 6) for a file about 5% larger (Sprint 90 fixture at scale 300, 367 MB,
         2.2 s and 115 MB against 5.0 s and 109 MB); 0 writes uncompressed files (fastest, about 2.4 times
         bigger). Recorded in the manifest.
     type: int

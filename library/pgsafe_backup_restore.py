@@ -70,7 +70,7 @@ options:
     description:
       - With I(mode=database) and the connection's database equal to I(target_database) (the rehearsal's
         copy), a restore whose every table matches the manifest is also recorded in the target's
-        C(pgsafe.backup) as the target's own verified, restore-tested backup (marked C(restored_copy)):
+        C(pgsafe.backup) as the target's own verified, restore-tested backup (marked C(restored_copy)),
         the target's content is exactly the backup's, so restoring it again is the target's way back.
         Saves the rehearsal a second dump and restore test of a copy it has just proven.
     type: bool

@@ -14,7 +14,7 @@ description:
     I(rehearsal_max_age_days), read from C(pgsafe.attestation) in the target database (the
     rehearsal records it there), and that the live schema's fingerprint equals the one the
     rehearsal started from (a stale plan is refused) or the one it ended with (the plan is
-    already applied: the run converges without changes).
+    already applied, so the run converges without changes).
   - With I(confirm_required), demands I(confirm_database) equal to the target's database name.
   - Demands the current time be inside I(window) unless I(window_override_reason) is given (the
     reason is returned so the run records it).

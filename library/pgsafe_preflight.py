@@ -38,7 +38,7 @@ options:
     default: false
   readable_tables:
     description:
-      - Tables the run only reads (validation, fingerprints): the preflight names each one that exists
+      - Tables the run only reads (validation, fingerprints); the preflight names each one that exists
         and that the login cannot C(SELECT). Tables in I(tables) are always checked for C(SELECT) too.
         Missing tables are not a problem here (a retired table is gone on purpose).
     type: list

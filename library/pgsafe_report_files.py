@@ -15,8 +15,8 @@ description:
   - One module run instead of one copy/template task per file (a run writes six files per host).
   - The contents are rendered by the caller (C(lookup('ansible.builtin.template', ...))) on the controller.
   - Every file ends with a newline (added when its content lacks one).
-  - In check mode nothing is written (the run_report role writes its reports with C(check_mode: false):
-    a check run's plan is its report).
+  - "In check mode nothing is written (the run_report role writes its reports with C(check_mode=false): a
+    check run's plan is its report)."
 version_added: "0.1.0"
 author: pgsafe maintainers
 options:

@@ -1,0 +1,45 @@
+"""Every module's DOCUMENTATION, EXAMPLES and RETURN are YAML that ansible-doc can read.
+
+A description with ": " in a plain scalar silently breaks `ansible-doc` for the whole module; this
+reads the three blocks the way ansible-doc does (without importing the module) and checks their shape.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+LIBRARY = Path(__file__).resolve().parents[2] / "library"
+MODULES = sorted(LIBRARY.glob("*.py"))
+
+
+def blocks(path: Path) -> dict:
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
+            found[node.targets[0].id] = node.value.value
+    return found
+
+
+def test_there_are_modules():
+    assert len(MODULES) >= 20
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
+def test_documentation_parses_and_names_the_module(path):
+    docs = blocks(path)
+    assert set(docs) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}, f"{path.name}: missing blocks"
+    doc = yaml.safe_load(docs["DOCUMENTATION"])
+    assert doc["module"] == path.stem
+    assert doc["short_description"] and doc["description"]
+    for name, option in (doc.get("options") or {}).items():
+        assert option.get("description"), f"{path.name}: option {name} has no description"
+        assert option.get("type"), f"{path.name}: option {name} has no type"
+    examples = yaml.safe_load(docs["EXAMPLES"])
+    assert isinstance(examples, list) and examples, f"{path.name}: EXAMPLES is not a list of tasks"
+    returned = yaml.safe_load(docs["RETURN"]) or {}
+    for name, value in returned.items():
+        assert value.get("description") and value.get("returned"), f"{path.name}: return value {name}"
