@@ -67,8 +67,10 @@ _NS_FILTER = ("n.nspname <> ALL(%(ignore)s) AND n.nspname NOT LIKE 'pg\\_temp\\_
 
 
 def _not_extension_member(alias, catalog):
-    return ("NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{1}'::regclass AND e.objid = {0}.oid "
-            "AND e.deptype = 'e')".format(alias, catalog))
+    # refclassid (always pg_extension for deptype 'e') lets the server read only the extensions' entries
+    # through pg_depend's reference index instead of scanning all of pg_depend.
+    return ("NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.refclassid = 'pg_extension'::regclass "
+            "AND e.classid = '{1}'::regclass AND e.objid = {0}.oid AND e.deptype = 'e')".format(alias, catalog))
 
 
 def _comment(alias, catalog, subid="0"):
@@ -456,7 +458,12 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
         }
 
     def colnames(relid, numbers_text):
-        numbers = numbers_text.split() if numbers_text else []
+        if not numbers_text:
+            return []
+        if " " not in numbers_text:  # one key: the common case
+            item = attnames.get((relid, int(numbers_text)))
+            return [item[0] if item else "#" + numbers_text]
+        numbers = numbers_text.split()
         found = [attnames.get((relid, int(num))) for num in numbers]
         if None not in found:
             return [item[0] for item in found]
