@@ -33,6 +33,7 @@ from ansible.module_utils.pgsafe_backup import (MANIFEST_NAME, PINNED_SETTINGS, 
                                                 parse_covers, space_verdict, table_key, tables_in_scope,
                                                 verification_document, verify_files)
 from ansible.module_utils.pgsafe_identifiers import quote_ident
+from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
 from ansible.module_utils.pgsafe_connection import (ConnectionFailure, connect, describe_target,
                                                     libpq_environment)
 
@@ -684,9 +685,8 @@ def _compare_restored(params, dbname, manifest, keys=None, jobs=2):
 
 def restored_stats(params, dbname, entries, jobs=2):
     """Row counts and content hashes (the manifest's methods) of the manifest ``entries`` present in the
-    restored database ``dbname``: one snapshot, shared by up to ``jobs`` connections that split the
-    tables by size (largest first), so a big restore is compared on every core the server has."""
-    import threading
+    restored database ``dbname``: one snapshot, shared by up to ``jobs`` connections that take the
+    tables largest first, so a big restore is compared on every core the server has."""
     conn = _connect(params, dbname=dbname, read_only=True)
     workers = []
     try:
@@ -701,42 +701,15 @@ def restored_stats(params, dbname, entries, jobs=2):
                               if found.get(table_key(e["schema"], e["table"]), (False,))[0]),
                              key=lambda t: -found[table_key(*t)][1])
             methods = _methods(entries)
-            jobs = max(1, min(int(jobs or 1), len(present)))
-            if jobs == 1:
-                return table_stats(cur, present, methods)
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
-            buckets, loads = [[] for _ in range(jobs)], [0] * jobs
-            for table in present:  # largest first, onto the least loaded connection
-                i = loads.index(min(loads))
-                buckets[i].append(table)
-                loads[i] += found[table_key(*table)][1] + 1
-            results, errors = [{} for _ in range(jobs)], []
-
-            def work(i, own):
-                try:
-                    with own.cursor() as wcur:
-                        wcur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        wcur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-                        pin_settings(wcur)
-                        results[i] = table_stats(wcur, buckets[i], methods)
-                except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                    errors.append(exc)
-
-            threads = []
-            for i in range(1, jobs):
-                own = _connect(params, dbname=dbname)
-                workers.append(own)
-                threads.append(threading.Thread(target=work, args=(i, own), daemon=True))
-            for thread in threads:
-                thread.start()
-            results[0] = table_stats(cur, buckets[0], methods)
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
+            cursors = [cur]
+            if min(int(jobs or 1), len(present)) > 1:
+                snapshot = export_snapshot(cur)
+                for _ in range(min(int(jobs), len(present)) - 1):
+                    workers.append(_connect(params, dbname=dbname))
+                    cursors.append(join_snapshot(workers[-1], snapshot))
+                    pin_settings(cursors[-1])
             merged = {}
-            for part in results:
+            for part in run_over_cursors(cursors, present, lambda own, table: table_stats(own, [table], methods)):
                 merged.update(part)
             return merged
     finally:

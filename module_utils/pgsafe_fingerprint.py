@@ -75,12 +75,11 @@ Plain Python; SQL is built with psycopg2.sql (identifiers quoted, values as para
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from decimal import Decimal
 
 from ansible.module_utils.pgsafe_identifiers import split_qualified
 from ansible.module_utils.pgsafe_meta import META_SCHEMA, PRODUCT_SCHEMAS
+from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
 
 ALGORITHM = "pgsafe-fp-v3"
 MOD = 2 ** 64
@@ -425,10 +424,11 @@ def fingerprint_in_transaction(cur, tables=None, normalize=None, uuid_text="auto
 
 def _begin_snapshot_transaction(conn, snapshot=None):
     """Autocommit connection -> explicit READ ONLY REPEATABLE READ transaction with pinned settings."""
-    cur = conn.cursor()
-    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot:
-        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+        cur = join_snapshot(conn, snapshot)
+    else:
+        cur = conn.cursor()
+        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     pin_settings(cur)
     return cur
 
@@ -459,46 +459,18 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
                     "txid_snapshot_xmin(txid_current_snapshot())")
         taken_at, xmin = cur.fetchone()
         targets = resolve_tables(cur, tables, exclude_schemas)
-        result = {}
         workers = max(1, min(int(workers or 1), len(targets)))
+        cursors = [cur]
         if workers > 1 and connect is not None:
-            cur.execute("SELECT pg_export_snapshot()")
-            snapshot = cur.fetchone()[0]
-            jobs = queue.Queue()
-            for target in sorted(targets, key=lambda t: t[2] != "p"):
-                jobs.put(target)
-            errors = []
-            cursors = [cur]
+            snapshot = export_snapshot(cur)
             for _ in range(workers - 1):
                 other = connect()
-                other.autocommit = True
                 extra.append(other)
                 cursors.append(_begin_snapshot_transaction(other, snapshot))
-
-            def work(worker_cur):
-                while not errors:
-                    try:
-                        schema, table, kind = jobs.get_nowait()
-                    except queue.Empty:
-                        return
-                    try:
-                        key, entry = _fingerprint_one(worker_cur, schema, table, kind, normalize, uuid_text)
-                        result[key] = entry
-                    except Exception as exc:  # noqa: BLE001 - re-raised below in the caller's thread
-                        errors.append(exc)
-                        return
-
-            threads = [threading.Thread(target=work, args=(c,)) for c in cursors]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
-        else:
-            for schema, table, kind in targets:
-                key, entry = _fingerprint_one(cur, schema, table, kind, normalize, uuid_text)
-                result[key] = entry
+        result = dict(run_over_cursors(
+            cursors, sorted(targets, key=lambda t: t[2] != "p"),  # partitioned tables (the biggest reads) first
+            lambda worker_cur, target: _fingerprint_one(worker_cur, target[0], target[1], target[2], normalize,
+                                                        uuid_text)))
         return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
                 "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
                 "tables": {key: result[key] for key in sorted(result)}}
