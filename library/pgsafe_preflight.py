@@ -151,11 +151,20 @@ REPLICAS = """
 """
 
 
-def inspect_tables(cur, names, params, user):
+def inspect_tables(cur, names, readable_names, params, user):
+    """Problems of the plan's tables (``names``: present, readable, owned when required, unlocked) and of
+    the tables the run only reads (``readable_names``: readable where they exist), in one catalog read."""
     problems, no_create = [], []
-    schemas, tables = [n[0] for n in names], [n[1] for n in names]
-    cur.execute(OWNERSHIP, (schemas, tables))
+    changing = set(names)
+    everything = list(names) + [n for n in readable_names if n not in changing]
+    if not everything:
+        return problems
+    cur.execute(OWNERSHIP, ([n[0] for n in everything], [n[1] for n in everything]))
     for schema, table, exists, owner, readable, can_create in cur.fetchall():
+        if (schema, table) not in changing:
+            if exists and not readable:  # a missing table is not this check's business
+                problems.append(_unreadable(user, schema, table))
+            continue
         if not exists:
             problems.append("table {0} does not exist: check the plan's table names".format(qualified(schema, table)))
             continue
@@ -170,23 +179,17 @@ def inspect_tables(cur, names, params, user):
         problems.append("login {0} lacks CREATE on schema {1} (retiring, restoring and merging tables there need "
                         "it): GRANT CREATE ON SCHEMA {1} TO the role that owns its tables".format(
                             user, quote_ident(schema)))
-    cur.execute(LOCKS_ON_TABLES, (schemas, tables))
-    for pid, mode, schema, table in cur.fetchall():
-        problems.append("session {0} holds {1} on {2}: wait for it to finish or stop it before the run".format(
-            pid, mode, qualified(schema, table)))
+    if names:
+        cur.execute(LOCKS_ON_TABLES, ([n[0] for n in names], [n[1] for n in names]))
+        for pid, mode, schema, table in cur.fetchall():
+            problems.append("session {0} holds {1} on {2}: wait for it to finish or stop it before the run".format(
+                pid, mode, qualified(schema, table)))
     return problems
 
 
 def _unreadable(user, schema, table):
     return ("login {0} cannot read table {1}: GRANT pg_read_all_data (or SELECT on it) to the login, "
             "see docs/least-privilege.md".format(user, qualified(schema, table)))
-
-
-def inspect_readable(cur, names, user):
-    """Problems for tables that exist but cannot be read (missing ones are not this check's business)."""
-    cur.execute(OWNERSHIP, ([n[0] for n in names], [n[1] for n in names]))
-    return [_unreadable(user, schema, table)
-            for schema, table, exists, _owner, readable, _create in cur.fetchall() if exists and not readable]
 
 
 def main():
@@ -219,9 +222,7 @@ def main():
                         "pg_database_size(current_database())")
             version, version_num, user, superuser, size = cur.fetchone()
             installed = meta_schema_installed(cur)
-            problems = inspect_tables(cur, names, module.params, user) if names else []
-            if readable_names:
-                problems.extend(inspect_readable(cur, readable_names, user))
+            problems = inspect_tables(cur, names, readable_names, module.params, user)
             if meta_schema_access(cur) == "no-access":
                 problems.append("login {0} cannot use the product schema pgsafe (it records runs, backups and "
                                 "quarantined rows there): GRANT USAGE, CREATE ON SCHEMA pgsafe and the privileges on "

@@ -1,6 +1,7 @@
 """Shared pytest fixtures: module_utils importable as in Ansible, real Postgres servers."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,14 @@ if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 
 from tests import pg  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_clusters_the_session_started():
+    """Servers the session started are stopped when it ends (PGSAFE_KEEP_CLUSTERS=1 keeps them running)."""
+    yield
+    if os.environ.get("PGSAFE_KEEP_CLUSTERS") != "1":
+        pg.stop_started_here()
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +53,3 @@ def dev_db(pg_server):
     with pg_server.sprint90_database("dev") as name:
         yield name
 
-
-@pytest.fixture(scope="session")
-def local_clusters():
-    """The prod/dev/staging clusters of inventories/local (make db-up), reseeded for the session."""
-    return pg.pgclusters.up(reseed=True)

@@ -137,8 +137,21 @@ def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra
     return path
 
 
+# Clusters this process found stopped and started: the test session stops them when it ends
+# (tests/conftest.py), so `make test` leaves no server behind; PGSAFE_KEEP_CLUSTERS=1 keeps them.
+STARTED_HERE: list = []
+
+
 def start_server(name_port=TEST_CLUSTER) -> Server:
+    if not pgclusters._port_open(name_port[1]) and tuple(name_port) not in STARTED_HERE:
+        STARTED_HERE.append(tuple(name_port))
     return Server(pgclusters.start(*name_port))
+
+
+def stop_started_here() -> None:
+    """Stop the clusters start_server started in this process (the others were someone else's)."""
+    while STARTED_HERE:
+        pgclusters.stop(*STARTED_HERE.pop())
 
 
 def run_playbook(playbook: str, inventory: str = "inventories/local", extra_vars: dict | None = None,
