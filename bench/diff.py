@@ -50,12 +50,14 @@ from ansible.module_utils.pgsafe_schema_diff import diff_snapshots
 import gc, json, os
 base = dict(login_host="127.0.0.1", login_port={port}, login_user="postgres", ssl_mode="disable",
             login_password=os.environ["BENCH_PGPASSWORD"])
+gc.disable()  # as the module does: the snapshots live until the process exits
 left, right = read_snapshot_pair(lambda: live_snapshot(dict(base, login_db={left!r})),
                                lambda: live_snapshot(dict(base, login_db={right!r})))
+gc.freeze()
+gc.enable()
 for side in (left, right):
     if isinstance(side, Exception):
         raise side
-gc.freeze()  # as the module does: the snapshots live until the process exits
 diffs = diff_snapshots(left, right)
 json.dump([[d["kind"], d["object"], d["attribute"]] for d in diffs], sys.stdout)
 """

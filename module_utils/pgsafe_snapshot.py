@@ -323,16 +323,35 @@ def _index_keys(relid, method, nkey, indkey_text, indclass_text, indcoll_text, i
 
 
 def _pin_settings(cur):
-    # Sorts and hashes of big catalogs stay in memory; every query reads a whole catalog, where hash joins
-    # beat thousands of index probes (measured: the index query 16.6 -> 13.1 ms on 2,000 tables).
-    settings = PINNED_SETTINGS + (("work_mem", "64MB"), ("enable_nestloop", "off"))
+    settings = PINNED_SETTINGS + (("work_mem", "64MB"),)  # sorts of big catalogs stay in memory
     cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
                 [item for pair in settings for item in pair])
 
 
+# Planner settings for one query only, undone right after it.  The index query joins every index to its
+# relation: hash joins beat thousands of index probes there (16.6 -> 13.1 ms at 2,000 tables).  Never for
+# every query: with nested loops off, the sequences query's per-sequence subquery turns into hash joins
+# over whole catalogs (14 s instead of 34 ms for 4,000 sequences).
+QUERY_SETTINGS = {"indexes": (("enable_nestloop", "off"),)}
+
+
 def _rows(cur, kind, ignore_schemas):
+    settings = QUERY_SETTINGS.get(kind, ())
+    if settings:  # one round trip: the current values, then the query's own
+        cur.execute("SELECT " + ", ".join(["current_setting(%s), set_config(%s, %s, true)"] * len(settings)),
+                    [item for name, value in settings for item in (name, name, value)])
+        row = cur.fetchone()
+        previous = [(name, row[2 * i]) for i, (name, _) in enumerate(settings)]
     cur.execute(QUERIES[kind], {"ignore": list(ignore_schemas)})
-    return cur.fetchall()
+    rows = cur.fetchall()
+    if settings:
+        _set_local(cur, previous)
+    return rows
+
+
+def _set_local(cur, settings):
+    cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
+                [item for pair in settings for item in pair])
 
 
 def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()):
@@ -436,6 +455,8 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
     for relid, attnum, column, typ, notnull, flags, coll_oid in column_rows:
         attkey = (relid, attnum)
         attnames[attkey] = (column, coll_oid)
+        if coll_oid:  # before any column is skipped: index keys on ignored columns are spelled the same way
+            collated_rels.add(relid)
         if relid != last:
             last, position = relid, 0
             rel = rels.get(relid)
@@ -447,7 +468,6 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
             continue
         collation = None
         if coll_oid:
-            collated_rels.add(relid)
             coll = collations.get(coll_oid)
             collation = coll[0] if coll and coll[1] == "pg_catalog" else (_qn(coll[1], coll[0]) if coll else None)
         owner_columns[column] = {
@@ -827,12 +847,15 @@ def read_snapshot_pair(left_call, right_call):
             os._exit(status)
     os.close(to_child_r)
     os.close(to_parent_w)
+    right = None
     try:
-        try:
-            left = left_call()
-        except Exception as exc:  # noqa: BLE001 - returned in its place
-            left = exc
+        # The pipes close before the wait whatever happens here (even KeyboardInterrupt): a child
+        # blocked writing to the parent then fails and exits instead of waiting forever.
         with os.fdopen(to_child_w, "wb") as requests, os.fdopen(to_parent_r, "rb") as replies:
+            try:
+                left = left_call()
+            except Exception as exc:  # noqa: BLE001 - returned in its place
+                left = exc
             try:
                 right = _fetch_snapshot(left, requests, replies)
             except OSError:  # the child went away mid-exchange

@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
+import time
 
 import pytest
 
@@ -73,3 +75,22 @@ def test_errors_of_the_right_side_come_back_with_type_and_message():
 def test_plain_results_are_sent_whole():
     assert read_snapshot_pair(lambda: ("l", [1]), lambda: {"r": (2.5, None, True)}) == [("l", [1]),
                                                                                     {"r": (2.5, None, True)}]
+
+
+def test_an_interrupted_left_side_neither_hangs_nor_leaves_the_child_behind():
+    big = snapshot({'"public"."t{0}"'.format(i): {"schema": "public", "name": "t{0}".format(i), "pad": "x" * 200}
+                    for i in range(2000)})  # its digests alone outgrow a pipe's buffer
+
+    def interrupted():
+        time.sleep(0.3)  # the child is blocked writing by now
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("read_snapshot_pair hung"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            read_snapshot_pair(interrupted, lambda: copy.deepcopy(big))
+    finally:
+        signal.alarm(0)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left to reap
