@@ -22,10 +22,10 @@ from tests import pg  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_the_clusters_the_session_started():
-    """Servers the session started are stopped when it ends (PGSAFE_KEEP_CLUSTERS=1 keeps them running)."""
+    """Servers a test session started are stopped by the last session using them (PGSAFE_KEEP_CLUSTERS=1 keeps them)."""
     yield
     if os.environ.get("PGSAFE_KEEP_CLUSTERS") != "1":
-        pg.stop_started_here()
+        pg.leave_clusters()
 
 
 @pytest.fixture(scope="session")

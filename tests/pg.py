@@ -5,6 +5,7 @@ tools/pgclusters.py), every database a real CREATE DATABASE.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -137,21 +138,47 @@ def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra
     return path
 
 
-# Clusters this process found stopped and started: the test session stops them when it ends
-# (tests/conftest.py), so `make test` leaves no server behind; PGSAFE_KEEP_CLUSTERS=1 keeps them.
-STARTED_HERE: list = []
+# Every process using a cluster holds a shared lock on its session file for as long as it runs. A
+# cluster that a test process found stopped and started is marked; when a test session ends
+# (tests/conftest.py), it stops the marked clusters nobody else holds, so `make test` leaves no
+# server behind and never stops one another session is using. PGSAFE_KEEP_CLUSTERS=1 keeps them.
+_SESSION_LOCKS: dict = {}
+
+
+def _session_files(name: str) -> tuple:
+    pgclusters.DATA_ROOT.mkdir(parents=True, exist_ok=True)
+    return (pgclusters.DATA_ROOT / f".{name}.sessions", pgclusters.DATA_ROOT / f".{name}.started-by-tests")
 
 
 def start_server(name_port=TEST_CLUSTER) -> Server:
-    if not pgclusters._port_open(name_port[1]) and tuple(name_port) not in STARTED_HERE:
-        STARTED_HERE.append(tuple(name_port))
-    return Server(pgclusters.start(*name_port))
+    name, port = name_port
+    lock_path, marker = _session_files(name)
+    if (name, port) not in _SESSION_LOCKS:
+        handle = open(lock_path, "a")  # noqa: SIM115 - held open until the session leaves
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits while a leaving session stops this cluster
+        _SESSION_LOCKS[(name, port)] = handle
+    was_running = pgclusters._port_open(port)
+    server = Server(pgclusters.start(name, port))
+    if not was_running:
+        marker.touch()
+    return server
 
 
-def stop_started_here() -> None:
-    """Stop the clusters start_server started in this process (the others were someone else's)."""
-    while STARTED_HERE:
-        pgclusters.stop(*STARTED_HERE.pop())
+def leave_clusters() -> None:
+    """Stop the clusters a test process started that no other process is using; release the rest."""
+    while _SESSION_LOCKS:
+        (name, port), handle = _SESSION_LOCKS.popitem()
+        _, marker = _session_files(name)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another session still uses it: the last one out stops it
+        else:
+            if marker.exists():
+                pgclusters.stop(name, port)
+                marker.unlink()
+        finally:
+            handle.close()
 
 
 def run_playbook(playbook: str, inventory: str = "inventories/local", extra_vars: dict | None = None,
