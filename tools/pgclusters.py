@@ -174,6 +174,11 @@ class Cluster:
         return f"pgsafe-{self.name}"
 
 
+# A server whose port is held by a client socket is started again every 5 s for up to 75 s: the port
+# can stay taken for TIME_WAIT's 60 s after that socket closes.
+BIND_RETRY_SECONDS = 75
+
+
 def native_up(cluster: Cluster, bindir: Path) -> str:
     if _port_open(cluster.port):
         if (cluster.datadir / "postmaster.pid").exists():
@@ -207,11 +212,25 @@ def native_up(cluster: Cluster, bindir: Path) -> str:
                 conf.write(f"{key} = {value}\n")
             conf.write(f"port = {cluster.port}\n")
             conf.write(f"unix_socket_directories = '{cluster.datadir}'\n")
-    _run(_as_postgres([
-        str(bindir / "pg_ctl"), "-D", str(cluster.datadir), "-l", str(cluster.datadir / "server.log"),
-        # The port asked for now wins over the one written at initdb (PGSAFE_PORT_* may have changed).
-        "-o", f"-p {cluster.port}", "-w", "-t", "60", "start",
-    ]))
+    log = cluster.datadir / "server.log"
+    deadline = time.monotonic() + BIND_RETRY_SECONDS
+    while True:
+        written = log.stat().st_size if log.exists() else 0
+        try:
+            _run(_as_postgres([
+                str(bindir / "pg_ctl"), "-D", str(cluster.datadir), "-l", str(log),
+                # The port asked for now wins over the one written at initdb (PGSAFE_PORT_* may have changed).
+                "-o", f"-p {cluster.port}", "-w", "-t", "60", "start",
+            ]))
+            break
+        except ClusterError:
+            # Our loopback ports lie in Linux's ephemeral range: a client socket can hold one for a moment.
+            with open(log, encoding="utf-8", errors="replace") as handle:
+                handle.seek(written)
+                said = handle.read()
+            if "could not bind" not in said or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
     _wait_ready(cluster.port)
     return "started"
 
