@@ -702,9 +702,10 @@ def restored_stats(params, dbname, entries, jobs=2):
                              key=lambda t: -found[table_key(*t)][1])
             methods = _methods(entries)
             cursors = [cur]
-            if min(int(jobs or 1), len(present)) > 1:
+            jobs = min(int(jobs or 1), len(present))
+            if jobs > 1:
                 snapshot = export_snapshot(cur)
-                for _ in range(min(int(jobs), len(present)) - 1):
+                for _ in range(jobs - 1):
                     workers.append(_connect(params, dbname=dbname))
                     cursors.append(join_snapshot(workers[-1], snapshot))
                     pin_settings(cursors[-1])

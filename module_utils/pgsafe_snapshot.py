@@ -323,9 +323,7 @@ def _index_keys(relid, method, nkey, indkey_text, indclass_text, indcoll_text, i
 
 
 def _pin_settings(cur):
-    settings = PINNED_SETTINGS + (("work_mem", "64MB"),)  # sorts of big catalogs stay in memory
-    cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
-                [item for pair in settings for item in pair])
+    _set_local(cur, PINNED_SETTINGS + (("work_mem", "64MB"),))  # sorts of big catalogs stay in memory
 
 
 # Planner settings for one query only, undone right after it.  The index query joins every index to its
@@ -350,6 +348,7 @@ def _rows(cur, kind, ignore_schemas):
 
 
 def _set_local(cur, settings):
+    """SET LOCAL the (name, value) pairs in one round trip."""
     cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
                 [item for pair in settings for item in pair])
 

@@ -225,9 +225,11 @@ def native_up(cluster: Cluster, bindir: Path) -> str:
             break
         except ClusterError:
             # Our loopback ports lie in Linux's ephemeral range: a client socket can hold one for a moment.
-            with open(log, encoding="utf-8", errors="replace") as handle:
-                handle.seek(written)
-                said = handle.read()
+            said = ""
+            if log.exists():  # pg_ctl can fail before it writes a log: its own error is then raised as is
+                with open(log, encoding="utf-8", errors="replace") as handle:
+                    handle.seek(written)
+                    said = handle.read()
             if "could not bind" not in said or time.monotonic() > deadline:
                 raise
             time.sleep(5)
