@@ -67,6 +67,55 @@ def table_size_text(table):
     return "~{0} rows, ~{1}".format(int(rows or 0), human_bytes(size or 0))
 
 
+def holds_data(table):
+    """True unless the statistics say the table is empty and unwritten (never analyzed: assume it holds data)."""
+    if not table.get("analyzed", True):
+        return True
+    return bool(table.get("reltuples") or table.get("live_rows") or table.get("writes"))
+
+
+def table_activity_text(table):
+    """'~621 rows, ~96.0 kB, 671 row writes since the statistics were reset' (estimates and statistics)."""
+    text = table_size_text(table)
+    if not table.get("analyzed", True):
+        text += ", never analyzed: the row estimate means nothing"
+    if "writes" in table:
+        text += ", {0} row writes since the statistics were reset".format(table.get("writes") or 0)
+    return text
+
+
+def _extra_table_diff(key, table):
+    """A live table the code does not declare: something to investigate, never something to drop."""
+    activity = table_activity_text(table)
+    if holds_data(table):
+        note = ("not in the code: investigate before changing anything ({0}). Who reads or writes it? (legacy_audit.yml "
+                "samples its activity over a window.) It holds data or is written: keep it; never drop it. If it is "
+                "proven unused, retire it (moved to pgsafe_quarantine with a verified backup, restorable)").format(
+                    activity)
+        summary = "table not in the code: investigate (holds data)"
+    else:
+        note = ("not in the code, empty and unwritten ({0}): a candidate for retirement (table_cleanup moves it to "
+                "pgsafe_quarantine, restorable for the retention period) once nothing is found to use it").format(
+                    activity)
+        summary = "table not in the code: investigate (empty)"
+    return _diff("table", key, "presence", _brief_table(table), None, "warning", hazard(note=note), summary)
+
+
+_NOW_SPELLINGS = frozenset(("now()", "CURRENT_TIMESTAMP", "transaction_timestamp()"))
+
+
+def normalize_default(text):
+    """A column default as compared: spellings the catalogs keep apart for the same value are one.
+
+    ``now()``, ``CURRENT_TIMESTAMP`` and ``transaction_timestamp()`` are the same function (the start of the
+    transaction); white space is folded.
+    """
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    return "now()" if text in _NOW_SPELLINGS else text
+
+
 def split_type(text):
     """('character varying', [255], '') from 'character varying(255)'; mods None when absent."""
     match = _TYPE_RE.match(text.strip())
@@ -199,12 +248,16 @@ def _column_diffs(tkey, ltable, rtable):
             breaks_inserts = lc["not_null"] and not lc.get("default") and not lc.get("identity") and not lc.get("generated")
             out.append(_diff("column", obj, "presence", lc["type"], None, "blocking" if breaks_inserts else "warning",
                              hazard(False, AE, data_loss=True,
-                                    note="DROP COLUMN loses its data ({0}); back it up first{1}".format(
+                                    note="not in the code: investigate before changing it; DROP COLUMN would lose its "
+                                         "data ({0}): back it up first{1}".format(
                                         table_size_text(ltable),
                                         "; NOT NULL without default: inserts that do not know this column fail"
                                         if breaks_inserts else "")),
-                             "column extra (in left only)"))
+                             "column not in the code (in left only)"))
             continue
+        if lc.get("default") != rc.get("default") and normalize_default(lc.get("default")) == normalize_default(
+                rc.get("default")):
+            lc = dict(lc, default=rc.get("default"))  # the same default, spelled another way
         out += _attr_diffs("column", obj, lc, rc, ("type", "not_null", "default", "identity", "generated", "collation"),
                            lambda attr, lv, rv, lc=lc, rc=rc, name=name: _classify_column(attr, lv, rv, lc, rc, ltable, name))
         out += _comment_diff("column", obj, lc.get("comment"), rc.get("comment"))
@@ -338,6 +391,67 @@ def _paired_renames(kind, missing, extra, left_items, right_items, definition):
     return renames
 
 
+def _unique_key(table, columns):
+    return table, tuple(columns)
+
+
+def _plain_unique_index(idx):
+    """(table, keys) of a unique index that a UNIQUE constraint could stand for, or None."""
+    if (idx.get("unique") and not idx.get("primary") and idx.get("method") == "btree" and not idx.get("predicate")
+            and not idx.get("include") and idx.get("valid", True)):
+        return _unique_key(idx["table"], idx["keys"])
+    return None
+
+
+def _unique_equivalents(cmissing, cextra, imissing, iextra, lcons, rcons, lidx, ridx):
+    """A unique index on one side and a UNIQUE constraint on the same keys on the other: the same guarantee.
+
+    Paired items leave the missing/extra lists (updated in place) and come back as one info difference each.
+    """
+    out = []
+    left_indexes = {}
+    for key, idx in lidx.items():
+        found = _plain_unique_index(idx)
+        if found is not None:
+            left_indexes.setdefault(found, []).append(key)
+    for key in list(cmissing):
+        con = rcons[key]
+        if con.get("type") != "unique":
+            continue
+        candidates = left_indexes.get(_unique_key(con["table"], con["columns"]))
+        if not candidates:
+            continue
+        lkey = candidates[0]
+        cmissing.remove(key)
+        if lkey in iextra:
+            iextra.remove(lkey)
+        out.append(_diff("constraint", key, "unique_as_index", "unique index {0}".format(lidx[lkey]["name"]),
+                         con["definition"], "info", hazard(note=(
+                             "the same guarantee: a unique index enforces what the UNIQUE constraint declares (ON "
+                             "CONFLICT works with either); only ON CONFLICT ON CONSTRAINT needs the constraint (ALTER "
+                             "TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX, brief ACCESS EXCLUSIVE)")),
+                         "a unique index where the right has a unique constraint on the same keys"))
+    left_uniques = {}
+    for key, con in lcons.items():
+        if con.get("type") == "unique":
+            left_uniques.setdefault(_unique_key(con["table"], con["columns"]), []).append(key)
+    for key in list(imissing):
+        found = _plain_unique_index(ridx[key])
+        candidates = left_uniques.get(found) if found is not None else None
+        if not candidates:
+            continue
+        lkey = candidates[0]
+        imissing.remove(key)
+        if lkey in cextra:
+            cextra.remove(lkey)
+        out.append(_diff("index", key, "unique_as_constraint", "unique constraint {0}".format(lcons[lkey]["name"]),
+                         ridx[key]["definition"], "info", hazard(note=(
+                             "the same guarantee: the UNIQUE constraint's own index enforces what the unique index "
+                             "declares")),
+                         "a unique constraint where the right has a unique index on the same keys"))
+    return out
+
+
 # --------------------------------------------------------------------------- the diff
 def diff_snapshots(left, right, ignore=None):
     """Every difference between two snapshots, column-order ones included (kind ``column_order``).
@@ -389,14 +503,13 @@ def diff_snapshots(left, right, ignore=None):
     # tables, columns, column order
     for key in _keys(left["tables"], right["tables"]):
         lt, rt = left["tables"].get(key), right["tables"].get(key)
-        if lt is None or rt is None:
+        if lt is None:
             out += _presence("table", key, lt, rt, "blocking", "warning",
                              hazard(note="CREATE TABLE: no lock on existing tables (FKs lock the referenced tables "
-                                         "briefly)"),
-                             hazard(False, AE, data_loss=True, note=(
-                                 "DROP TABLE loses its data ({0}); quarantine it (rename into pgsafe_quarantine) and "
-                                 "keep a verified backup instead").format(table_size_text(lt))),
-                             _brief_table)
+                                         "briefly)"), None, _brief_table)
+            continue
+        if rt is None:
+            out.append(_extra_table_diff(key, lt))
             continue
         if lt is rt:  # the same object (read_snapshot_pair shares the objects equal on both sides)
             continue
@@ -409,7 +522,8 @@ def diff_snapshots(left, right, ignore=None):
             if order:
                 out.append(order)
 
-    # constraints (only on tables present on both sides: a missing table takes its constraints with it)
+    # constraints (only on tables present on both sides: a missing table takes its constraints with it) and
+    # indexes (constraint-backed ones are covered by their constraint; their comments still compared)
     both = {k for k in left["tables"] if k in right["tables"]}
     lcons = {k: v for k, v in left["constraints"].items() if v["table"] in both}
     rcons = {k: v for k, v in right["constraints"].items() if v["table"] in both}
@@ -417,6 +531,13 @@ def diff_snapshots(left, right, ignore=None):
     extra = [k for k in lcons if k not in rcons]
     out += _paired_renames("constraint", missing, extra, lcons, rcons,
                            lambda c: (c.get("type"), normalize_constraint_definition(c["definition"])))
+    lviews_tables = both | {k for k in left["views"] if k in right["views"]}
+    lidx = {k: v for k, v in left["indexes"].items() if v["table"] in lviews_tables}
+    ridx = {k: v for k, v in right["indexes"].items() if v["table"] in lviews_tables}
+    imissing = [k for k in ridx if k not in lidx and not ridx[k]["constraint_backed"]]
+    iextra = [k for k in lidx if k not in ridx and not lidx[k]["constraint_backed"]]
+    out += _paired_renames("index", imissing, iextra, lidx, ridx, lambda i: i["definition"])
+    out += _unique_equivalents(missing, extra, imissing, iextra, lcons, rcons, lidx, ridx)
     for key in missing:
         con = rcons[key]
         out.append(_diff("constraint", key, "presence", None, con["definition"],
@@ -431,13 +552,7 @@ def diff_snapshots(left, right, ignore=None):
     for key in sorted(key for key, con in lcons.items() if key in rcons and rcons[key] is not con):
         out += _constraint_diffs(key, lcons[key], rcons[key], left["tables"][lcons[key]["table"]], left)
 
-    # indexes (constraint-backed ones are covered by their constraint; their comments still compared)
-    lviews_tables = both | {k for k in left["views"] if k in right["views"]}
-    lidx = {k: v for k, v in left["indexes"].items() if v["table"] in lviews_tables}
-    ridx = {k: v for k, v in right["indexes"].items() if v["table"] in lviews_tables}
-    missing = [k for k in ridx if k not in lidx and not ridx[k]["constraint_backed"]]
-    extra = [k for k in lidx if k not in ridx and not lidx[k]["constraint_backed"]]
-    out += _paired_renames("index", missing, extra, lidx, ridx, lambda i: i["definition"])
+    missing, extra = imissing, iextra
     for key in missing:
         idx = ridx[key]
         out.append(_diff("index", key, "presence", None, idx["definition"], "warning",

@@ -43,7 +43,7 @@ KINDS = ("schemas", "tables", "constraints", "indexes", "views", "functions", "t
 # Kinds whose objects hang off a table (ignored with their table).
 TABLE_CHILD_KINDS = ("constraints", "indexes", "triggers", "policies")
 # Data that changes without a schema change: never compared, never fingerprinted.
-VOLATILE_TABLE_KEYS = ("reltuples", "estimated_bytes")
+VOLATILE_TABLE_KEYS = ("reltuples", "estimated_bytes", "analyzed", "live_rows", "writes")
 
 PINNED_SETTINGS = (
     ("search_path", "pg_catalog"),
@@ -88,6 +88,9 @@ QUERIES = {
     "relations": """
         SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.reltuples::float8,
                c.relpages::bigint * current_setting('block_size')::bigint,
+               CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_stat_get_live_tuples(c.oid) END,
+               CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_stat_get_tuples_inserted(c.oid)
+                    + pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid) END,
                c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
                CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
                CASE WHEN c.relispartition THEN
@@ -415,8 +418,8 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
     quoted_schemas = {}
     rows = _rows(cur, "relations", ignore_schemas)
     names_by_oid = {row[0]: (row[1], row[2]) for row in rows}
-    for (oid, schema, name, relkind, persistence, reltuples, est_bytes, rls, rls_forced, options, partkey,
-         parent_oid, bound, viewdef, comment) in rows:
+    for (oid, schema, name, relkind, persistence, reltuples, est_bytes, live_rows, writes, rls, rls_forced, options,
+         partkey, parent_oid, bound, viewdef, comment) in rows:
         if flt.ignored(schema, name):
             continue
         qschema = quoted_schemas.get(schema)
@@ -436,6 +439,8 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
                 "partition_bound": bound, "rls_enabled": bool(rls), "rls_forced": bool(rls_forced),
                 "options": sorted(options or []), "comment": comment, "columns": {},
                 "reltuples": max(reltuples or 0.0, 0.0), "estimated_bytes": int(est_bytes or 0),
+                # statistics (volatile, never compared): rows and writes since the statistics were reset
+                "analyzed": (reltuples or 0.0) >= 0, "live_rows": int(live_rows or 0), "writes": int(writes or 0),
             }
         rels[oid] = (schema, name, key, obj, relkind not in ("v", "m"), qschema)
 

@@ -180,7 +180,7 @@ def test_renamed_constraint_is_paired_not_reported_missing_and_extra():
         "constraint", "name", "old_fk_name", "exports_user_fk", "info")
 
 
-def test_missing_table_has_no_hazard_and_extra_table_is_data_loss():
+def test_missing_table_is_blocking_and_a_table_not_in_the_code_is_to_investigate_never_to_drop():
     left, right = base(), base()
     del left["tables"][EXPORTS]
     diffs = diff_snapshots(left, right)
@@ -188,9 +188,70 @@ def test_missing_table_has_no_hazard_and_extra_table_is_data_loss():
     assert keys(diffs) == {("table", EXPORTS, "presence")}
     (d,) = diffs
     assert d["severity"] == "blocking" and d["hazard"]["lock"] is None and not d["hazard"]["data_loss"]
-    (d,) = diff_snapshots(right, left)
-    assert d["severity"] == "warning" and d["hazard"]["data_loss"] and d["hazard"]["lock"] == "ACCESS EXCLUSIVE"
-    assert "~134 rows" in d["hazard"]["note"]
+    live = base()
+    live["tables"][EXPORTS].update(live_rows=134, writes=671)
+    (d,) = diff_snapshots(live, left)
+    assert d["severity"] == "warning" and d["summary"] == "table not in the code: investigate (holds data)"
+    assert not d["hazard"]["data_loss"] and d["hazard"]["lock"] is None
+    note = d["hazard"]["note"]
+    assert "~134 rows" in note and "671 row writes" in note and "never drop it" in note
+    assert "DROP TABLE" not in note and "candidate for retirement" not in note
+
+
+@pytest.mark.parametrize("stats, holds", [
+    ({"reltuples": 0.0, "live_rows": 0, "writes": 0, "analyzed": True}, False),
+    ({"reltuples": 0.0, "live_rows": 0, "writes": 3, "analyzed": True}, True),  # written, even if empty now
+    ({"reltuples": 0.0, "live_rows": 0, "writes": 0, "analyzed": False}, True),  # no statistics: assume data
+    ({"reltuples": 5.0, "live_rows": 0, "writes": 0, "analyzed": True}, True),
+])
+def test_only_an_empty_unwritten_table_not_in_the_code_is_a_retirement_candidate(stats, holds):
+    live, code = base(), base()
+    live["tables"][EXPORTS].update(stats)
+    del code["tables"][EXPORTS]
+    (d,) = diff_snapshots(live, code)
+    assert ("candidate for retirement" in d["hazard"]["note"]) is not holds
+    assert ("never drop it" in d["hazard"]["note"]) is holds
+
+
+@pytest.mark.parametrize("live_default, code_default", [
+    ("now()", "CURRENT_TIMESTAMP"), ("CURRENT_TIMESTAMP", "now()"), ("transaction_timestamp()", "now()")])
+def test_equivalent_default_spellings_are_not_drift(live_default, code_default):
+    live, code = base(), base()
+    live["tables"][EXPORTS]["columns"]["created"] = col(5, "timestamp with time zone", True, live_default)
+    code["tables"][EXPORTS]["columns"]["created"] = col(5, "timestamp with time zone", True, code_default)
+    assert diff_snapshots(live, code) == []
+    code["tables"][EXPORTS]["columns"]["created"]["default"] = "clock_timestamp()"  # another value: drift
+    assert keys(diff_snapshots(live, code)) == {("column", EXPORTS + '."created"', "default")}
+
+
+def _unique_index(name, table_key, keys, constraint_backed=False):
+    return {"schema": "public", "table": table_key, "name": name, "method": "btree", "unique": True,
+            "primary": False, "valid": True, "keys": list(keys), "include": [], "predicate": None,
+            "definition": "CREATE UNIQUE INDEX ON {0} USING btree ({1})".format(table_key, ", ".join(keys)),
+            "constraint_backed": constraint_backed, "comment": None}
+
+
+def _unique_constraint(name, table_key, columns):
+    return {"schema": "public", "table": table_key, "name": name, "type": "unique",
+            "definition": "UNIQUE ({0})".format(", ".join(columns)), "columns": list(columns), "deferrable": False,
+            "initially_deferred": False, "validated": True, "comment": None}
+
+
+def test_unique_index_and_unique_constraint_on_the_same_keys_are_info_at_most():
+    as_index, as_constraint = base(), base()
+    as_index["indexes"][qname("public", "exports_render_uq")] = _unique_index("exports_render_uq", EXPORTS, ["status"])
+    as_constraint["constraints"][qname("public", "bazaar-vid_exports", "exports_status_unique")] = _unique_constraint(
+        "exports_status_unique", EXPORTS, ["status"])
+    as_constraint["indexes"][qname("public", "exports_status_unique")] = _unique_index(
+        "exports_status_unique", EXPORTS, ["status"], constraint_backed=True)
+    for live, code in ((as_index, as_constraint), (as_constraint, as_index)):
+        diffs = diff_snapshots(live, code)
+        assert [d["severity"] for d in diffs] == ["info"], diffs
+        assert diffs[0]["attribute"] in ("unique_as_index", "unique_as_constraint")
+    # other keys: not the same guarantee, both sides reported
+    as_index["indexes"][qname("public", "exports_render_uq")]["keys"] = ["user_id"]
+    severities = sorted(d["severity"] for d in diff_snapshots(as_index, as_constraint))
+    assert severities == ["blocking", "info"]  # the unique constraint missing; the other index extra
 
 
 def test_extra_column_is_data_loss_and_blocking_when_not_null_without_default():
@@ -350,5 +411,5 @@ def test_renderings_escape_hostile_names():
     text = render_markdown(result, "prod", "reference")
     assert "\\|" in text and "1 differences: 0 blocking, 1 warning, 0 info" in text
     (item,) = flat_items(result["differences"], "prod vs reference")
-    assert item["comparison"] == "prod vs reference" and item["right"] == "(absent)" and item["data_loss"] is True
+    assert item["comparison"] == "prod vs reference" and item["right"] == "(absent)" and "investigate" in item["note"]
     assert all(not isinstance(v, (dict, list)) for v in item.values())
