@@ -158,11 +158,18 @@ def _ident_list(text):
 
 
 def statements_for_table(ddl_text, table):
-    """The CREATE TABLE, CREATE INDEX and COMMENT statements of ``table`` in a DDL file, in file order."""
+    """The CREATE TABLE, ALTER TABLE ... ADD CONSTRAINT, CREATE INDEX and COMMENT statements of ``table`` in a DDL
+    file, in file order (tools like drizzle-kit add foreign keys apart, after every CREATE TABLE)."""
     wanted = []
     for stmt in split_statements(ddl_text):
         head = re.sub(r"\s+", " ", stmt[:200]).upper()
-        if head.startswith("CREATE TABLE"):
+        if head.startswith("ALTER TABLE"):
+            m = re.match(r"(?is)ALTER\s+TABLE\s+(IF\s+EXISTS\s+)?(ONLY\s+)?", stmt)
+            (_schema, name), j = _read_qualified(stmt, m.end())
+            if name == table and re.match(r"(?is)\s*ADD\s+(CONSTRAINT\s|PRIMARY\s|UNIQUE\s|FOREIGN\s|CHECK\s)",
+                                          stmt[j:]):
+                wanted.append(stmt)
+        elif head.startswith("CREATE TABLE"):
             m = re.match(r"(?is)CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?", stmt)
             (_schema, name), _ = _read_qualified(stmt, m.end())
             if name == table:
@@ -182,6 +189,32 @@ def statements_for_table(ddl_text, table):
         raise MergeError("the reference DDL has no CREATE TABLE for {0}: give target_definition the statement, "
                          "or fix the reference file".format(table))
     return wanted
+
+
+def _parse_foreign_key(rest):
+    """{columns, ref_schema, ref_table, ref_columns} of ``FOREIGN KEY (...) REFERENCES t (...) ...``."""
+    cols = _ident_list(rest[rest.index("(") + 1:rest.index(")")])
+    k = re.search(r"(?i)REFERENCES\s+", rest)
+    (ref_schema, ref_table), j = _read_qualified(rest, k.end())
+    tail = rest[j:]
+    ref_cols = _ident_list(tail[tail.index("(") + 1:tail.index(")")]) if "(" in tail else []
+    return {"columns": cols, "ref_schema": ref_schema, "ref_table": ref_table, "ref_columns": ref_cols}
+
+
+def added_foreign_keys(statements):
+    """Foreign keys added by ``ALTER TABLE ... ADD [CONSTRAINT name] FOREIGN KEY`` statements."""
+    fks = []
+    for stmt in statements:
+        m = re.search(r"(?is)\bADD\s+(CONSTRAINT\s+)?", stmt)
+        if not stmt.upper().lstrip().startswith("ALTER TABLE") or not m:
+            continue
+        rest = stmt[m.end():]
+        if m.group(1):
+            _cname, j = _read_identifier(rest, 0)
+            rest = rest[j:].strip()
+        if rest.upper().startswith("FOREIGN KEY"):
+            fks.append(_parse_foreign_key(rest))
+    return fks
 
 
 def parse_create_table(stmt):
@@ -204,13 +237,7 @@ def parse_create_table(stmt):
             if up.startswith("PRIMARY KEY"):
                 pk = _ident_list(rest[rest.index("(") + 1:rest.index(")")])
             elif up.startswith("FOREIGN KEY"):
-                cols = _ident_list(rest[rest.index("(") + 1:rest.index(")")])
-                k = re.search(r"(?i)REFERENCES\s+", rest)
-                (ref_schema, ref_table), j = _read_qualified(rest, k.end())
-                tail = rest[j:]
-                ref_cols = _ident_list(tail[tail.index("(") + 1:tail.index(")")]) if "(" in tail else []
-                fks.append({"columns": cols, "ref_schema": ref_schema, "ref_table": ref_table,
-                            "ref_columns": ref_cols})
+                fks.append(_parse_foreign_key(rest))
             continue
         name, j = _read_identifier(item, 0)
         tokens = re.findall(r'"[^"]*"|\([^)]*\)|[^\s(]+', item[j:])
@@ -390,7 +417,7 @@ class Context:
             self.target_columns = parsed["columns"]
             self.target_pk = parsed["primary_key"]
             self.target_fks = [dict(fk, ref_schema=fk["ref_schema"] or self.target_schema)
-                               for fk in parsed["foreign_keys"]]
+                               for fk in parsed["foreign_keys"] + added_foreign_keys(self.target_statements[1:])]
         if self.source_oid is not None:
             self.source_columns = table_columns(cur, self.source_schema, self.source_name)
             self.source_pk = primary_key(cur, self.source_oid)

@@ -11,11 +11,15 @@ from tests.cleanup_helpers import DEV_MAP, REFERENCE_SQL
 
 
 # --------------------------------------------------------------------------- DDL extraction
-def test_reference_statements_for_the_metric_table_are_its_table_and_five_indexes():
+def test_reference_statements_for_the_metric_table_are_its_table_two_foreign_keys_and_five_indexes():
     stmts = merge.statements_for_table(REFERENCE_SQL, "bazaar-vid_api_usage_metric")
     assert stmts[0].startswith('CREATE TABLE "bazaar-vid_api_usage_metric"')
-    assert len(stmts) == 6 and all('ON "bazaar-vid_api_usage_metric"' in s for s in stmts[1:])
+    added = [s for s in stmts[1:] if s.startswith('ALTER TABLE "bazaar-vid_api_usage_metric" ADD CONSTRAINT')]
+    indexes = [s for s in stmts[1:] if 'ON "bazaar-vid_api_usage_metric"' in s and s.startswith("CREATE INDEX")]
+    assert len(stmts) == 8 and len(added) == 2 and len(indexes) == 5
     assert not any("bazaar-vid_exports" in s for s in stmts)
+    assert {(tuple(f["columns"]), f["ref_table"]) for f in merge.added_foreign_keys(stmts)} == {
+        (("userId",), "bazaar-vid_user"), (("projectId",), "bazaar-vid_project")}
 
 
 def test_missing_table_in_reference_is_an_error_naming_it():
@@ -36,9 +40,12 @@ def test_parse_create_table_columns_keys_and_foreign_keys():
     assert cols["provider"] == {"name": "provider", "type": "character varying(50)", "not_null": True,
                                 "has_default": False}
     assert cols["timestamp"]["type"] == "timestamp with time zone" and cols["timestamp"]["has_default"]
-    assert cols["user_id"]["not_null"] is False and cols["id"]["not_null"] is True
-    assert {(tuple(f["columns"]), f["ref_table"]) for f in parsed["foreign_keys"]} == {
-        (("user_id",), "bazaar-vid_user"), (("project_id",), "bazaar-vid_project")}
+    assert cols["userId"]["not_null"] is False and cols["id"]["not_null"] is True
+    inline = merge.parse_create_table(
+        'CREATE TABLE "t" (id uuid PRIMARY KEY, "userId" varchar(255), '
+        'CONSTRAINT "t_u_fk" FOREIGN KEY ("userId") REFERENCES "public"."bazaar-vid_user" (id))')
+    assert [(f["columns"], f["ref_schema"], f["ref_table"], f["ref_columns"]) for f in inline["foreign_keys"]] == [
+        (["userId"], "public", "bazaar-vid_user", ["id"])]
 
 
 @pytest.mark.parametrize("given, canonical", [
