@@ -78,6 +78,24 @@ options:
     description: C({schemas, patterns}) left out of the conformance diff (product schemas always are).
     type: dict
     default: {}
+  before_snapshot:
+    description:
+      - Schema snapshot file of the target taken before the run (the fingerprint role writes one into the run's
+        artifacts). With it, conformance judges the run, not the world - drift the I(plan) targets that is still
+        there fails, and drift that appeared during the run fails; drift that existed before and that the plan
+        does not touch is reported as pre-existing and does not fail (unless I(strict_conformance)).
+      - Without it (or when the file does not exist), every blocking difference from the code fails.
+    type: path
+  plan:
+    description:
+      - The run's plan (C(pgsafe_plan) - schema_fix, table_merge, table_cleanup, auth_schema_removal) - the columns,
+        foreign keys and merge targets it aims at, and the tables and schemas it removes on purpose.
+    type: dict
+    default: {}
+  strict_conformance:
+    description: Pre-existing blocking drift fails too (as if the run had to leave the database equal to the code).
+    type: bool
+    default: false
   run_id:
     description: Run whose stored before fingerprint is reconciled (integrity check; skipped without it).
     type: str
@@ -160,6 +178,22 @@ def _reference_loader(module, p):
                     p["reference_ddl"])
 
 
+def _before_snapshot(path):
+    """(snapshot, note) of the schema before the run; (None, why) when there is none to judge against."""
+    import os
+
+    from ansible.module_utils.pgsafe_snapshot import SnapshotSourceError, read_snapshot_file
+
+    if not path:
+        return None, ""
+    if not os.path.exists(path):
+        return None, "; no before snapshot at {0}: was the fingerprint_before phase skipped?".format(path)
+    try:
+        return read_snapshot_file(path), "; before: {0}".format(path)
+    except SnapshotSourceError as exc:  # judged without a baseline: stricter, never laxer
+        return None, "; {0}".format(exc)
+
+
 class _Background:
     """Run a call in a thread (the reference is loaded on the scratch server while the target is checked)."""
 
@@ -200,6 +234,9 @@ def main():
                 login_password=dict(type="str", no_log=True), login_db=dict(type="str"),
                 ssl_mode=dict(type="str"))),
             conformance_ignore=dict(type="dict", default={}),
+            before_snapshot=dict(type="path"),
+            plan=dict(type="dict", default={}),
+            strict_conformance=dict(type="bool", default=False),
             run_id=dict(type="str"),
             before_label=dict(type="str", default="before"),
             explanations=dict(type="list", elements="dict", default=[]),
@@ -241,8 +278,10 @@ def main():
                     checks.append({"check": "conformance", "status": "skipped", "items": [],
                                    "summary": "no reference_ddl or reference_snapshot given"})
                 else:
-                    entry = check_conformance(live, reference, p["conformance_ignore"] or None)
-                    entry["summary"] += " (reference: {0})".format(source)
+                    before, note = _before_snapshot(p["before_snapshot"])
+                    entry = check_conformance(live, reference, p["conformance_ignore"] or None, before_snapshot=before,
+                                              plan=p["plan"], strict=p["strict_conformance"])
+                    entry["summary"] += " (reference: {0}{1})".format(source, note)
                     checks.append(entry)
         if "integrity" in p["checks"]:
             if not p["run_id"]:

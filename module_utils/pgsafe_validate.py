@@ -211,20 +211,169 @@ def blocking_differences(differences):
     return out
 
 
-def check_conformance(live_snapshot, reference_snapshot, ignore=None):
+def plan_targets(plan):
+    """What a run's plan (``pgsafe_plan``: schema_fix, table_merge, table_cleanup, auth_schema_removal) aims at.
+
+    Returns snapshot keys: ``objects`` (columns, foreign keys and tables whose drift from the code the run must
+    remove), ``absent_tables`` and ``absent_schemas`` (retired, merged away or removed on purpose: missing
+    afterwards is the plan, not drift).  Names the plan gives unquoted (``public.bazaar-vid_exports``) are
+    split as the plan files write them.
+    """
+    from ansible.module_utils.pgsafe_identifiers import split_qualified
+    from ansible.module_utils.pgsafe_snapshot import qname
+
+    def table(name):
+        if isinstance(name, dict):
+            name = name.get("name") or name.get("table")
+        return qname(*split_qualified(name))
+
+    plan = plan or {}
+    fix = plan.get("schema_fix") or {}
+    objects, absent_tables, absent_schemas = set(), set(), set()
+    for change in fix.get("changes") or ():
+        objects.add(table(change["table"]) + "." + qname(change["column"]))
+    for fk in fix.get("foreign_keys") or ():
+        objects.add(table(fk["table"]) + "." + qname(fk["name"]))
+    for merge in plan.get("table_merge") or ():
+        objects.add(table(merge["target"]))
+        absent_tables.add(table(merge["source"]))
+    for name in (plan.get("table_cleanup") or {}).get("tables") or ():
+        absent_tables.add(table(name))
+    for schema in (plan.get("auth_schema_removal") or {}).get("schemas") or ():
+        absent_schemas.add(qname(schema))
+    return {"objects": objects, "absent_tables": absent_tables, "absent_schemas": absent_schemas}
+
+
+def _owner_tables(*snapshots):
+    """Object key -> the key of the table it belongs to (columns, constraints, indexes, triggers, policies)."""
+    owners = {}
+    for snap in snapshots:
+        if not snap:
+            continue
+        for tkey, tbl in snap.get("tables", {}).items():
+            owners[tkey] = tkey
+            for column in tbl.get("columns", {}):
+                owners[tkey + '."' + column.replace('"', '""') + '"'] = tkey
+        for kind in ("constraints", "indexes", "triggers", "policies"):
+            for key, obj in snap.get(kind, {}).items():
+                owners[key] = obj.get("table")
+    return owners
+
+
+def _targeted(d, targets):
+    return d["object"] in targets["objects"]
+
+
+def _planned_absence(d, targets, owners):
+    """A table or schema missing because the plan retired or removed it on purpose."""
+    if d.get("left") is not None or d.get("attribute") != "presence":
+        return False
+    if d["kind"] == "schema":
+        return d["object"] in targets["absent_schemas"]
+    return owners.get(d["object"], d["object"]) in targets["absent_tables"]
+
+
+def judge_conformance(after, before=None, targets=None, owners=None, strict=False):
+    """Sort the differences from the code after a run by what the run did about them.
+
+    ``after`` and ``before`` are diff_snapshots() results (live vs the code, after and before the run).  Each
+    item gets a ``judgement``:
+
+    * ``targeted``: drift on an object the plan aims at is still there (fails);
+    * ``new``: blocking or warning drift that was not there before the run, or whose live side the run changed
+      (fails); new info-level items (comments, column order, equivalent spellings) are ``new_cosmetic``;
+    * ``planned``: a table or schema missing because the plan retired or removed it (restorable);
+    * ``pre-existing``: there before the run, untouched by it (fails only with ``strict``, when blocking);
+    * ``fixed``: there before, gone after.
+
+    Without ``before`` (no baseline), every blocking difference and every missing or invalid index fails
+    (``unjudged``), as a validation outside a run must.
+    """
+    targets = targets or {"objects": set(), "absent_tables": set(), "absent_schemas": set()}
+    owners = owners or {}
+    failing = {id(d) for d in blocking_differences(after)}
+    items = []
+
+    def add(d, judgement, fails):
+        items.append(dict(d, judgement=judgement, fails=fails))
+
+    if before is None:
+        for d in after:
+            if _planned_absence(d, targets, owners):
+                add(d, "planned", False)
+            elif _targeted(d, targets):
+                add(d, "targeted", True)
+            else:
+                add(d, "unjudged", id(d) in failing)
+        return items
+    known = {(d["kind"], d["object"], d["attribute"]): d for d in before}
+    seen = set()
+    for d in after:
+        key = (d["kind"], d["object"], d["attribute"])
+        earlier = known.get(key)
+        seen.add(key)
+        if _planned_absence(d, targets, owners):
+            add(d, "planned", False)
+        elif _targeted(d, targets):
+            add(d, "targeted", True)
+        elif earlier is not None and earlier.get("left") == d.get("left"):
+            add(d, "pre-existing", bool(strict) and id(d) in failing)
+        elif d["severity"] == "info":
+            add(d, "new_cosmetic", False)
+        else:
+            add(d, "new", True)
+    for key, d in known.items():
+        if key not in seen:
+            add(d, "fixed", False)
+    return items
+
+
+JUDGEMENT_ORDER = {"targeted": 0, "new": 1, "unjudged": 2, "pre-existing": 3, "planned": 4, "new_cosmetic": 5,
+                   "fixed": 6}
+
+
+def check_conformance(live_snapshot, reference_snapshot, ignore=None, before_snapshot=None, plan=None,
+                      strict=False):
+    """Conformance with the code's schema, judged against the run when a before snapshot is given.
+
+    A run fails validation when drift its plan targets is still there or when it introduced new drift; drift
+    that existed before and that the plan does not touch is reported as pre-existing (``strict`` makes the
+    blocking part of it fail too).  Without a before snapshot, every blocking difference fails.
+    """
     from ansible.module_utils.pgsafe_schema_diff import diff_snapshots
 
-    differences = diff_snapshots(live_snapshot, reference_snapshot, ignore=ignore)
-    blocking = blocking_differences(differences)
-    items = [{"kind": d["kind"], "object": d["object"], "attribute": d.get("attribute"),
-              "live": _short(d.get("left")), "code": _short(d.get("right")), "summary": d.get("summary")}
-             for d in blocking]
-    others = len(differences) - len(blocking)
-    if blocking:
-        return _check("conformance", "failed", "{0} blocking differences from the code's schema ({1} other "
-                      "differences not blocking)".format(len(blocking), others), items)
-    return _check("conformance", "ok", "no blocking difference from the code's schema ({0} non-blocking: extra "
-                  "objects, comments, column order)".format(others))
+    after = diff_snapshots(live_snapshot, reference_snapshot, ignore=ignore)
+    before = diff_snapshots(before_snapshot, reference_snapshot, ignore=ignore) if before_snapshot else None
+    targets = plan_targets(plan)
+    judged = judge_conformance(after, before, targets, _owner_tables(before_snapshot, live_snapshot,
+                                                                       reference_snapshot), strict)
+    judged.sort(key=lambda d: (not d["fails"], JUDGEMENT_ORDER.get(d["judgement"], 9),
+                               {"blocking": 0, "warning": 1, "info": 2}.get(d["severity"], 3), d["object"]))
+    counts = {}
+    for d in judged:
+        counts[d["judgement"]] = counts.get(d["judgement"], 0) + 1
+    items = [{"judgement": d["judgement"], "fails": d["fails"], "severity": d["severity"], "kind": d["kind"],
+              "object": d["object"], "attribute": d.get("attribute"), "live": _short(d.get("left")),
+              "code": _short(d.get("right")), "summary": d.get("summary")}
+             for d in judged if d["judgement"] != "new_cosmetic" or d["kind"] != "column_order"]
+    failed = [d for d in judged if d["fails"]]
+    tally = ", ".join("{0} {1}".format(counts[k], k) for k in sorted(counts, key=lambda k: JUDGEMENT_ORDER.get(k, 9)))
+    if before is None:
+        head = "no before snapshot, every blocking difference counts"
+    else:
+        head = "judged against the schema before the run{0}".format(" (strict)" if strict else "")
+    if failed:
+        reasons = []
+        for judgement, text in (("targeted", "drift the plan targets is still there"),
+                                ("new", "new drift appeared during the run"),
+                                ("pre-existing", "pre-existing blocking drift (strict mode)"),
+                                ("unjudged", "blocking differences from the code")):
+            found = [d["object"] for d in failed if d["judgement"] == judgement]
+            if found:
+                reasons.append("{0}: {1}".format(text, ", ".join(found[:8]) + (" ..." if len(found) > 8 else "")))
+        return _check("conformance", "failed", "{0}; {1} ({2})".format("; ".join(reasons), head, tally), items)
+    return _check("conformance", "ok", "nothing the plan targets differs from the code and no new drift ({0}; "
+                  "{1})".format(head, tally or "no difference at all"), items)
 
 
 def _short(value):
