@@ -11,8 +11,9 @@ short_description: Validate a database after a migration (FKs, orphans, indexes,
 description:
   - C(foreign_keys) every foreign key is validated; every NOT VALID one is scanned for orphan rows (count and sample).
   - C(invalid_indexes) no index is left INVALID (a failed CREATE INDEX CONCURRENTLY).
-  - C(crud_probe) insert, read, update and delete with the code's types on the key tables (user, project,
-    exports, export_analytics) inside a transaction that is ALWAYS rolled back; skipped in check mode.
+  - C(crud_probe) insert, read, update and delete along the foreign keys the code declares (from the reference;
+    those touching the tables the I(plan) changes, when it names any), with values made up from the code's
+    types, inside a transaction that is ALWAYS rolled back; skipped in check mode.
   - C(conformance) the live schema diffed against the code's reference (I(reference_snapshot), or
     I(reference_ddl) loaded into a throwaway database on the I(scratch) server); blocking differences,
     missing and invalid indexes fail.
@@ -35,14 +36,6 @@ options:
     type: list
     elements: str
     default: []
-  probe_schema:
-    description: Schema of the key tables the CRUD probe uses.
-    type: str
-    default: public
-  probe_prefix:
-    description: Table name prefix of the key tables.
-    type: str
-    default: bazaar-vid_
   reference_ddl:
     description: DDL file of what the code expects (loaded into a throwaway database on I(scratch)).
     type: path
@@ -152,7 +145,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_fingerprint import FingerprintError, compare
 from ansible.module_utils.pgsafe_validate import check_conformance, check_foreign_keys, check_invalid_indexes, \
-    crud_probe
+    crud_probe, plan_targets
 
 ALL_CHECKS = ["foreign_keys", "invalid_indexes", "crud_probe", "conformance", "integrity"]
 
@@ -225,8 +218,6 @@ def main():
         argument_spec=connection_argument_spec(
             checks=dict(type="list", elements="str", default=list(ALL_CHECKS), choices=ALL_CHECKS),
             exclude_schemas=dict(type="list", elements="str", default=[]),
-            probe_schema=dict(type="str", default="public"),
-            probe_prefix=dict(type="str", default="bazaar-vid_"),
             reference_ddl=dict(type="path"),
             reference_snapshot=dict(type="path"),
             scratch=dict(type="dict", default={}, options=dict(
@@ -252,7 +243,9 @@ def main():
         module.fail_json(msg=str(exc))
     extra = []
     # The code's reference DDL is loaded into a throwaway database on the scratch server meanwhile.
-    reference_job = _Background(_reference_loader(module, p)) if "conformance" in p["checks"] else None
+    needs_reference = "conformance" in p["checks"] or "crud_probe" in p["checks"]
+    reference_job = _Background(_reference_loader(module, p)) if needs_reference else None
+    live = reference = None
     try:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
@@ -260,29 +253,31 @@ def main():
                 checks.append(check_foreign_keys(cur, p["exclude_schemas"]))
             if "invalid_indexes" in p["checks"]:
                 checks.append(check_invalid_indexes(cur, p["exclude_schemas"]))
-            if "conformance" in p["checks"]:
+            if needs_reference:
                 from ansible.module_utils.pgsafe_snapshot import take_snapshot
 
                 live = take_snapshot(cur)
         conn.rollback()
         conn.set_session(isolation_level="DEFAULT", readonly=True)
-        if "conformance" in p["checks"]:
+        reference_error = None
+        if needs_reference:
             try:
                 reference, source = reference_job.result()
             except Exception as exc:  # noqa: BLE001 - SnapshotSourceError, ConnectionFailure, psycopg2 errors
                 reference, source = None, " ".join(str(exc).split())
-                checks.append({"check": "conformance", "status": "failed", "items": [],
-                               "summary": "cannot build the code's reference schema: {0}".format(source)})
+                reference_error = "cannot build the code's reference schema: {0}".format(source)
+        if "conformance" in p["checks"]:
+            if reference_error:
+                checks.append({"check": "conformance", "status": "failed", "items": [], "summary": reference_error})
+            elif reference is None:
+                checks.append({"check": "conformance", "status": "skipped", "items": [],
+                               "summary": "no reference_ddl or reference_snapshot given"})
             else:
-                if reference is None:
-                    checks.append({"check": "conformance", "status": "skipped", "items": [],
-                                   "summary": "no reference_ddl or reference_snapshot given"})
-                else:
-                    before, note = _before_snapshot(p["before_snapshot"])
-                    entry = check_conformance(live, reference, p["conformance_ignore"] or None, before_snapshot=before,
-                                              plan=p["plan"], strict=p["strict_conformance"])
-                    entry["summary"] += " (reference: {0}{1})".format(source, note)
-                    checks.append(entry)
+                before, note = _before_snapshot(p["before_snapshot"])
+                entry = check_conformance(live, reference, p["conformance_ignore"] or None, before_snapshot=before,
+                                          plan=p["plan"], strict=p["strict_conformance"])
+                entry["summary"] += " (reference: {0}{1})".format(source, note)
+                checks.append(entry)
         if "integrity" in p["checks"]:
             if not p["run_id"]:
                 checks.append({"check": "integrity", "status": "skipped", "items": [],
@@ -309,10 +304,14 @@ def main():
             if module.check_mode:
                 checks.append({"check": "crud_probe", "status": "skipped", "items": [],
                                "summary": "check mode: the probe writes (always rolled back), so it is not run"})
+            elif reference is None:
+                checks.append({"check": "crud_probe", "status": "failed" if reference_error else "skipped",
+                               "items": [], "summary": reference_error or "no reference_ddl or reference_snapshot "
+                                                                          "given: the probe follows the code's schema"})
             else:
                 pconn = connect(p)
                 try:
-                    checks.append(crud_probe(pconn, p["probe_schema"], p["probe_prefix"]))
+                    checks.append(crud_probe(pconn, reference, live, plan_targets(p["plan"])["changed_tables"]))
                 finally:
                     pconn.rollback()
                     pconn.close()

@@ -108,31 +108,124 @@ def check_invalid_indexes(cur, exclude_schemas=()):
 
 
 # --------------------------------------------------------------------------- CRUD probe
-def _exists(cur, schema, table):
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table_key_quoted(schema, table),))
-    return cur.fetchone()[0]
+PROBE_MAX_EDGES = 12
 
 
-def table_key_quoted(schema, table):
-    return '"{0}"."{1}"'.format(schema.replace('"', '""'), table.replace('"', '""'))
+def probe_value(typ, tag, serial):
+    """A text literal the server casts to ``typ`` (None: no value can be made up for that type)."""
+    base = typ.split("(")[0].strip()
+    if typ.endswith("[]"):
+        return "{}"
+    if base == "uuid":
+        return str(uuid.uuid4())
+    if base in ("text", "character varying", "character", "citext"):
+        text = "pgsafe-probe-{0}-{1}".format(tag, serial)
+        length = typ[typ.index("(") + 1:typ.index(")")] if "(" in typ else ""
+        return text[-int(length):] if length.isdigit() else text
+    if base in ("integer", "bigint", "smallint", "numeric", "real", "double precision"):
+        return str(serial % 30000 + 1)
+    if base == "boolean":
+        return "false"
+    if base in ("json", "jsonb"):
+        return "{}"
+    if base == "date":
+        return "2026-01-01"
+    if base.startswith("timestamp"):
+        return "2026-01-01 00:00:00+00"
+    if base.startswith("time"):
+        return "00:00:00"
+    return None
 
 
-def crud_probe(conn, schema="public", prefix="bazaar-vid_"):
-    """Insert, read, update and delete with the code's types on the key tables; ALWAYS rolled back.
+def _probe_edges(reference, live, focus_tables=()):
+    """The code's foreign keys to probe: both tables exist live; those touching ``focus_tables`` first."""
+    edges = []
+    for key, con in sorted(reference.get("constraints", {}).items()):
+        if con.get("type") != "foreign key" or con["table"] not in live.get("tables", {}):
+            continue
+        if con.get("references") not in live["tables"] or con["table"] == con.get("references"):
+            continue
+        touches = con["table"] in focus_tables or con["references"] in focus_tables
+        if focus_tables and not touches:
+            continue
+        edges.append(dict(con, key=key))
+    return edges[:PROBE_MAX_EDGES]
 
-    user (varchar id) -> project (uuid) -> export (uuid id, user_id, project_id) -> analytics row
-    (uuid export_id); read back with the code's join ``analytics.export_id = exports.id``; update
-    the export; delete the project and expect the code's ON DELETE CASCADE to remove the export and
-    its analytics.  Values are sent as untyped literals, so the probe also runs while a column is
-    still text (the join then fails where the code's would, and is reported).
+
+class _Prober:
+    """Rows made up from the code's declared columns, inserted the way the code would (never committed)."""
+
+    def __init__(self, cur, reference, tag):
+        self.cur, self.ref, self.tag, self.serial = cur, reference, tag, 0
+        self.fks = {}
+        for con in reference.get("constraints", {}).values():
+            if con.get("type") == "foreign key":
+                self.fks.setdefault(con["table"], []).append(con)
+        self.pks = {con["table"]: con["columns"] for con in reference.get("constraints", {}).values()
+                    if con.get("type") == "primary key"}
+
+    def _rel(self, tkey):
+        sql = _sql()
+        tbl = self.ref["tables"][tkey]
+        return sql.SQL("{0}.{1}").format(sql.Identifier(tbl["schema"]), sql.Identifier(tbl["name"]))
+
+    def insert(self, tkey, given=None, depth=0):
+        """Insert one row into ``tkey`` (parents of its required foreign keys first); its values by column."""
+        sql = _sql()
+        if depth > 6:
+            raise ValueError("foreign keys nest deeper than 6 tables from {0}".format(tkey))
+        values = dict(given or {})
+        columns = self.ref["tables"][tkey]["columns"]
+        for con in self.fks.get(tkey, ()):
+            if any(c in values for c in con["columns"]):
+                continue
+            if all(columns.get(c, {}).get("not_null") for c in con["columns"]) and con["references"] != tkey:
+                parent = self.insert(con["references"], depth=depth + 1)
+                values.update(zip(con["columns"], (parent[rc] for rc in con["ref_columns"]), strict=True))
+        for name, col in columns.items():
+            if name in values or not col.get("not_null") or col.get("default") or col.get("identity") \
+                    or col.get("generated"):
+                continue
+            self.serial += 1
+            value = probe_value(col["type"], self.tag, self.serial)
+            if value is None:
+                raise ValueError("no probe value for {0}.{1} ({2})".format(tkey, name, col["type"]))
+            values[name] = value
+        keys = list(values)
+        returning = list(dict.fromkeys(list(self.pks.get(tkey, [])) + [
+            rc for con in self.ref.get("constraints", {}).values() if con.get("type") == "foreign key"
+            and con.get("references") == tkey for rc in con["ref_columns"]]))
+        statement = sql.SQL("INSERT INTO {0} ({1}) VALUES ({2}) RETURNING {3}").format(
+            self._rel(tkey), sql.SQL(", ").join(sql.Identifier(k) for k in keys),
+            sql.SQL(", ").join(sql.Placeholder() * len(keys)),
+            sql.SQL(", ").join(sql.SQL("{0}::text").format(sql.Identifier(c)) for c in returning or keys[:1]))
+        self.cur.execute(statement, [values[k] for k in keys])
+        row = self.cur.fetchone()
+        return dict(values, **dict(zip(returning or keys[:1], row, strict=True)))
+
+    def where(self, tkey, row, columns):
+        sql = _sql()
+        return sql.SQL(" AND ").join(sql.SQL("{0}::text = %s").format(sql.Identifier(c)) for c in columns), [
+            row[c] for c in columns]
+
+
+def crud_probe(conn, reference, live, focus_tables=()):
+    """Insert, read, update and delete the way the code's schema says, on its foreign keys; ALWAYS rolled back.
+
+    For each foreign key the code declares between two live tables (those touching ``focus_tables``, the
+    tables the run changed, when given): insert a parent row and a child row pointing at it (required columns
+    filled with values made up from the code's types, sent untyped so the probe also runs while a column is
+    still text), read the child back with the code's join, update it, delete the parent and expect the code's
+    ON DELETE action.  Each foreign key in its own savepoint; the whole probe in one transaction that is
+    rolled back.
     """
     sql = _sql()
-    t = {name: sql.SQL("{0}.{1}").format(sql.Identifier(schema), sql.Identifier(prefix + name))
-         for name in ("user", "project", "exports", "export_analytics")}
-    tag = uuid.uuid4().hex[:12]
-    ids = {"user": "pgsafe-probe-" + tag, "project": str(uuid.uuid4()), "export": str(uuid.uuid4()),
-           "analytics": str(uuid.uuid4())}
-    steps = []
+    edges = _probe_edges(reference, live, set(focus_tables or ()))
+    if not edges:
+        return _check("crud_probe", "skipped", "no foreign key the code declares between live tables{0}".format(
+            " touching the plan's tables" if focus_tables else ""))
+    tag = uuid.uuid4().hex[:8]
+    steps, probed = [], set()
     saved = conn.autocommit
     conn.autocommit = True
     cur = conn.cursor()
@@ -141,62 +234,74 @@ def crud_probe(conn, schema="public", prefix="bazaar-vid_"):
         cur.execute("SET LOCAL lock_timeout = '2s'")
         cur.execute("SET LOCAL statement_timeout = '15s'")
         cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
-        missing = [prefix + n for n in ("user", "project", "exports", "export_analytics")
-                   if not _exists(cur, schema, prefix + n)]
-        if missing:
-            return _check("crud_probe", "skipped", "key tables missing: {0}".format(", ".join(missing)))
-
-        def step(name, statement, params, expect=None):
+        prober = _Prober(cur, reference, tag)
+        for fk in edges:
+            child, parent = fk["table"], fk["references"]
+            name = "{0} -> {1} ({2})".format(child, parent, fk["name"])
             cur.execute("SAVEPOINT pgsafe_probe")
+            stage = "insert"
             try:
-                cur.execute(statement, params)
-                got = cur.fetchall() if cur.description else cur.rowcount
+                prow = prober.insert(parent)
+                crow = prober.insert(child, dict(zip(fk["columns"], (prow[c] for c in fk["ref_columns"]), strict=True)))
+                probed.update((child, parent))
+                stage = "read with the code's join"
+                ckey = prober.pks.get(child) or fk["columns"]
+                cond, params = prober.where(child, crow, ckey)
+                join = sql.SQL(" AND ").join(sql.SQL("c.{0} = p.{1}").format(sql.Identifier(a), sql.Identifier(b))
+                                             for a, b in zip(fk["columns"], fk["ref_columns"], strict=True))
+                cur.execute(sql.SQL("SELECT count(*) FROM {0} c JOIN {1} p ON {2} WHERE {3}").format(
+                    prober._rel(child), prober._rel(parent), join,
+                    sql.SQL(" AND ").join(sql.SQL("c.{0}::text = %s").format(sql.Identifier(c)) for c in ckey)),
+                    params)
+                found = cur.fetchone()[0]
+                if found != 1:
+                    raise ValueError("the join found {0} rows, not 1".format(found))
+                stage = "update"
+                cur.execute(sql.SQL("UPDATE {0} SET {1} = {1} WHERE {2}").format(
+                    prober._rel(child), sql.Identifier(fk["columns"][0]), cond), params)
+                if cur.rowcount != 1:
+                    raise ValueError("updated {0} rows, not 1".format(cur.rowcount))
+                stage = "delete the parent ({0})".format(fk.get("on_delete", "NO ACTION"))
+                pcond, pparams = prober.where(parent, prow, fk["ref_columns"])
+                action = fk.get("on_delete") or "NO ACTION"
+                if action in ("NO ACTION", "RESTRICT"):
+                    cur.execute("SAVEPOINT pgsafe_probe_delete")
+                    try:
+                        cur.execute(sql.SQL("DELETE FROM {0} WHERE {1}").format(prober._rel(parent), pcond), pparams)
+                    except Exception:  # noqa: BLE001 - the refusal the code declares
+                        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe_delete")
+                    else:
+                        raise ValueError("deleting the parent was allowed although the code declares {0}".format(
+                            action))
+                else:
+                    cur.execute(sql.SQL("DELETE FROM {0} WHERE {1}").format(prober._rel(parent), pcond), pparams)
+                    cur.execute(sql.SQL("SELECT {0} FROM {1} WHERE {2}").format(
+                        sql.SQL(", ").join(sql.SQL("{0}::text").format(sql.Identifier(c)) for c in fk["columns"]),
+                        prober._rel(child), cond), params)
+                    rows = cur.fetchall()
+                    if action == "CASCADE" and rows:
+                        raise ValueError("the child row outlived its parent (the code declares ON DELETE CASCADE)")
+                    if action == "SET NULL" and (len(rows) != 1 or any(v is not None for v in rows[0])):
+                        raise ValueError("the child's key was not set to NULL (the code declares ON DELETE SET NULL)")
             except Exception as exc:  # noqa: BLE001 - any database error is the probe's finding
                 cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe")
-                steps.append({"step": name, "status": "failed", "detail": " ".join(str(exc).split())[:300]})
-                return None
-            cur.execute("RELEASE SAVEPOINT pgsafe_probe")
-            value = got[0][0] if isinstance(got, list) and got and len(got[0]) == 1 else got
-            if expect is not None and value != expect:
                 steps.append({"step": name, "status": "failed",
-                              "detail": "expected {0!r}, got {1!r}".format(expect, value)})
-            else:
-                steps.append({"step": name, "status": "ok", "detail": ""})
-            return got
-
-        step("insert user (varchar id)", sql.SQL("INSERT INTO {0} (id, name, email) VALUES (%s, %s, %s)").format(
-            t["user"]), (ids["user"], "pgsafe probe", ids["user"] + "@probe.invalid"), 1)
-        step("insert project (uuid id, varchar userId)", sql.SQL(
-            "INSERT INTO {0} (id, {1}, title, props) VALUES (%s, %s, %s, %s)").format(
-                t["project"], sql.Identifier("userId")), (ids["project"], ids["user"], "probe " + tag, "{}"), 1)
-        step("insert export (uuid id, user_id, project_id)", sql.SQL(
-            "INSERT INTO {0} (id, user_id, project_id, render_id, status, metadata) VALUES (%s, %s, %s, %s, %s, %s)"
-        ).format(t["exports"]), (ids["export"], ids["user"], ids["project"], "pgsafe-probe-" + tag, "pending",
-                                 '{"probe": true}'), 1)
-        step("insert analytics row (uuid export_id)", sql.SQL(
-            "INSERT INTO {0} (id, export_id, event, event_data) VALUES (%s, %s, %s, %s)").format(
-                t["export_analytics"]), (ids["analytics"], ids["export"], "started", '{"probe": true}'), 1)
-        step("read export with its analytics (the code's join)", sql.SQL(
-            "SELECT count(*) FROM {0} e JOIN {1} a ON a.export_id = e.id WHERE e.id = %s").format(
-                t["exports"], t["export_analytics"]), (ids["export"],), 1)
-        step("update export", sql.SQL(
-            "UPDATE {0} SET status = 'completed', progress = 100, completed_at = now() WHERE id = %s").format(
-                t["exports"]), (ids["export"],), 1)
-        step("delete project", sql.SQL("DELETE FROM {0} WHERE id = %s").format(t["project"]), (ids["project"],), 1)
-        step("export and analytics removed by ON DELETE CASCADE", sql.SQL(
-            "SELECT (SELECT count(*) FROM {0} WHERE id::text = %s) + (SELECT count(*) FROM {1} WHERE id::text = %s)"
-        ).format(t["exports"], t["export_analytics"]), (ids["export"], ids["analytics"]), 0)
-        step("delete user", sql.SQL("DELETE FROM {0} WHERE id = %s").format(t["user"]), (ids["user"],), 1)
+                              "detail": "{0}: {1}".format(stage, " ".join(str(exc).split())[:300])})
+                continue
+            cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe")
+            steps.append({"step": name, "status": "ok", "detail": "insert, join, update, delete ({0})".format(
+                fk.get("on_delete") or "NO ACTION")})
     finally:
         cur.execute("ROLLBACK")
         cur.close()
         conn.autocommit = saved
     failed = [s for s in steps if s["status"] == "failed"]
     if failed:
-        return _check("crud_probe", "failed", "{0} of {1} probe steps failed (rolled back): {2}".format(
-            len(failed), len(steps), "; ".join("{0}: {1}".format(s["step"], s["detail"]) for s in failed)), steps)
-    return _check("crud_probe", "ok", "insert/read/update/delete with the code's types on {0} key tables "
-                  "(rolled back)".format(len(t)), steps)
+        return _check("crud_probe", "failed", "{0} of {1} foreign keys of the code failed the probe (rolled back): "
+                      "{2}".format(len(failed), len(steps), "; ".join(
+                          "{0}: {1}".format(s["step"], s["detail"]) for s in failed)), steps)
+    return _check("crud_probe", "ok", "insert/read/update/delete along {0} foreign keys of the code's schema "
+                  "(rolled back): {1}".format(len(steps), ", ".join(sorted(probed))), steps)
 
 
 # --------------------------------------------------------------------------- conformance
@@ -216,8 +321,9 @@ def plan_targets(plan):
 
     Returns snapshot keys: ``objects`` (columns, foreign keys and tables whose drift from the code the run must
     remove), ``absent_tables`` and ``absent_schemas`` (retired, merged away or removed on purpose: missing
-    afterwards is the plan, not drift).  Names the plan gives unquoted (``public.bazaar-vid_exports``) are
-    split as the plan files write them.
+    afterwards is the plan, not drift), ``changed_tables`` (the tables the run writes to: the CRUD probe's
+    focus).  Names the plan gives unquoted (``public.bazaar-vid_exports``) are split as the plan files write
+    them.
     """
     from ansible.module_utils.pgsafe_identifiers import split_qualified
     from ansible.module_utils.pgsafe_snapshot import qname
@@ -229,19 +335,23 @@ def plan_targets(plan):
 
     plan = plan or {}
     fix = plan.get("schema_fix") or {}
-    objects, absent_tables, absent_schemas = set(), set(), set()
+    objects, absent_tables, absent_schemas, changed = set(), set(), set(), set()
     for change in fix.get("changes") or ():
+        changed.add(table(change["table"]))
         objects.add(table(change["table"]) + "." + qname(change["column"]))
     for fk in fix.get("foreign_keys") or ():
+        changed.add(table(fk["table"]))
         objects.add(table(fk["table"]) + "." + qname(fk["name"]))
     for merge in plan.get("table_merge") or ():
+        changed.add(table(merge["target"]))
         objects.add(table(merge["target"]))
         absent_tables.add(table(merge["source"]))
     for name in (plan.get("table_cleanup") or {}).get("tables") or ():
         absent_tables.add(table(name))
     for schema in (plan.get("auth_schema_removal") or {}).get("schemas") or ():
         absent_schemas.add(qname(schema))
-    return {"objects": objects, "absent_tables": absent_tables, "absent_schemas": absent_schemas}
+    return {"objects": objects, "absent_tables": absent_tables, "absent_schemas": absent_schemas,
+            "changed_tables": changed}
 
 
 def _owner_tables(*snapshots):

@@ -41,7 +41,9 @@ def test_plan_targets_quote_every_name_the_way_snapshots_key_them():
     assert targets["absent_tables"] == {qname("public", "api_usage_metric"), qname("public", "bazaar-vid_patch"),
                                         qname("public", "old")}
     assert targets["absent_schemas"] == {'"auth"'}
-    assert plan_targets({}) == {"objects": set(), "absent_tables": set(), "absent_schemas": set()}
+    assert targets["changed_tables"] == {EXPORTS, qname("public", "bazaar-vid_api_usage_metric")}
+    assert plan_targets({}) == {"objects": set(), "absent_tables": set(), "absent_schemas": set(),
+                                "changed_tables": set()}
 
 
 def test_a_correct_run_passes_with_pre_existing_drift_reported_not_failing():
