@@ -383,7 +383,7 @@ def _planned_absence(d, targets, owners):
     return owners.get(d["object"], d["object"]) in targets["absent_tables"]
 
 
-def judge_conformance(after, before=None, targets=None, owners=None, strict=False):
+def judge_conformance(after, before=None, targets=None, owners=None, strict=False, applied=True):
     """Sort the differences from the code after a run by what the run did about them.
 
     ``after`` and ``before`` are diff_snapshots() results (live vs the code, after and before the run).  Each
@@ -397,7 +397,8 @@ def judge_conformance(after, before=None, targets=None, owners=None, strict=Fals
     * ``fixed``: there before, gone after.
 
     Without ``before`` (no baseline), every blocking difference and every missing or invalid index fails
-    (``unjudged``), as a validation outside a run must.
+    (``unjudged``), as a validation outside a run must.  With ``applied=False`` (check mode: the plan was not
+    run), targeted drift is ``to_fix`` (what the plan would fix) and fails nothing.
     """
     targets = targets or {"objects": set(), "absent_tables": set(), "absent_schemas": set()}
     owners = owners or {}
@@ -412,7 +413,7 @@ def judge_conformance(after, before=None, targets=None, owners=None, strict=Fals
             if _planned_absence(d, targets, owners):
                 add(d, "planned", False)
             elif _targeted(d, targets):
-                add(d, "targeted", True)
+                add(d, "targeted", True) if applied else add(d, "to_fix", False)
             else:
                 add(d, "unjudged", id(d) in failing)
         return items
@@ -425,7 +426,7 @@ def judge_conformance(after, before=None, targets=None, owners=None, strict=Fals
         if _planned_absence(d, targets, owners):
             add(d, "planned", False)
         elif _targeted(d, targets):
-            add(d, "targeted", True)
+            add(d, "targeted", True) if applied else add(d, "to_fix", False)
         elif earlier is not None and earlier.get("left") == d.get("left"):
             add(d, "pre-existing", bool(strict) and id(d) in failing)
         elif d["severity"] == "info":
@@ -438,12 +439,12 @@ def judge_conformance(after, before=None, targets=None, owners=None, strict=Fals
     return items
 
 
-JUDGEMENT_ORDER = {"targeted": 0, "new": 1, "unjudged": 2, "pre-existing": 3, "planned": 4, "new_cosmetic": 5,
-                   "fixed": 6}
+JUDGEMENT_ORDER = {"targeted": 0, "new": 1, "unjudged": 2, "to_fix": 3, "pre-existing": 4, "planned": 5,
+                   "new_cosmetic": 6, "fixed": 7}
 
 
 def check_conformance(live_snapshot, reference_snapshot, ignore=None, before_snapshot=None, plan=None,
-                      strict=False):
+                      strict=False, applied=True):
     """Conformance with the code's schema, judged against the run when a before snapshot is given.
 
     A run fails validation when drift its plan targets is still there or when it introduced new drift; drift
@@ -456,7 +457,7 @@ def check_conformance(live_snapshot, reference_snapshot, ignore=None, before_sna
     before = diff_snapshots(before_snapshot, reference_snapshot, ignore=ignore) if before_snapshot else None
     targets = plan_targets(plan)
     judged = judge_conformance(after, before, targets, _owner_tables(before_snapshot, live_snapshot,
-                                                                       reference_snapshot), strict)
+                                                                       reference_snapshot), strict, applied)
     judged.sort(key=lambda d: (not d["fails"], JUDGEMENT_ORDER.get(d["judgement"], 9),
                                {"blocking": 0, "warning": 1, "info": 2}.get(d["severity"], 3), d["object"]))
     counts = {}

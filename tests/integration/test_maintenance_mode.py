@@ -90,6 +90,8 @@ def test_check_mode_runs_no_hook(dev):
     assert section["status"] == "planned"
     assert "would enter" in section["summary"] and "would exit" in section["summary"]
     assert {i["result"] for i in section["items"]} == {"would run (check mode)"}
+    # a plan, never "succeeded"; nothing in this dev plan would stop a real run
+    assert report["status"] == "planned" and report["would_stop_at"] == [], report["would_stop_at"]
 
 
 def test_exit_runs_when_a_later_phase_fails(dev):

@@ -111,3 +111,9 @@ def test_new_cosmetic_differences_do_not_fail():
     after["tables"][EXPORTS]["columns"]["note"]["comment"] = "a comment the code does not have"
     entry = check_conformance(after, code, before_snapshot=before, plan=PLAN)
     assert entry["status"] == "ok" and by_judgement(entry)["new_cosmetic"] == {EXPORTS + '."note"'}
+
+
+def test_check_mode_shows_targeted_drift_as_what_the_plan_would_fix():
+    code, before, _after = snapshots()
+    entry = check_conformance(before, code, before_snapshot=before, plan=PLAN, applied=False)
+    assert entry["status"] == "ok" and by_judgement(entry)["to_fix"] == {EXPORTS + '."user_id"'}
