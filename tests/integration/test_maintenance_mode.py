@@ -136,3 +136,25 @@ def test_a_malformed_hook_fails_before_anything_changes(dev):
     if server.execute(db, "SELECT to_regclass('pgsafe.backup') IS NOT NULL") == [(True,)]:
         assert server.execute(db, "SELECT count(*) FROM pgsafe.backup") == [(0,)]  # no backup taken
     assert column_type(server, db, ANALYTICS, "export_id") == "text"
+
+
+def test_drift_introduced_during_the_run_fails_validation_naming_it(dev, pg_server, tmp_path):
+    """Something outside the plan adds a column while the run is in its window (here: the enter hook, between
+    the plan and validation): validation fails naming that column, whatever drift existed before."""
+    script = tmp_path / "stray.py"
+    dsn = dict(pg_server.libpq, dbname=dev["db"])
+    script.write_text("import psycopg2\nconn = psycopg2.connect(**%r)\nconn.autocommit = True\n"
+                      "conn.cursor().execute('ALTER TABLE \"bazaar-vid_user\" ADD COLUMN stray_flag text')\n" % dsn)
+    script.chmod(0o600)
+    code, out, report = dev["play"](pgsafe_maintenance_enter={"argv": [sys.executable, str(script)]},
+                                    pgsafe_maintenance_exit=hook(dev["marker"]))
+    assert code != 0, out[-3000:]
+    checks = {c["check"]: c for c in report["sections"]["validate"]["checks"]}
+    conformance = checks["conformance"]
+    assert conformance["status"] == "failed"
+    assert 'new drift appeared during the run: "public"."bazaar-vid_user"."stray_flag"' in conformance["summary"]
+    failing = [i for i in conformance["items"] if i["fails"]]
+    assert [(i["judgement"], i["object"]) for i in failing] == [("new", '"public"."bazaar-vid_user"."stray_flag"')]
+    # the drift that was there before and that the plan does not touch did not fail it
+    assert any(i["judgement"] == "pre-existing" and not i["fails"] for i in conformance["items"])
+    assert report["failure"]["phase"] == "validate"
