@@ -101,6 +101,21 @@ def _extra_table_diff(key, table):
     return _diff("table", key, "presence", _brief_table(table), None, "warning", hazard(note=note), summary)
 
 
+def _extra_schema_diff(key, schema, tables):
+    """A schema the code does not declare: investigate who uses it; never drop tables with data blindly."""
+    inside = [t for t in tables.values() if t["schema"] == schema["name"]]
+    with_data = [t for t in inside if holds_data(t)]
+    note = "not in the code: investigate who uses it (functions, roles, an auth provider, extensions) before changing " \
+           "anything; {0} table(s) in it".format(len(inside))
+    if with_data:
+        note += ", {0} with data ({1}): never drop it blindly".format(
+            len(with_data), "; ".join("{0}: {1}".format(t["name"], table_activity_text(t)) for t in with_data[:5]))
+    note += ". If it is proven unused, remove it through schema removal (a restore-tested backup of the schema " \
+            "first; restorable from it)"
+    return _diff("schema", key, "presence", "schema", None, "warning", hazard(note=note),
+                 "schema not in the code: investigate")
+
+
 _NOW_SPELLINGS = frozenset(("now()", "CURRENT_TIMESTAMP", "transaction_timestamp()"))
 
 
@@ -387,7 +402,8 @@ def _paired_renames(kind, missing, extra, left_items, right_items, definition):
             extra.remove(lkey)
             renames.append(_diff(kind, key, "name", left_items[lkey]["name"], right_items[key]["name"], "info",
                                  hazard(False, AE, note="RENAME: catalog-only, brief ACCESS EXCLUSIVE"),
-                                 "{0} has another name in left".format(kind)))
+                                 "{0} {1} exists under another name in left: {2} (same definition)".format(
+                                     kind, right_items[key]["name"], left_items[lkey]["name"])))
     return renames
 
 
@@ -475,14 +491,11 @@ def diff_snapshots(left, right, ignore=None):
     # schemas
     for key in _keys(left["schemas"], right["schemas"]):
         lo, ro = left["schemas"].get(key), right["schemas"].get(key)
-        if lo is None or ro is None:
-            has_tables = lo is not None and any(t["schema"] == lo["name"] for t in left["tables"].values())
-            out += _presence("schema", key, lo, ro, "blocking", "warning",
-                             hazard(note="CREATE SCHEMA: no lock on existing objects"),
-                             hazard(False, AE, data_loss=has_tables, note=(
-                                 "DROP SCHEMA ... CASCADE removes every object in it{0}; back it up (pg_dump -n) "
-                                 "first").format(" including tables with data" if has_tables else "")),
-                             lambda o: "schema")
+        if lo is None:
+            out += _presence("schema", key, lo, ro, "blocking", None, hazard(note="CREATE SCHEMA: no lock on existing "
+                                                                                  "objects"), None, lambda o: "schema")
+        elif ro is None:
+            out.append(_extra_schema_diff(key, lo, left["tables"]))
         else:
             out += _comment_diff("schema", key, lo.get("comment"), ro.get("comment"))
 
