@@ -41,7 +41,8 @@ from tests.cleanup_helpers import DEV_MAP, REFERENCE_SQL  # noqa: E402
 NAME, PORT = "bench_table_merge", 55458
 RUNS = int(os.environ.get("PGSAFE_BENCH_RUNS", "3"))
 SCALE = float(os.environ.get("PGSAFE_BENCH_MERGE_SCALE", "400"))
-TEMPLATE = "merge_tpl_{0}".format(str(SCALE).replace(".", "_"))
+# the fixture's content hash in the name: a kept cluster never serves a template of older fixtures
+TEMPLATE = "merge_tpl_{0}_{1}".format(str(SCALE).replace(".", "_"), sprint90_fixtures.content_hash("dev", SCALE))
 TARGET = "bazaar-vid_api_usage_metric"
 
 

@@ -12,10 +12,9 @@ from psycopg2 import sql
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_SQL = (ROOT / "files/reference/bazaar_vid.sql").read_text()
 
-DEV_MAP = {"id": "id", "provider": "provider", "model": "model", "userId": "user_id", "projectId": "project_id",
-           "toolName": "tool_name", "success": "success", "responseTime": "response_time",
-           "tokenCount": "token_count", "errorType": "error_type", "errorMessage": "error_message",
-           "metadata": "metadata", "timestamp": "timestamp"}
+# dev's old api_usage_metric onto the code's "bazaar-vid_api_usage_metric": the same twelve camelCase columns
+DEV_MAP = {name: name for name in ("id", "provider", "model", "userId", "projectId", "toolName", "success",
+                                   "responseTime", "tokenCount", "errorType", "errorMessage", "timestamp")}
 
 _WRAPPER = """
 import sys, ansible.module_utils

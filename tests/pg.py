@@ -77,8 +77,12 @@ class Server:
             conn.close()
 
     def ensure_template(self, variant: str, scale: float = 1.0) -> str:
-        """A template database seeded as ``variant`` at ``scale`` (created once per cluster)."""
-        name = f"tpl_sprint90_{variant}_{str(scale).replace('.', '_')}"
+        """A template database seeded as ``variant`` at ``scale`` (created once per cluster).
+
+        Its name carries a short hash of the fixture's content (``ddl(variant)`` and the data statements
+        at ``scale``): a cluster kept from an earlier session never serves a template of older fixtures.
+        """
+        name = f"tpl_sprint90_{variant}_{str(scale).replace('.', '_')}_{sprint90_fixtures.content_hash(variant, scale)}"
         lock = self.connect()  # several pytest sessions may share the cluster: build each template once
         try:
             with lock.cursor() as cur:

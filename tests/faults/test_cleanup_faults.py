@@ -41,9 +41,10 @@ def merged_rows_missing(server, db, source_schema, source_name, run_id=None):
     """Source rows (by id) whose mapped content is neither in the target nor recorded in quarantine_row."""
     q = '''SELECT count(*) FROM {src} s WHERE NOT EXISTS (
                SELECT 1 FROM "bazaar-vid_api_usage_metric" t WHERE t.id = s.id AND t.provider = s.provider
-                  AND t.model = s.model AND t.user_id IS NOT DISTINCT FROM s."userId"
-                  AND t.project_id IS NOT DISTINCT FROM s."projectId" AND t.response_time = s."responseTime"
-                  AND t.token_count IS NOT DISTINCT FROM s."tokenCount" AND t.metadata IS NOT DISTINCT FROM s.metadata
+                  AND t.model = s.model AND t."userId" IS NOT DISTINCT FROM s."userId"
+                  AND t."projectId" IS NOT DISTINCT FROM s."projectId" AND t."responseTime" = s."responseTime"
+                  AND t."tokenCount" IS NOT DISTINCT FROM s."tokenCount"
+                  AND t."errorMessage" IS NOT DISTINCT FROM s."errorMessage"
                   AND t."timestamp" = s."timestamp" AND t.success = s.success)
              AND NOT EXISTS (SELECT 1 FROM pgsafe.quarantine_row q WHERE q.source_table = 'api_usage_metric'
                   AND q.row_data = to_jsonb(s))'''
@@ -56,11 +57,11 @@ def test_merge_conflicting_duplicate_key_fails_by_default_then_keep_target_quara
     create_target(pg_server, dev_db)
     first, second = [r[0] for r in pg_server.execute(dev_db, "SELECT id FROM api_usage_metric ORDER BY id LIMIT 2")]
     # One identical row, one colliding row with different values, one row only the target has.
-    pg_server.execute(dev_db, '''INSERT INTO "bazaar-vid_api_usage_metric" (id, provider, model, user_id, project_id,
-            tool_name, success, response_time, token_count, error_type, error_message, metadata, "timestamp")
+    pg_server.execute(dev_db, '''INSERT INTO "bazaar-vid_api_usage_metric" (id, provider, model, "userId", "projectId",
+            "toolName", success, "responseTime", "tokenCount", "errorType", "errorMessage", "timestamp")
         SELECT id, provider, model, "userId", "projectId", "toolName", success, "responseTime", "tokenCount",
-               "errorType", "errorMessage", metadata, "timestamp" FROM api_usage_metric WHERE id = %s''', (first,))
-    pg_server.execute(dev_db, '''INSERT INTO "bazaar-vid_api_usage_metric" (id, provider, model, success, response_time)
+               "errorType", "errorMessage", "timestamp" FROM api_usage_metric WHERE id = %s''', (first,))
+    pg_server.execute(dev_db, '''INSERT INTO "bazaar-vid_api_usage_metric" (id, provider, model, success, "responseTime")
         VALUES (%s, 'openai', 'target-version', true, 999999), (gen_random_uuid(), 'groq', 'only-in-target', true, 1)''',
                       (second,))
     source_before = table_hash(pg_server, dev_db, "public", "api_usage_metric")
@@ -83,7 +84,7 @@ def test_merge_conflicting_duplicate_key_fails_by_default_then_keep_target_quara
     assert done["proof"]["source_sha"] == done["proof"]["target_sha"]
     assert done["diff"]["before"]["target_rows"] == 3 and done["diff"]["after"]["target_rows"] == 251
     # The target row won; the source row is in quarantine_row, and the whole source in the quarantine schema.
-    assert pg_server.execute(dev_db, 'SELECT model, response_time FROM "bazaar-vid_api_usage_metric" WHERE id = %s',
+    assert pg_server.execute(dev_db, 'SELECT model, "responseTime" FROM "bazaar-vid_api_usage_metric" WHERE id = %s',
                              (second,)) == [("target-version", 999999)]
     qrows = pg_server.execute(dev_db, "SELECT source_pk->>'id', row_data->>'model', reason FROM pgsafe.quarantine_row "
                                       "WHERE run_id = %s", (params["run_id"],))

@@ -92,8 +92,8 @@ def test_legacy_audit_sees_the_writer(tmp_path, pg_server, scratch_server, prod_
         project = pg_server.execute(prod_db, 'SELECT id FROM "bazaar-vid_project" LIMIT 1')[0][0]
         while not stop.is_set():
             with conn.cursor() as cur:
-                cur.execute('''INSERT INTO "bazaar-vid_project_memory" ("projectId", "memoryType", "memoryKey",
-                               "memoryValue") VALUES (%s, 'user_preference', 'k', 'v')''', (project,))
+                cur.execute('''INSERT INTO "bazaar-vid_project_memory" (project_id, memory_type, memory_key,
+                               memory_value) VALUES (%s, 'user_preference', 'k', 'v')''', (project,))
             time.sleep(0.2)
         conn.close()
 

@@ -27,7 +27,7 @@ DAMAGES = {
         'FOREIGN KEY ("projectId") REFERENCES "bazaar-vid_project" (id) ON DELETE CASCADE NOT VALID'],
     "wrong_type": [f'ALTER TABLE "bazaar-vid_export_analytics" DROP CONSTRAINT "{FK}"',
                    'ALTER TABLE "bazaar-vid_export_analytics" ALTER export_id TYPE text'],
-    "missing_index": ['DROP INDEX analytics_event_idx'],
+    "missing_index": ['DROP INDEX export_analytics_event_idx'],
 }
 
 
@@ -99,7 +99,7 @@ def test_each_damage_is_caught(pg_server, fixed_dev_template, tmp_path):
             ("column", "type", "text", "uuid")}
         assert failed["missing_index"] == ["conformance"]
         conformance = next(c for c in sections["missing_index"]["checks"] if c["check"] == "conformance")["items"]
-        assert [(i["kind"], i["object"]) for i in conformance] == [("index", '"public"."analytics_event_idx"')]
+        assert [(i["kind"], i["object"]) for i in conformance] == [("index", '"public"."export_analytics_event_idx"')]
     finally:
         for db in hosts.values():
             pg_server.drop_database(db)
