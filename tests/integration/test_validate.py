@@ -31,11 +31,20 @@ DAMAGES = {
 }
 
 
+# What the fix targeted: validation judges the damage below against it and against the schema right
+# after the fix (the drift dev had before and that the fix does not touch is pre-existing, not a failure).
+PLAN = {"schema_fix": {"changes": [{"table": "public.bazaar-vid_export_analytics", "column": "export_id",
+                                    "type": "uuid"}],
+                       "foreign_keys": [{"name": FK, "table": "public.bazaar-vid_export_analytics"}]}}
+
+
 @pytest.fixture(scope="module")
-def fixed_dev_template(pg_server):
+def fixed_dev_template(pg_server, tmp_path_factory):
     """dev after a correct fix (analytics.export_id uuid + FK, the prefixed metric table), with a stored
-    'before' fingerprint of run RUN_ID taken before the fix."""
+    'before' fingerprint of run RUN_ID taken before the fix, and a snapshot file of the schema after it."""
     import sprint90_fixtures
+
+    from ansible.module_utils.pgsafe_snapshot import dumps, take_snapshot
 
     name = pg_server.create_database(template=pg_server.ensure_template("dev"))
     conn = pg_server.connect(name, autocommit=False)
@@ -51,10 +60,19 @@ def fixed_dev_template(pg_server):
             cur.execute(sprint90_fixtures.PREFIXED_METRIC)
             store_fingerprint(cur, before, "before", RUN_ID)
         conn.commit()
+        with conn.cursor() as cur:
+            baseline = tmp_path_factory.mktemp("baseline") / "schema_fixed.json"
+            baseline.write_text(dumps(take_snapshot(cur)))
+        conn.rollback()
     finally:
         conn.close()
-    yield name
+    yield name, str(baseline)
     pg_server.drop_database(name)
+
+
+def _judged(extra, baseline):
+    """validate.yml's extra vars: judge against the fixed schema and the fix's plan."""
+    return dict(extra, validate_before_snapshot=baseline, validate_plan=PLAN)
 
 
 def _copy(pg_server, template, statements=()):
@@ -69,13 +87,14 @@ def _report(artifacts, host):
 
 
 def test_each_damage_is_caught(pg_server, fixed_dev_template, tmp_path):
-    hosts = {damage: _copy(pg_server, fixed_dev_template, stmts) for damage, stmts in DAMAGES.items()}
+    template, baseline = fixed_dev_template
+    hosts = {damage: _copy(pg_server, template, stmts) for damage, stmts in DAMAGES.items()}
     try:
         inv = pg.write_inventory(tmp_path / "inv", {h: (pg_server, db) for h, db in hosts.items()})
         artifacts = tmp_path / "artifacts"
         result = pg.run_playbook("validate.yml", inventory=str(inv),
-                                 extra_vars={"pgsafe_artifacts_root": str(artifacts),
-                                             "pgsafe_migration_run_id": RUN_ID})
+                                 extra_vars=_judged({"pgsafe_artifacts_root": str(artifacts),
+                                                     "pgsafe_migration_run_id": RUN_ID}, baseline))
         assert result.returncode != 0  # damaged hosts fail the play
         sections = {h: _report(artifacts, h)["sections"]["validate"] for h in hosts}
         failed = {h: sorted(c["check"] for c in s["checks"] if c["status"] == "failed") for h, s in sections.items()}
@@ -95,11 +114,12 @@ def test_each_damage_is_caught(pg_server, fixed_dev_template, tmp_path):
             ("bazaar-vid_scene_projectId_bazaar-vid_project_id_fk", 1)]
         assert failed["wrong_type"] == ["conformance", "crud_probe"]  # content intact: integrity still ok
         conformance = next(c for c in sections["wrong_type"]["checks"] if c["check"] == "conformance")["items"]
-        assert {(i["kind"], i["attribute"], i["live"], i["code"]) for i in conformance} >= {
-            ("column", "type", "text", "uuid")}
+        assert {(i["judgement"], i["kind"], i["attribute"], i["live"], i["code"]) for i in conformance if i["fails"]} \
+            >= {("targeted", "column", "type", "text", "uuid")}
         assert failed["missing_index"] == ["conformance"]
         conformance = next(c for c in sections["missing_index"]["checks"] if c["check"] == "conformance")["items"]
-        assert [(i["kind"], i["object"]) for i in conformance] == [("index", '"public"."export_analytics_event_idx"')]
+        assert [(i["judgement"], i["kind"], i["object"]) for i in conformance if i["fails"]] == [
+            ("new", "index", '"public"."export_analytics_event_idx"')]
     finally:
         for db in hosts.values():
             pg_server.drop_database(db)
@@ -122,10 +142,12 @@ def _fingerprints(pg_server, db):
 
 
 def test_validation_never_writes(pg_server, fixed_dev_template, tmp_path):
-    db = _copy(pg_server, fixed_dev_template)
+    template, baseline = fixed_dev_template
+    db = _copy(pg_server, template)
     try:
         inv = pg.write_inventory(tmp_path / "inv", {"dev": (pg_server, db)})
-        extra = {"pgsafe_artifacts_root": str(tmp_path / "artifacts"), "pgsafe_migration_run_id": RUN_ID}
+        extra = _judged({"pgsafe_artifacts_root": str(tmp_path / "artifacts"), "pgsafe_migration_run_id": RUN_ID},
+                        baseline)
         data_before = _fingerprints(pg_server, db)
         counters_before = _counters(pg_server, db)
 
@@ -136,8 +158,9 @@ def test_validation_never_writes(pg_server, fixed_dev_template, tmp_path):
         assert _fingerprints(pg_server, db) == data_before
         assert _counters(pg_server, db) == counters_before
 
-        # with the probe (the default): data and fingerprints identical; only the four probed tables count the
-        # probe's attempted, rolled-back rows; no live row added anywhere
+        # with the probe (the default): data and fingerprints identical; only the probed tables (the plan's table,
+        # the table its foreign key points at, and their parents) count the probe's attempted, rolled-back rows;
+        # no live row added anywhere
         result = pg.run_playbook("validate.yml", inventory=str(inv), extra_vars=extra)
         assert result.returncode == 0, result.stdout[-3000:]
         section = _report(tmp_path / "artifacts", "dev")["sections"]["validate"]
@@ -148,7 +171,7 @@ def test_validation_never_writes(pg_server, fixed_dev_template, tmp_path):
         for table, values in counters_before.items():
             if table.split(".", 1)[1] in PROBED:
                 assert after[table][3] == values[3], table  # n_live_tup
-                assert after[table][0] == values[0] + 1, table  # one probe insert, rolled back
+                assert after[table][0] > values[0], table  # probe inserts, rolled back
             else:
                 assert after[table] == values, table
     finally:
