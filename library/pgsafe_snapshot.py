@@ -49,6 +49,19 @@ options:
     description: Return the whole snapshot in the result (set false for big schemas when I(dest) is enough).
     type: bool
     default: true
+  store:
+    description:
+      - Also keep the snapshot in the target's product schema (C(pgsafe.schema_snapshot)) under I(run_id) and
+        I(label), where a later job (validation in another AWX job) finds it. Not in check mode.
+    type: bool
+    default: false
+  run_id:
+    description: Run the stored snapshot belongs to (required with I(store)).
+    type: str
+  label:
+    description: Label of the stored snapshot (C(before), C(after)).
+    type: str
+    default: before
 """
 
 EXAMPLES = r"""
@@ -109,6 +122,25 @@ def _same_schema_on_disk(path, fingerprint):
         return False
 
 
+def _store(module, params, snap, fingerprint):
+    from ansible.module_utils.pgsafe_connection import connect
+    from ansible.module_utils.pgsafe_meta import ensure_meta_schema, store_schema_snapshot
+
+    try:
+        conn = connect(params)
+        try:
+            with conn.cursor() as cur:
+                ensure_meta_schema(cur)
+                stored = store_schema_snapshot(cur, dumps(snap), fingerprint, params["run_id"], params["label"])
+            conn.commit()
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - a connection or privilege error, named with the fix
+        module.fail_json(msg="cannot keep the schema snapshot in pgsafe.schema_snapshot: {0}. The login needs "
+                             "INSERT on the product schema (or run without store)".format(" ".join(str(exc).split())))
+    return stored
+
+
 def main():
     module = AnsibleModule(
         argument_spec=connection_argument_spec(
@@ -116,7 +148,11 @@ def main():
             ignore_schemas=dict(type="list", elements="str", default=[]),
             ignore_patterns=dict(type="list", elements="str", default=[]),
             return_snapshot=dict(type="bool", default=True),
+            store=dict(type="bool", default=False),
+            run_id=dict(type="str"),
+            label=dict(type="str", default="before"),
         ),
+        required_if=[("store", True, ["run_id"])],
         supports_check_mode=True,
     )
     params = module.params
@@ -146,6 +182,9 @@ def main():
                 except OSError as exc:
                     module.fail_json(msg="cannot write the snapshot to {0}: {1}. Create the directory or choose "
                                          "another dest".format(dest, exc.strerror))
+    if params["store"] and not module.check_mode:
+        result["stored_id"] = _store(module, params, snap, fingerprint)
+        result["changed"] = True
     if params["return_snapshot"]:
         result["snapshot"] = snap
     if module._diff and result["changed"]:

@@ -77,7 +77,9 @@ options:
         artifacts). With it, conformance judges the run, not the world - drift the I(plan) targets that is still
         there fails, and drift that appeared during the run fails; drift that existed before and that the plan
         does not touch is reported as pre-existing and does not fail (unless I(strict_conformance)).
-      - Without it (or when the file does not exist), every blocking difference from the code fails.
+      - When the file does not exist (another job, another directory), the snapshot run I(run_id) kept in
+        C(pgsafe.schema_snapshot) under I(before_label) is used. Without either, every blocking difference
+        from the code fails.
     type: path
   plan:
     description:
@@ -171,20 +173,30 @@ def _reference_loader(module, p):
                     p["reference_ddl"])
 
 
-def _before_snapshot(path):
-    """(snapshot, note) of the schema before the run; (None, why) when there is none to judge against."""
+def _before_snapshot(cur, path, run_id, label):
+    """(snapshot, note) of the schema before the run: the file, else the one the run kept in the product
+    schema; (None, why) when there is none to judge against (then every blocking difference counts)."""
     import os
 
-    from ansible.module_utils.pgsafe_snapshot import SnapshotSourceError, read_snapshot_file
+    from ansible.module_utils.pgsafe_meta import load_schema_snapshot
+    from ansible.module_utils.pgsafe_snapshot import SnapshotSourceError, check_snapshot, read_snapshot_file
 
-    if not path:
-        return None, ""
-    if not os.path.exists(path):
+    if path and os.path.exists(path):
+        try:
+            return read_snapshot_file(path), "; before: {0}".format(path)
+        except SnapshotSourceError as exc:  # judged without a baseline: stricter, never laxer
+            return None, "; {0}".format(exc)
+    if run_id:
+        stored = load_schema_snapshot(cur, run_id, label)
+        if stored is not None:
+            try:
+                return check_snapshot(stored), "; before: run {0}'s snapshot in pgsafe.schema_snapshot".format(run_id)
+            except ValueError as exc:
+                return None, "; run {0}'s stored snapshot is unusable: {1}".format(run_id, exc)
+        return None, "; run {0} kept no {1} snapshot (fingerprint_before skipped?)".format(run_id, label)
+    if path:
         return None, "; no before snapshot at {0}: was the fingerprint_before phase skipped?".format(path)
-    try:
-        return read_snapshot_file(path), "; before: {0}".format(path)
-    except SnapshotSourceError as exc:  # judged without a baseline: stricter, never laxer
-        return None, "; {0}".format(exc)
+    return None, ""
 
 
 class _Background:
@@ -273,7 +285,9 @@ def main():
                 checks.append({"check": "conformance", "status": "skipped", "items": [],
                                "summary": "no reference_ddl or reference_snapshot given"})
             else:
-                before, note = _before_snapshot(p["before_snapshot"])
+                with conn.cursor() as cur:
+                    before, note = _before_snapshot(cur, p["before_snapshot"], p["run_id"], p["before_label"])
+                conn.rollback()
                 entry = check_conformance(live, reference, p["conformance_ignore"] or None, before_snapshot=before,
                                           plan=p["plan"], strict=p["strict_conformance"],
                                           applied=not module.check_mode)

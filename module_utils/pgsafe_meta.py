@@ -14,7 +14,7 @@ import json
 META_SCHEMA = "pgsafe"
 QUARANTINE_SCHEMA = "pgsafe_quarantine"
 PRODUCT_SCHEMAS = (META_SCHEMA, QUARANTINE_SCHEMA)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Idempotent DDL (version 1).  Later versions append statements and bump SCHEMA_VERSION.
 META_DDL = """
@@ -123,7 +123,17 @@ CREATE TABLE IF NOT EXISTS pgsafe.monitor_sample (
 -- so that deletes in the live tables neither cascade into set-aside rows nor fail on them.
 ALTER TABLE pgsafe.quarantined_object ADD COLUMN IF NOT EXISTS detached_constraints jsonb NOT NULL DEFAULT '[]'::jsonb;
 CREATE INDEX IF NOT EXISTS backup_taken_at_idx ON pgsafe.backup (taken_at DESC);
-INSERT INTO pgsafe.schema_version (version) VALUES (1), (2) ON CONFLICT DO NOTHING;
+-- 3: the schema as a run found it, so that validation can judge the run from any later job.
+CREATE TABLE IF NOT EXISTS pgsafe.schema_snapshot (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    label text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    schema_fingerprint text NOT NULL,
+    snapshot jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schema_snapshot_run_idx ON pgsafe.schema_snapshot (run_id, label, id DESC);
+INSERT INTO pgsafe.schema_version (version) VALUES (1), (2), (3) ON CONFLICT DO NOTHING;
 """
 
 
@@ -172,3 +182,21 @@ def last_journal_entry(cur, run_id, step):
     if row is None:
         return None
     return {"status": row[0], "object": row[1], "details": row[2], "at": row[3].isoformat()}
+
+
+def store_schema_snapshot(cur, snapshot_json, fingerprint, run_id, label):
+    """Keep a run's schema snapshot (a JSON text) in the product schema; returns its id."""
+    cur.execute("INSERT INTO pgsafe.schema_snapshot (run_id, label, schema_fingerprint, snapshot) "
+                "VALUES (%s, %s, %s, %s::jsonb) RETURNING id", (run_id, label, fingerprint, snapshot_json))
+    return cur.fetchone()[0]
+
+
+def load_schema_snapshot(cur, run_id, label):
+    """The newest snapshot a run stored under a label, or None (also when the product schema has none)."""
+    cur.execute("SELECT to_regclass('pgsafe.schema_snapshot') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT snapshot FROM pgsafe.schema_snapshot WHERE run_id = %s AND label = %s ORDER BY id DESC "
+                "LIMIT 1", (run_id, label))
+    row = cur.fetchone()
+    return row[0] if row else None

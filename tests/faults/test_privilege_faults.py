@@ -123,9 +123,15 @@ def test_documented_logins_run_the_playbooks_they_are_meant_for(pg_server, login
     after = fl.fingerprint(pg_server, prod)
     val = env_as(tmp_path / "val", pg_server, {"prod": (pg_server, prod), "staging": (pg_server, staging)},
                  {"prod": logins.login("pgsafe_validation")})
-    result = val.run("validate.yml", {"validate_checks": ["foreign_keys", "invalid_indexes", "conformance"]},
+    # the validation job of the release: judges the prod run (its before snapshot, kept in the product schema
+    # by the migration login, is read by the validation login from another job's directory)
+    result = val.run("validate.yml", {"validate_checks": ["foreign_keys", "invalid_indexes", "conformance"],
+                                      "pgsafe_migration_run_id": report["run_id"]},
                      extra_args=("--limit", "prod"))
     assert result.returncode == 0, result.flat[-4000:]
+    judged = json.loads((val.artifacts / "prod/validate/latest/report.json").read_text())["sections"]["validate"]
+    conformance = next(c for c in judged["checks"] if c["check"] == "conformance")
+    assert "run {0}'s snapshot in pgsafe.schema_snapshot".format(report["run_id"]) in conformance["summary"]
     assert fl.fingerprint(pg_server, prod) == after
     rows_lost(lost)
 
