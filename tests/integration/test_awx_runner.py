@@ -43,7 +43,8 @@ def databases(pg_server, tmp_path_factory):
 
 @pytest.mark.parametrize("template", CONTROLLER["awx_job_templates"], ids=lambda t: t["playbook"])
 def test_template_runs_under_ansible_runner(template, databases):
-    extravars = {SURVEYS[key]["variable"]: SURVEYS[key]["default"] for key in template["survey"]}
+    extravars = dict(template.get("extra_vars") or {})
+    extravars.update({SURVEYS[key]["variable"]: SURVEYS[key]["default"] for key in template["survey"]})
     extravars["legacy_audit_sample_seconds"] = 2
     data_dir = Path(databases["tmp"]) / ("runner-" + Path(template["playbook"]).stem)
     data_dir.mkdir()
