@@ -41,7 +41,8 @@ SOURCE = ("bench_backup", 55452)
 SCRATCH = ("bench_backup_scratch", 55453)
 SCALE = float(os.environ.get("BENCH_BACKUP_SCALE", "800"))
 RUNS = int(os.environ.get("BENCH_BACKUP_RUNS", "3"))
-DBNAME = "bazaar_vid_bench_%s" % str(SCALE).replace(".", "_")
+# Named by the fixture's content too: a database kept from an older fixture is never reused.
+DBNAME = "bazaar_vid_bench_%s_%s" % (str(SCALE).replace(".", "_"), pg.sprint90_fixtures.content_hash("prod", 1))
 
 
 def log(msg):

@@ -74,13 +74,14 @@ def finish(server, name):
 
 def ensure_database(server, scale):
     """A seeded database at about ``scale``: an existing complete one within 10 % is reused."""
-    for (existing,) in server.execute("postgres", "SELECT datname FROM pg_database WHERE datname LIKE "
-                                                  "'fp\\_sprint90\\_prod\\_%' ORDER BY datname"):
+    prefix = "fp_{0}_prod_".format(sprint90_fixtures.content_hash("prod", 1))  # never an older fixture's data
+    for (existing,) in server.execute("postgres", "SELECT datname FROM pg_database WHERE starts_with(datname, %s) "
+                                                  "ORDER BY datname", (prefix,)):
         old = int(existing.rsplit("_", 1)[1])
         if abs(old - scale) <= scale * 0.1 and server.execute(
                 existing, "SELECT to_regclass('bench_meta.seeded') IS NOT NULL")[0][0]:
             return existing, old
-    name = "fp_sprint90_prod_{0}".format(scale)
+    name = prefix + str(scale)
     exists = server.execute("postgres", "SELECT count(*) FROM pg_database WHERE datname = %s", (name,))[0][0]
     if exists:
         ok = server.execute(name, "SELECT to_regclass('bench_meta.seeded') IS NOT NULL")[0][0]

@@ -90,7 +90,8 @@ EXAMPLES = r"""
     source: api_usage_metric
     target: bazaar-vid_api_usage_metric
     target_definition: "{{ lookup('ansible.builtin.file', 'files/reference/bazaar_vid.sql') }}"
-    column_map: {id: id, userId: user_id, responseTime: response_time}
+    column_map: {id: id, provider: provider, model: model, userId: userId, success: success,
+                 responseTime: responseTime, timestamp: timestamp}
 """
 
 RETURN = r"""
