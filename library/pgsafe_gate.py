@@ -18,6 +18,8 @@ description:
   - With I(confirm_required), demands I(confirm_database) equal to the target's database name.
   - Demands the current time be inside I(window) unless I(window_override_reason) is given (the
     reason is returned so the run records it).
+  - Inside a bounded window, demands that what is left of it holds the rehearsal's duration (its phases
+    but the copy into staging) times 1.5; the same I(window_override_reason) overrides it.
   - Reads only, in a READ ONLY transaction; fails before anything changes, naming each closed gate
     and what to do. In check mode a closed gate is a warning (C(would_refuse)), so the plan can be shown.
 version_added: "0.1.0"
@@ -116,7 +118,7 @@ import datetime as dt
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
-                                               plan_converged, plan_fingerprint, plan_rehearsed)
+                                               plan_converged, plan_fingerprint, plan_rehearsed, rehearsed_duration)
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
@@ -125,11 +127,14 @@ def read_attestations(cur, fingerprint):
     if not meta_schema_installed(cur):
         return []
     cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id, "
-                "details ->> 'schema_fingerprint_after', environment "
+                "details ->> 'schema_fingerprint_after', environment, details -> 'phases' "
                 "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
     keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id",
-            "schema_fingerprint_after", "environment")
-    return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+            "schema_fingerprint_after", "environment", "phases")
+    rows = [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+    for row in rows:
+        row["duration_seconds"] = rehearsed_duration(row.pop("phases"))
+    return rows
 
 
 def main():

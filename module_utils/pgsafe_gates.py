@@ -109,13 +109,52 @@ def in_window(spec, now):
     return False
 
 
+# Phases a rehearsal has that the real run does not (the copy of prod into staging, the attestation).
+REHEARSAL_ONLY_PHASES = ("restore_copy", "attest")
+
+
+def rehearsed_duration(phases):
+    """Seconds the rehearsal spent on what the real run will do too (its timeline minus the copy), or None."""
+    if not phases:
+        return None
+    return round(sum(float(p.get("seconds") or 0) for p in phases if p.get("phase") not in REHEARSAL_ONLY_PHASES), 2)
+
+
+def minutes_left(spec, now):
+    """Minutes left in the window ``now`` falls in (the longest if several overlap); None when unbounded
+    (``always``) or outside every window."""
+    if now.tzinfo is not None:
+        now = now.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    minute = now.hour * 60 + now.minute + now.second / 60.0
+    day = now.weekday()
+    best = None
+    for window in parse_window(spec):
+        if window == "always":
+            return None
+        if window == "never":
+            continue
+        days, start, end = window
+        left = None
+        if start <= end:
+            if day in days and start <= minute < end:
+                left = end - minute
+        elif day in days and minute >= start:
+            left = 24 * 60 - minute + end
+        elif ((day - 1) % 7) in days and minute < end:
+            left = end - minute
+        if left is not None and (best is None or left > best):
+            best = left
+    return best
+
+
 def evaluate_gates(facts):
     """Decide every gate. ``facts`` holds what the module measured or was given:
 
     environment, requires_rehearsal (bool), plan_fingerprint, attestations (list of dicts with
     plan_fingerprint, result, attested_at (aware datetime), schema_fingerprint_before, run_id),
     rehearsal_max_age_days, live_schema_fingerprint, confirm_required (bool), confirm_database,
-    database, window, now, window_override_reason.
+    database, window, now, window_override_reason, window_time_margin (the rehearsal's duration, from its
+    attestation's ``duration_seconds``, times this must fit in what is left of the window; default 1.5).
 
     Returns a list of {gate, passed, detail, remedy}.
     """
@@ -172,6 +211,22 @@ def evaluate_gates(facts):
                 facts["plan_fingerprint"][:12])
             remedy = "run playbooks/sprint90_rehearsal.yml on staging with the same plan, then re-run"
         results.append({"gate": "rehearsal", "passed": bool(passing), "detail": detail, "remedy": remedy})
+
+        rehearsed = passing[0].get("duration_seconds") if passing else None
+        left = minutes_left(facts.get("window", "always"), now) if inside else None
+        if rehearsed is not None and left is not None:
+            margin = float(facts.get("window_time_margin", 1.5))
+            needed = float(rehearsed) * margin / 60.0
+            fits = needed <= left
+            results.append({
+                "gate": "time_left", "passed": fits or bool(reason), "overridden": bool(reason) and not fits,
+                "detail": "{0:.0f} min left in the window; the rehearsal took {1:.1f} min ({2:.1f} min with the "
+                          "{3:g}x margin){4}".format(left, float(rehearsed) / 60.0, needed, margin,
+                                                     "" if fits else (", overridden: " + reason if reason else
+                                                                      ": it may not finish inside the window")),
+                "remedy": "" if fits or reason else "start earlier in the window (or in the next one), or set "
+                                                     "window_override_reason='<why>' (recorded with the run)",
+            })
 
         live = facts.get("live_schema_fingerprint")
         if passing:

@@ -3,7 +3,8 @@ import datetime as dt
 import pytest
 
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message, in_window,
-                                               parse_window, plan_converged, plan_fingerprint)
+                                               minutes_left, parse_window, plan_converged, plan_fingerprint,
+                                               rehearsed_duration)
 
 UTC = dt.timezone.utc
 SAT_3AM = dt.datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # a Saturday
@@ -132,3 +133,42 @@ def test_plan_converged_needs_a_passing_run_ending_with_the_live_schema():
     assert plan_converged(atts, "p", "s2") is True
     assert plan_converged(atts, "p", "s3") is False
     assert plan_converged(atts, "q", "s2") is False
+
+
+@pytest.mark.parametrize(("spec", "now", "left"), [
+    ("always", WED_NOON, None),
+    ("Sat 02:00-06:00", SAT_3AM, 180),
+    ("Sat 02:00-06:00", WED_NOON, None),  # outside
+    ("Fri 22:00-02:00", SAT_3AM.replace(hour=1), 60),  # past midnight
+    ("Fri 22:00-02:00", SAT_3AM - dt.timedelta(hours=4, minutes=30), 210),  # Fri 22:30
+    ("Sat 02:00-04:00; Sat 02:30-06:00", SAT_3AM, 180),  # overlapping: the longest
+])
+def test_minutes_left_in_the_window(spec, now, left):
+    assert minutes_left(spec, now) == left
+
+
+def _rehearsed(minutes):
+    return [dict(plan_fingerprint="p" * 64, result="passed", run_id="r1", attested_at=SAT_3AM - dt.timedelta(days=1),
+                 schema_fingerprint_before="s1", duration_seconds=minutes * 60)]
+
+
+def test_the_rehearsed_duration_must_fit_what_is_left_of_the_window():
+    fits = evaluate_gates(facts(window="Sat 02:00-06:00", now=SAT_3AM, attestations=_rehearsed(100)))
+    assert failed_gates(fits) == [] and "180 min left" in next(r for r in fits if r["gate"] == "time_left")["detail"]
+    late = evaluate_gates(facts(window="Sat 02:00-06:00", now=SAT_3AM.replace(hour=5), attestations=_rehearsed(50)))
+    (closed,) = failed_gates(late)  # 75 min needed with the 1.5x margin, 60 left
+    assert closed["gate"] == "time_left" and "may not finish inside the window" in closed["detail"]
+    assert "start earlier" in closed["remedy"]
+    overridden = evaluate_gates(facts(window="Sat 02:00-06:00", now=SAT_3AM.replace(hour=5),
+                                      attestations=_rehearsed(50), window_override_reason="short on time, approved"))
+    assert failed_gates(overridden) == []
+    # no duration recorded (older attestations) or no bounded window: no such gate
+    assert "time_left" not in {r["gate"] for r in evaluate_gates(facts(window="always", attestations=_rehearsed(900)))}
+    assert "time_left" not in {r["gate"] for r in evaluate_gates(facts(window="Sat 02:00-06:00", now=SAT_3AM))}
+
+
+def test_rehearsed_duration_leaves_out_the_copy_and_the_attestation():
+    phases = [{"phase": "preflight", "seconds": 0.5}, {"phase": "restore_copy", "seconds": 300},
+              {"phase": "schema_fix", "seconds": 40.25}, {"phase": "validate", "seconds": 9}, {"phase": "attest", "seconds": 1}]
+    assert rehearsed_duration(phases) == 49.75
+    assert rehearsed_duration([]) is None and rehearsed_duration(None) is None
