@@ -91,22 +91,7 @@ def parse_window(spec):
 
 def in_window(spec, now):
     """True when ``now`` (an aware or UTC-naive datetime) falls in one of the windows."""
-    if now.tzinfo is not None:
-        now = now.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-    minute = now.hour * 60 + now.minute
-    day = now.weekday()
-    for window in parse_window(spec):
-        if window == "always":
-            return True
-        if window == "never":
-            continue
-        days, start, end = window
-        if start <= end:
-            if day in days and start <= minute < end:
-                return True
-        elif (day in days and minute >= start) or (((day - 1) % 7) in days and minute < end):
-            return True
-    return False
+    return _window_position(spec, now)[0]
 
 
 # Phases a rehearsal has that the real run does not (the copy of prod into staging, the attestation).
@@ -123,14 +108,19 @@ def rehearsed_duration(phases):
 def minutes_left(spec, now):
     """Minutes left in the window ``now`` falls in (the longest if several overlap); None when unbounded
     (``always``) or outside every window."""
+    return _window_position(spec, now)[1]
+
+
+def _window_position(spec, now):
+    """(inside, minutes left) of ``now`` in the windows of ``spec``; minutes left is None when unbounded."""
     if now.tzinfo is not None:
         now = now.astimezone(_dt.timezone.utc).replace(tzinfo=None)
     minute = now.hour * 60 + now.minute + now.second / 60.0
     day = now.weekday()
-    best = None
+    inside, best = False, None
     for window in parse_window(spec):
         if window == "always":
-            return None
+            return True, None
         if window == "never":
             continue
         days, start, end = window
@@ -142,9 +132,9 @@ def minutes_left(spec, now):
             left = 24 * 60 - minute + end
         elif ((day - 1) % 7) in days and minute < end:
             left = end - minute
-        if left is not None and (best is None or left > best):
-            best = left
-    return best
+        if left is not None:
+            inside, best = True, max(left, best or 0)
+    return inside, best
 
 
 def evaluate_gates(facts):

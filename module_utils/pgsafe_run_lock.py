@@ -73,6 +73,7 @@ def pid_alive(pid):
     return True
 
 
+# The holder runs as ``python -c`` (no module_utils on its path): pid_alive is sent along as source.
 HOLDER = r'''
 import json, os, signal, sys, time
 import psycopg2
@@ -96,17 +97,7 @@ if not taken:
     sys.exit(0)
 os.close(0); os.close(1); os.close(2)
 deadline = time.monotonic() + spec["max_seconds"]
-def alive(pid):
-    if not pid:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-while time.monotonic() < deadline and alive(spec["controller_pid"]):
+while time.monotonic() < deadline and pid_alive(spec["controller_pid"]):
     time.sleep(spec["poll_seconds"])
     try:
         cur.execute("SELECT 1")
@@ -114,6 +105,12 @@ while time.monotonic() < deadline and alive(spec["controller_pid"]):
         break
 conn.close()
 '''
+
+
+def _holder_program():
+    import inspect
+
+    return inspect.getsource(pid_alive) + HOLDER
 
 
 def acquire(dsn, run_id, controller=None, max_seconds=12 * 3600, poll_seconds=2.0, timeout=30):
@@ -124,7 +121,7 @@ def acquire(dsn, run_id, controller=None, max_seconds=12 * 3600, poll_seconds=2.
     """
     spec = {"dsn": dict(dsn, application_name=application_name(run_id)), "key": list(LOCK_KEY),
             "controller_pid": controller, "max_seconds": max_seconds, "poll_seconds": poll_seconds}
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", _holder_program()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     proc.stdin.write((json.dumps(spec) + "\n").encode("utf-8"))
     proc.stdin.close()
