@@ -85,8 +85,14 @@ try:
     conn = psycopg2.connect(**spec["dsn"])
     conn.autocommit = True
     cur = conn.cursor()
-    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", spec["key"])
-    taken = cur.fetchone()[0]
+    # A run whose controller just died lets go within a poll interval: wait that long before refusing.
+    give_up = time.monotonic() + spec["wait_seconds"]
+    while True:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", spec["key"])
+        taken = cur.fetchone()[0]
+        if taken or time.monotonic() >= give_up:
+            break
+        time.sleep(0.25)
 except Exception as exc:
     out.write(json.dumps({"taken": False, "error": " ".join(str(exc).split())}) + "\n")
     out.flush()
@@ -113,14 +119,17 @@ def _holder_program():
     return inspect.getsource(pid_alive) + HOLDER
 
 
-def acquire(dsn, run_id, controller=None, max_seconds=12 * 3600, poll_seconds=2.0, timeout=30):
+def acquire(dsn, run_id, controller=None, max_seconds=12 * 3600, poll_seconds=1.0, timeout=30, wait_seconds=None):
     """Start the holder; its {pid, backend_pid} when it holds the lock, else ``{"taken": False, ...}``.
 
     ``dsn``: psycopg2.connect keyword arguments (sent to the holder on its stdin, never on a command
     line). ``controller``: the pid whose end releases the lock (None: only release() and max_seconds).
+    A lock held by another session is waited for ``wait_seconds`` (default three polls: a holder whose
+    controller just died is gone by then) before the answer is no.
     """
     spec = {"dsn": dict(dsn, application_name=application_name(run_id)), "key": list(LOCK_KEY),
-            "controller_pid": controller, "max_seconds": max_seconds, "poll_seconds": poll_seconds}
+            "controller_pid": controller, "max_seconds": max_seconds, "poll_seconds": poll_seconds,
+            "wait_seconds": 3 * poll_seconds if wait_seconds is None else wait_seconds}
     proc = subprocess.Popen([sys.executable, "-c", _holder_program()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     proc.stdin.write((json.dumps(spec) + "\n").encode("utf-8"))
