@@ -210,6 +210,7 @@ def evaluate_gates(facts):
             fits = needed <= left
             results.append({
                 "gate": "time_left", "passed": fits or bool(reason), "overridden": bool(reason) and not fits,
+                "minutes_left": round(left, 1), "minutes_needed": round(needed, 1),
                 "detail": "{0:.0f} min left in the window; the rehearsal took {1:.1f} min ({2:.1f} min with the "
                           "{3:g}x margin){4}".format(left, float(rehearsed) / 60.0, needed, margin,
                                                      "" if fits else (", overridden: " + reason if reason else

@@ -112,6 +112,14 @@ def test_prod_run_fixes_exports_and_sets_orphans_aside(scenario):
     assert server.execute(prod, "SELECT to_regclass('\"bazaar-vid_patch\"')") == [(None,)]
     assert server.execute(prod, "SELECT to_regclass('pgsafe_quarantine.\"public_bazaar-vid_patch\"') IS NOT NULL") \
         == [(True,)]
+    run_dir = scenario["artifacts"] / "prod" / "sprint90_prod" / "latest"
+    report = json.loads((run_dir / "report.json").read_text())
+    # every backup the run took is listed (the whole pre-change one first, then the step's targeted one)
+    backups = report["sections"]["backup"]["backups"]
+    assert backups[0]["scope"] == "whole database" and len(backups) >= 1, backups
+    assert report["sections"]["backup"]["guards"], "no step named the backup that guards it"
+    page = (run_dir / "report.html").read_text()
+    assert "Rows before and after, per table" in page and "134 &#8594; 132 (explained)" in page
 
 
 def test_prod_rerun_is_converged_with_zero_changes(scenario):
