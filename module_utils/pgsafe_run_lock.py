@@ -46,19 +46,29 @@ def controller_pid(start=None, names=("ansible-playbook",)):
     """
     pid, found = start or os.getppid(), None
     for _ in range(64):
-        if pid <= 1:
+        stat = _proc_stat(pid) if pid > 1 else None
+        if stat is None:
             break
         try:
             with open("/proc/{0}/cmdline".format(pid), "rb") as handle:
                 argv = handle.read().split(b"\0")
-            with open("/proc/{0}/stat".format(pid), "rb") as handle:
-                stat = handle.read()
         except OSError:
             break
         if any(os.path.basename(arg.decode("utf-8", "replace")) in names for arg in argv[:3]):
             found = pid
-        pid = int(stat[stat.rindex(b")") + 2:].split()[1])  # field 4, after "(comm)": the parent pid
+        pid = stat[1]
     return found
+
+
+def _proc_stat(pid):
+    """(state, parent pid) of a process from /proc/<pid>/stat, or None when there is no such process."""
+    try:
+        with open("/proc/{0}/stat".format(pid), "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()  # after "(comm)", which may hold spaces: state, ppid, ...
+    return fields[0].decode("ascii"), int(fields[1])
 
 
 def pid_alive(pid):
@@ -158,18 +168,9 @@ def release(pid, wait_seconds=10.0):
     except (ProcessLookupError, ValueError, TypeError):
         return False
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline and pid_alive(int(pid)) and not _zombie(int(pid)):
+    while time.monotonic() < deadline and (_proc_stat(int(pid)) or ("Z",))[0] != "Z":  # gone, or exited unreaped
         time.sleep(0.05)
     return True
-
-
-def _zombie(pid):
-    try:
-        with open("/proc/{0}/stat".format(pid), "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return True
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
 
 
 def describe_holder(cur):

@@ -138,33 +138,35 @@ def probe_value(typ, tag, serial):
 
 
 def _probe_edges(reference, live, focus_tables=()):
-    """The code's foreign keys to probe: both tables exist live; those touching ``focus_tables`` first."""
+    """The code's foreign keys to probe: both tables exist live and differ; with ``focus_tables``, only those
+    touching them; at most PROBE_MAX_EDGES, in key order."""
     edges = []
     for key, con in sorted(reference.get("constraints", {}).items()):
         if con.get("type") != "foreign key" or con["table"] not in live.get("tables", {}):
             continue
         if con.get("references") not in live["tables"] or con["table"] == con.get("references"):
             continue
-        touches = con["table"] in focus_tables or con["references"] in focus_tables
-        if focus_tables and not touches:
+        if focus_tables and con["table"] not in focus_tables and con["references"] not in focus_tables:
             continue
         edges.append(dict(con, key=key))
     return edges[:PROBE_MAX_EDGES]
 
 
 class _Prober:
-    """Rows made up from the code's declared columns, inserted the way the code would (never committed)."""
+    """Rows made up from the code's declared columns, written the way the code would (never committed)."""
 
     def __init__(self, cur, reference, tag):
         self.cur, self.ref, self.tag, self.serial = cur, reference, tag, 0
-        self.fks = {}
+        self.stage = ""
+        self.fks, self.pks, self.referenced = {}, {}, {}
         for con in reference.get("constraints", {}).values():
             if con.get("type") == "foreign key":
                 self.fks.setdefault(con["table"], []).append(con)
-        self.pks = {con["table"]: con["columns"] for con in reference.get("constraints", {}).values()
-                    if con.get("type") == "primary key"}
+                self.referenced.setdefault(con["references"], []).extend(con["ref_columns"])
+            elif con.get("type") == "primary key":
+                self.pks[con["table"]] = con["columns"]
 
-    def _rel(self, tkey):
+    def rel(self, tkey):
         sql = _sql()
         tbl = self.ref["tables"][tkey]
         return sql.SQL("{0}.{1}").format(sql.Identifier(tbl["schema"]), sql.Identifier(tbl["name"]))
@@ -192,21 +194,67 @@ class _Prober:
                 raise ValueError("no probe value for {0}.{1} ({2})".format(tkey, name, col["type"]))
             values[name] = value
         keys = list(values)
-        returning = list(dict.fromkeys(list(self.pks.get(tkey, [])) + [
-            rc for con in self.ref.get("constraints", {}).values() if con.get("type") == "foreign key"
-            and con.get("references") == tkey for rc in con["ref_columns"]]))
-        statement = sql.SQL("INSERT INTO {0} ({1}) VALUES ({2}) RETURNING {3}").format(
-            self._rel(tkey), sql.SQL(", ").join(sql.Identifier(k) for k in keys),
+        returning = list(dict.fromkeys(self.pks.get(tkey, []) + self.referenced.get(tkey, []))) or keys[:1]
+        self.cur.execute(sql.SQL("INSERT INTO {0} ({1}) VALUES ({2}) RETURNING {3}").format(
+            self.rel(tkey), sql.SQL(", ").join(sql.Identifier(k) for k in keys),
             sql.SQL(", ").join(sql.Placeholder() * len(keys)),
-            sql.SQL(", ").join(sql.SQL("{0}::text").format(sql.Identifier(c)) for c in returning or keys[:1]))
-        self.cur.execute(statement, [values[k] for k in keys])
-        row = self.cur.fetchone()
-        return dict(values, **dict(zip(returning or keys[:1], row, strict=True)))
+            sql.SQL(", ").join(sql.SQL("{0}::text").format(sql.Identifier(c)) for c in returning)),
+            [values[k] for k in keys])
+        return dict(values, **dict(zip(returning, self.cur.fetchone(), strict=True)))
 
-    def where(self, tkey, row, columns):
+    @staticmethod
+    def where(row, columns, alias=None):
+        """``col::text = %s AND ...`` (columns of ``alias`` when given) and its parameters from ``row``."""
         sql = _sql()
-        return sql.SQL(" AND ").join(sql.SQL("{0}::text = %s").format(sql.Identifier(c)) for c in columns), [
-            row[c] for c in columns]
+        prefix = sql.SQL(alias + ".") if alias else sql.SQL("")
+        return sql.SQL(" AND ").join(sql.SQL("{0}{1}::text = %s").format(prefix, sql.Identifier(c))
+                                     for c in columns), [row[c] for c in columns]
+
+    def probe(self, fk):
+        """Insert a parent and a child, read them with the code's join, update the child, delete the parent
+        expecting the declared ON DELETE; raises naming the failure (``self.stage`` says where)."""
+        sql = _sql()
+        cur, child, parent = self.cur, fk["table"], fk["references"]
+        action = fk.get("on_delete") or "NO ACTION"
+        self.stage = "insert"
+        prow = self.insert(parent)
+        crow = self.insert(child, dict(zip(fk["columns"], (prow[c] for c in fk["ref_columns"]), strict=True)))
+        self.stage = "read with the code's join"
+        ckey = self.pks.get(child) or fk["columns"]
+        join = sql.SQL(" AND ").join(sql.SQL("c.{0} = p.{1}").format(sql.Identifier(a), sql.Identifier(b))
+                                     for a, b in zip(fk["columns"], fk["ref_columns"], strict=True))
+        found_cond, params = self.where(crow, ckey, alias="c")
+        cur.execute(sql.SQL("SELECT count(*) FROM {0} c JOIN {1} p ON {2} WHERE {3}").format(
+            self.rel(child), self.rel(parent), join, found_cond), params)
+        found = cur.fetchone()[0]
+        if found != 1:
+            raise ValueError("the join found {0} rows, not 1".format(found))
+        self.stage = "update"
+        cond, params = self.where(crow, ckey)
+        cur.execute(sql.SQL("UPDATE {0} SET {1} = {1} WHERE {2}").format(
+            self.rel(child), sql.Identifier(fk["columns"][0]), cond), params)
+        if cur.rowcount != 1:
+            raise ValueError("updated {0} rows, not 1".format(cur.rowcount))
+        self.stage = "delete the parent ({0})".format(action)
+        pcond, pparams = self.where(prow, fk["ref_columns"])
+        delete = sql.SQL("DELETE FROM {0} WHERE {1}").format(self.rel(parent), pcond)
+        if action in ("NO ACTION", "RESTRICT"):
+            cur.execute("SAVEPOINT pgsafe_probe_delete")
+            try:
+                cur.execute(delete, pparams)
+            except Exception:  # noqa: BLE001 - the refusal the code declares
+                cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe_delete")
+                return
+            raise ValueError("deleting the parent was allowed although the code declares {0}".format(action))
+        cur.execute(delete, pparams)
+        cur.execute(sql.SQL("SELECT {0} FROM {1} WHERE {2}").format(
+            sql.SQL(", ").join(sql.SQL("{0}::text").format(sql.Identifier(c)) for c in fk["columns"]),
+            self.rel(child), cond), params)
+        rows = cur.fetchall()
+        if action == "CASCADE" and rows:
+            raise ValueError("the child row outlived its parent (the code declares ON DELETE CASCADE)")
+        if action == "SET NULL" and (len(rows) != 1 or any(v is not None for v in rows[0])):
+            raise ValueError("the child's key was not set to NULL (the code declares ON DELETE SET NULL)")
 
 
 def crud_probe(conn, reference, live, focus_tables=()):
@@ -219,12 +267,10 @@ def crud_probe(conn, reference, live, focus_tables=()):
     ON DELETE action.  Each foreign key in its own savepoint; the whole probe in one transaction that is
     rolled back.
     """
-    sql = _sql()
     edges = _probe_edges(reference, live, set(focus_tables or ()))
     if not edges:
         return _check("crud_probe", "skipped", "no foreign key the code declares between live tables{0}".format(
             " touching the plan's tables" if focus_tables else ""))
-    tag = uuid.uuid4().hex[:8]
     steps, probed = [], set()
     saved = conn.autocommit
     conn.autocommit = True
@@ -234,63 +280,20 @@ def crud_probe(conn, reference, live, focus_tables=()):
         cur.execute("SET LOCAL lock_timeout = '2s'")
         cur.execute("SET LOCAL statement_timeout = '15s'")
         cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
-        prober = _Prober(cur, reference, tag)
+        prober = _Prober(cur, reference, uuid.uuid4().hex[:8])
         for fk in edges:
-            child, parent = fk["table"], fk["references"]
-            name = "{0} -> {1} ({2})".format(child, parent, fk["name"])
+            name = "{0} -> {1} ({2})".format(fk["table"], fk["references"], fk["name"])
             cur.execute("SAVEPOINT pgsafe_probe")
-            stage = "insert"
             try:
-                prow = prober.insert(parent)
-                crow = prober.insert(child, dict(zip(fk["columns"], (prow[c] for c in fk["ref_columns"]), strict=True)))
-                probed.update((child, parent))
-                stage = "read with the code's join"
-                ckey = prober.pks.get(child) or fk["columns"]
-                cond, params = prober.where(child, crow, ckey)
-                join = sql.SQL(" AND ").join(sql.SQL("c.{0} = p.{1}").format(sql.Identifier(a), sql.Identifier(b))
-                                             for a, b in zip(fk["columns"], fk["ref_columns"], strict=True))
-                cur.execute(sql.SQL("SELECT count(*) FROM {0} c JOIN {1} p ON {2} WHERE {3}").format(
-                    prober._rel(child), prober._rel(parent), join,
-                    sql.SQL(" AND ").join(sql.SQL("c.{0}::text = %s").format(sql.Identifier(c)) for c in ckey)),
-                    params)
-                found = cur.fetchone()[0]
-                if found != 1:
-                    raise ValueError("the join found {0} rows, not 1".format(found))
-                stage = "update"
-                cur.execute(sql.SQL("UPDATE {0} SET {1} = {1} WHERE {2}").format(
-                    prober._rel(child), sql.Identifier(fk["columns"][0]), cond), params)
-                if cur.rowcount != 1:
-                    raise ValueError("updated {0} rows, not 1".format(cur.rowcount))
-                stage = "delete the parent ({0})".format(fk.get("on_delete", "NO ACTION"))
-                pcond, pparams = prober.where(parent, prow, fk["ref_columns"])
-                action = fk.get("on_delete") or "NO ACTION"
-                if action in ("NO ACTION", "RESTRICT"):
-                    cur.execute("SAVEPOINT pgsafe_probe_delete")
-                    try:
-                        cur.execute(sql.SQL("DELETE FROM {0} WHERE {1}").format(prober._rel(parent), pcond), pparams)
-                    except Exception:  # noqa: BLE001 - the refusal the code declares
-                        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe_delete")
-                    else:
-                        raise ValueError("deleting the parent was allowed although the code declares {0}".format(
-                            action))
-                else:
-                    cur.execute(sql.SQL("DELETE FROM {0} WHERE {1}").format(prober._rel(parent), pcond), pparams)
-                    cur.execute(sql.SQL("SELECT {0} FROM {1} WHERE {2}").format(
-                        sql.SQL(", ").join(sql.SQL("{0}::text").format(sql.Identifier(c)) for c in fk["columns"]),
-                        prober._rel(child), cond), params)
-                    rows = cur.fetchall()
-                    if action == "CASCADE" and rows:
-                        raise ValueError("the child row outlived its parent (the code declares ON DELETE CASCADE)")
-                    if action == "SET NULL" and (len(rows) != 1 or any(v is not None for v in rows[0])):
-                        raise ValueError("the child's key was not set to NULL (the code declares ON DELETE SET NULL)")
+                prober.probe(fk)
             except Exception as exc:  # noqa: BLE001 - any database error is the probe's finding
-                cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe")
                 steps.append({"step": name, "status": "failed",
-                              "detail": "{0}: {1}".format(stage, " ".join(str(exc).split())[:300])})
-                continue
+                              "detail": "{0}: {1}".format(prober.stage, " ".join(str(exc).split())[:300])})
+            else:
+                probed.update((fk["table"], fk["references"]))
+                steps.append({"step": name, "status": "ok", "detail": "insert, join, update, delete ({0})".format(
+                    fk.get("on_delete") or "NO ACTION")})
             cur.execute("ROLLBACK TO SAVEPOINT pgsafe_probe")
-            steps.append({"step": name, "status": "ok", "detail": "insert, join, update, delete ({0})".format(
-                fk.get("on_delete") or "NO ACTION")})
     finally:
         cur.execute("ROLLBACK")
         cur.close()
@@ -413,7 +416,7 @@ def judge_conformance(after, before=None, targets=None, owners=None, strict=Fals
             if _planned_absence(d, targets, owners):
                 add(d, "planned", False)
             elif _targeted(d, targets):
-                add(d, "targeted", True) if applied else add(d, "to_fix", False)
+                add(d, "targeted" if applied else "to_fix", applied)
             else:
                 add(d, "unjudged", id(d) in failing)
         return items
@@ -426,7 +429,7 @@ def judge_conformance(after, before=None, targets=None, owners=None, strict=Fals
         if _planned_absence(d, targets, owners):
             add(d, "planned", False)
         elif _targeted(d, targets):
-            add(d, "targeted", True) if applied else add(d, "to_fix", False)
+            add(d, "targeted" if applied else "to_fix", applied)
         elif earlier is not None and earlier.get("left") == d.get("left"):
             add(d, "pre-existing", bool(strict) and id(d) in failing)
         elif d["severity"] == "info":

@@ -653,9 +653,8 @@ CREATE INDEX "user_usage_type_idx" ON "bazaar-vid_user_usage" USING btree ("usag
 CREATE INDEX "user_usage_project_idx" ON "bazaar-vid_user_usage" USING btree ("project_id");
 CREATE UNIQUE INDEX "user_usage_unique_idx" ON "bazaar-vid_user_usage" USING btree ("user_id", "date", "usage_type");'''
 
-# Migration 0007_illegal_liz_osborn, its api_usage_metric part only (the paywall and promo-code
-# tables of 0007 are post-sprint feature work neither database had).  Prod only.
-PREFIXED_METRIC = '''CREATE TABLE "bazaar-vid_api_usage_metric" (
+# The twelve columns of 0007's table, which the old unprefixed duplicate has too (no metadata column).
+METRIC_COLUMNS = '''
     "id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
     "provider" varchar(50) NOT NULL,
     "model" varchar(100) NOT NULL,
@@ -667,7 +666,11 @@ PREFIXED_METRIC = '''CREATE TABLE "bazaar-vid_api_usage_metric" (
     "tokenCount" integer,
     "errorType" varchar(100),
     "errorMessage" text,
-    "timestamp" timestamp with time zone DEFAULT now() NOT NULL
+    "timestamp" timestamp with time zone DEFAULT now() NOT NULL'''
+
+# Migration 0007_illegal_liz_osborn, its api_usage_metric part only (the paywall and promo-code
+# tables of 0007 are post-sprint feature work neither database had).  Prod only.
+PREFIXED_METRIC = '''CREATE TABLE "bazaar-vid_api_usage_metric" (''' + METRIC_COLUMNS + '''
 );
 ALTER TABLE "bazaar-vid_api_usage_metric" ADD CONSTRAINT "bazaar-vid_api_usage_metric_userId_bazaar-vid_user_id_fk"
     FOREIGN KEY ("userId") REFERENCES "public"."bazaar-vid_user"("id") ON DELETE no action ON UPDATE no action;
@@ -681,20 +684,7 @@ CREATE INDEX "api_metrics_composite_idx" ON "bazaar-vid_api_usage_metric" USING 
 
 # The old, unprefixed duplicate (both databases; empty in prod, with rows in dev): the same columns as
 # 0007's table, no metadata column, no FKs, no index but its primary key.
-OLD_METRIC = '''CREATE TABLE "api_usage_metric" (
-    "id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
-    "provider" varchar(50) NOT NULL,
-    "model" varchar(100) NOT NULL,
-    "userId" varchar(255),
-    "projectId" uuid,
-    "toolName" varchar(100),
-    "success" boolean NOT NULL,
-    "responseTime" integer NOT NULL,
-    "tokenCount" integer,
-    "errorType" varchar(100),
-    "errorMessage" text,
-    "timestamp" timestamp with time zone DEFAULT now() NOT NULL
-);'''
+OLD_METRIC = '''CREATE TABLE "api_usage_metric" (''' + METRIC_COLUMNS + "\n);"
 
 EMPTY_TABLE_NAMES = ["bazaar-vid_component_error", "bazaar-vid_patch", "bazaar-vid_scene_plan",
                      "bazaar-vid_scene_specs"]
