@@ -235,29 +235,20 @@ diff:
   type: dict
 """
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_identifiers import quote_ident
+from ansible.module_utils.pgsafe_typechange_plan import plan_unit
 from ansible.module_utils.pgsafe_typechange import (
     Runner,
     TypeChangeError,
     build_plan,
-    canonicalise_targets,
     diff_columns,
-    disk_requirement,
-    disk_verdict,
     ensure_typechange_schema,
     gather_facts,
-    interpret_precheck,
     normalise_changes,
     normalise_fks,
-    plan_fingerprint,
-    precheck,
-    quarantine_set,
-    rollback_sql,
 )
 
 CHANGE_SPEC = dict(table=dict(type="str", required=True), column=dict(type="str", required=True),
@@ -267,50 +258,6 @@ FK_SPEC = dict(name=dict(type="str", required=True), table=dict(type="str", requ
                columns=dict(type="list", elements="str", required=True), ref_table=dict(type="str", required=True),
                ref_columns=dict(type="list", elements="str", required=True),
                on_delete=dict(type="str", default="NO ACTION"), on_update=dict(type="str", default="NO ACTION"))
-
-
-def public_plan(plan):
-    out = {k: v for k, v in plan.items() if not k.startswith("_") and k != "touched_keys"}
-    out["drop_fks"] = [{k: v for k, v in f.items()} for f in plan["drop_fks"]]
-    out["views"] = [{k: v for k, v in x.items() if k != "oid"} for x in plan["views"]]
-    out["touched_objects"] = [object_key(*k) for k in plan["touched_keys"]]
-    out["changed_objects"] = list(dict.fromkeys(object_key(c["schema"], c["table"]) for c in plan["changes"]))
-    guard = [object_key(c["schema"], c["table"]) for c in plan["changes"]]
-    guard += [object_key(f["schema"], f["table"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
-    guard += [object_key(f["schema"], f["table"]) for f in plan["drop_fks"]]
-    out["guard_objects"] = list(dict.fromkeys(guard))
-    out["fingerprint_explanations"] = [
-        {"kind": "cast", "table": object_key(c["schema"], c["table"]), "column": c["column"]}
-        for c in plan["changes"] if c["needs_type"]]
-    out["report_items"] = [
-        {"object": object_key(c["schema"], c["table"]) + "." + c["column"], "before": c["from_type"], "after": c["type"],
-         "state": "convert" if c["needs_type"] else "converged"} for c in plan["changes"]] + [
-        {"object": "FK " + f["name"], "before": f["state"], "after": "valid",
-         "state": "converged" if f["state"] == "valid" else "create"} for f in plan["foreign_keys"]]
-    return out
-
-
-def object_key(schema, table):
-    """schema.table as the backup and fingerprint modules take it (parts quoted only when needed)."""
-    def part(x):
-        return quote_ident(x) if ("." in x or '"' in x) else x
-    return part(schema) + "." + part(table)
-
-
-def available_disk(cur, params):
-    if params["disk_free_bytes"] is not None:
-        return params["disk_free_bytes"], "given"
-    host = params.get("login_unix_socket") or params.get("login_host") or ""
-    if host not in ("", "localhost", "127.0.0.1", "::1") and not host.startswith("/"):
-        return None, "remote server"
-    try:
-        cur.execute("SELECT current_setting('data_directory')")
-        path = cur.fetchone()[0]
-        st = os.statvfs(path)
-        return st.f_bavail * st.f_frsize, path
-    except Exception:  # noqa: BLE001 - not superuser / not local: not measurable
-        cur.connection.rollback()
-        return None, "not measurable"
 
 
 def main():
@@ -353,42 +300,29 @@ def main():
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
-            canonicalise_targets(cur, changes)
-            facts = gather_facts(cur, changes, fks)
-            plan = build_plan(changes, fks, facts, p["strategy"], p["online_threshold_bytes"])
-            plan["_facts"] = facts
-            result["plan"] = public_plan(plan)
+            unit = plan_unit(cur, changes, fks, p["orphan_policy"], p["strategy"], p["online_threshold_bytes"],
+                             p["disk_free_bytes"], p["disk_margin_bytes"],
+                             p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"])
+            plan = unit["plan"]
+            result["plan"] = unit["public"]
             result["hazards"] = plan["hazards"]
-            result["plan_fingerprint"] = plan_fingerprint(plan)
+            result["plan_fingerprint"] = unit["fingerprint"]
             if module._diff:
                 result["diff"] = diff_columns(plan)
+            conn.rollback()
             if plan["blockers"]:
-                conn.rollback()
                 module.fail_json(msg="the type change cannot proceed, nothing changed: " + "; ".join(plan["blockers"]),
                                  **result)
             if plan["converged"]:
-                conn.rollback()
                 result.update(converged=True, message="already converged: every column has its target type and "
                                                       "every declared foreign key exists and is valid")
                 module.exit_json(**result)
-            sizes = plan["table_sizes"]
-            free, where = available_disk(cur, p)
-            disk = disk_verdict(disk_requirement({k: v for k, v in sizes.items()}, plan["strategy"],
-                                                 p["disk_margin_bytes"]), free)
-            disk["measured_at"] = where
-            orphans_found = {}
-            raw = precheck(cur, plan, p["orphan_policy"], facts["server_version_num"], disk, orphans_found)
-            if p["orphan_policy"] == "quarantine" and any(o["count"] for o in raw["orphans"]):
-                qset = quarantine_set(cur, plan, orphans_found)
-                raw["would_quarantine"] = {object_key(*k): len(pks) for k, pks, _ in qset}
-            verdict = interpret_precheck(raw)
-            raw["verdict"] = verdict
-            result["precheck"] = raw
-            result["rollback_sql"] = rollback_sql(plan, p["run_id"])
-            conn.rollback()
+            verdict = unit["verdict"]
+            result["precheck"] = unit["precheck"]
+            result["rollback_sql"] = unit["rollback_sql"]
         if not verdict["ok"]:
             module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(verdict["problems"]), **result)
-        result["hazards"] = plan["hazards"] + verdict["notes"]
+        result["hazards"] = unit["hazards"]
         if module.check_mode:
             result.update(changed=True, message="would convert ({0}): {1}".format(
                 plan["strategy"], "; ".join(plan["steps"])))

@@ -32,9 +32,22 @@ options:
     type: str
     required: true
   plan:
-    description: The plan variables of this run (what will change); hashed into the plan fingerprint.
+    description:
+      - The plan variables of a run that has no plan step (rollback, purge); hashed with I(product_version) into
+        the plan fingerprint. Give I(plan_fingerprint) instead for runs planned by M(pgsafe_plan).
     type: dict
-    required: true
+  plan_fingerprint:
+    description: The fingerprint of the run's plan (M(pgsafe_plan)); the rehearsal gate looks for it.
+    type: str
+  plan_canonical:
+    description: The canonical plan (M(pgsafe_plan)), to name what differs from the plan rehearsed last.
+    type: dict
+  overrides:
+    description:
+      - "Named overrides (name -> reason) carried by the plan: C(rehearsal), C(confirmation) and C(window) pass
+        their gate, shown as overridden with the reason."
+    type: dict
+    default: {}
   product_version:
     description: Version of this product, part of the plan fingerprint.
     type: str
@@ -120,6 +133,7 @@ from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, c
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
                                                plan_converged, plan_fingerprint, plan_rehearsed, rehearsed_duration)
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
+from ansible.module_utils.pgsafe_plan import differences
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
 
@@ -137,11 +151,24 @@ def read_attestations(cur, fingerprint):
     return rows
 
 
+def newest_rehearsal(cur, environment):
+    """The newest passing rehearsal recorded elsewhere (fingerprint, canonical plan), or None."""
+    if not meta_schema_installed(cur):
+        return None
+    cur.execute("SELECT plan_fingerprint, details -> 'canonical' FROM pgsafe.attestation WHERE result = 'passed' "
+                "AND environment <> %s AND details ? 'canonical' ORDER BY attested_at DESC LIMIT 1", (environment,))
+    row = cur.fetchone()
+    return {"fingerprint": row[0], "canonical": row[1]} if row else None
+
+
 def main():
     module = AnsibleModule(
         argument_spec=connection_argument_spec(
             environment=dict(type="str", required=True),
-            plan=dict(type="dict", required=True),
+            plan=dict(type="dict"),
+            plan_fingerprint=dict(type="str"),
+            plan_canonical=dict(type="dict"),
+            overrides=dict(type="dict", default={}),
             product_version=dict(type="str", required=True),
             require_rehearsal=dict(type="bool", default=False),
             rehearsal_max_age_days=dict(type="float", default=7),
@@ -151,10 +178,11 @@ def main():
             window_override_reason=dict(type="str"),
             now=dict(type="str"),
         ),
+        required_one_of=[("plan", "plan_fingerprint")],
         supports_check_mode=True,
     )
     p = module.params
-    fingerprint = plan_fingerprint(p["plan"], p["product_version"])
+    fingerprint = p["plan_fingerprint"] or plan_fingerprint(p["plan"], p["product_version"])
     try:
         conn = connect(p, read_only=True)
     except ConnectionFailure as exc:
@@ -165,6 +193,7 @@ def main():
             server_now, database = cur.fetchone()
             attestations = read_attestations(cur, fingerprint)
             live = schema_fingerprint(take_snapshot(cur))
+            last = newest_rehearsal(cur, p["environment"]) if p["plan_canonical"] else None
         conn.rollback()
     finally:
         conn.close()
@@ -176,12 +205,16 @@ def main():
                  rehearsal_max_age_days=p["rehearsal_max_age_days"], live_schema_fingerprint=live,
                  confirm_required=p["confirm_required"], confirm_database=p["confirm_database"],
                  database=database, window=p["window"], now=now,
-                 window_override_reason=p["window_override_reason"])
+                 window_override_reason=p["window_override_reason"], overrides=p["overrides"])
+    if last and last["fingerprint"] != fingerprint and not any(a["plan_fingerprint"] == fingerprint
+                                                               for a in attestations):
+        facts.update(rehearsed_fingerprint=last["fingerprint"],
+                     rehearsed_differences=differences(p["plan_canonical"], last["canonical"] or {}))
     try:
         results = evaluate_gates(facts)
     except GateError as exc:
         module.fail_json(msg=str(exc), plan_fingerprint=fingerprint)
-    overridden = any(r.get("overridden") for r in results)
+    overridden = any(r.get("overridden") for r in results if r["gate"] in ("maintenance_window", "time_left"))
     outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
                    window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live),
                    plan_rehearsed=plan_rehearsed(attestations, fingerprint, live, p["environment"], now,

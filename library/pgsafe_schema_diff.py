@@ -63,6 +63,13 @@ options:
     description: Name of the right side in the rendered tables.
     type: str
     default: right
+  propose:
+    description:
+      - "Also propose a plan that makes the left side look like the right one (C(proposal), C(proposal_yaml)):
+        additive changes and type fixes with their foreign keys as steps; destructive items (drops, merges, schema
+        removals, tables the right side does not declare) only as candidates with their evidence, never as steps."
+    type: bool
+    default: false
   scratch_login_host:
     description: Host of the scratch server that loads C(ddl) sources. Default the module's I(login_host).
     type: str
@@ -126,6 +133,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+proposal:
+  description: With I(propose), the proposed steps (schema_fix_plan, schema_additions), candidates and not_proposed.
+  returned: when propose
+  type: dict
+proposal_yaml:
+  description: With I(propose), the proposal as a host_vars YAML file (candidates as comments only).
+  returned: when propose
+  type: str
 differences:
   description:
     - Every difference except column order, sorted by severity, kind, object. Each is
@@ -202,6 +217,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import CONNECTION_OPTION_NAMES, ConnectionFailure, connection_argument_spec
+from ansible.module_utils.pgsafe_proposal import propose, render_proposal_yaml
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots, flat_items, render_html, render_markdown, summarize
 from ansible.module_utils.pgsafe_snapshot import (DEFAULT_IGNORE_SCHEMAS, SnapshotSourceError, ddl_snapshot,
                                                   live_snapshot, read_snapshot_file, read_snapshot_pair,
@@ -263,6 +279,7 @@ def main():
         scratch_database_prefix=dict(type="str", default="pgsafe_scratch"),
         ignore_schemas=dict(type="list", elements="str", default=[]),
         ignore_patterns=dict(type="list", elements="str", default=[]),
+        propose=dict(type="bool", default=False),
     )
     spec.update(_side_spec("left"))
     spec.update(_side_spec("right"))
@@ -300,6 +317,10 @@ def main():
                            ignore={"schemas": params["ignore_schemas"], "patterns": params["ignore_patterns"]})
     result = summarize(diffs)
     left_label, right_label = params["left_label"], params["right_label"]
+    if params["propose"]:
+        proposal = propose(sides["left"], sides["right"], diffs)
+        result["proposal"] = proposal
+        result["proposal_yaml"] = render_proposal_yaml(proposal, left_label, params["right_path"] or right_label)
     module.exit_json(
         changed=False, identical=not diffs, left_label=left_label, right_label=right_label,
         left_fingerprint=schema_fingerprint(sides["left"]), right_fingerprint=schema_fingerprint(sides["right"]),

@@ -152,7 +152,11 @@ def evaluate_gates(facts):
     env = facts.get("environment")
     now = facts["now"]
 
-    if facts.get("confirm_required"):
+    overrides = facts.get("overrides") or {}
+    if facts.get("confirm_required") and overrides.get("confirmation"):
+        results.append({"gate": "confirmation", "passed": True, "overridden": True, "remedy": "",
+                        "detail": "overridden: " + overrides["confirmation"]})
+    elif facts.get("confirm_required"):
         given = facts.get("confirm_database")
         passed = given == facts.get("database")
         results.append({
@@ -166,7 +170,7 @@ def evaluate_gates(facts):
         })
 
     inside = in_window(facts.get("window", "always"), now)
-    reason = (facts.get("window_override_reason") or "").strip()
+    reason = (overrides.get("window") or facts.get("window_override_reason") or "").strip()
     results.append({
         "gate": "maintenance_window", "passed": inside or bool(reason),
         "detail": ("inside the window {0!r}".format(facts.get("window")) if inside else
@@ -178,7 +182,10 @@ def evaluate_gates(facts):
         "overridden": bool(reason) and not inside,
     })
 
-    if facts.get("requires_rehearsal"):
+    if facts.get("requires_rehearsal") and overrides.get("rehearsal"):
+        results.append({"gate": "rehearsal", "passed": True, "overridden": True, "remedy": "",
+                        "detail": "no rehearsal required: overridden: " + overrides["rehearsal"]})
+    elif facts.get("requires_rehearsal"):
         max_age = _dt.timedelta(days=float(facts.get("rehearsal_max_age_days", 7)))
         # A rehearsal ran elsewhere (staging): the target's own records of past runs don't count.
         matching = [a for a in facts.get("attestations", [])
@@ -195,11 +202,17 @@ def evaluate_gates(facts):
             detail = "no PASSING rehearsal of this plan ({0}...) within {1} days: the newest one {2}".format(
                 facts["plan_fingerprint"][:12], max_age.days,
                 "failed" if any(a.get("result") == "failed" for a in matching) else "is too old")
-            remedy = "fix the cause, then re-run playbooks/sprint90_rehearsal.yml on staging"
+            remedy = "fix the cause, then re-run playbooks/rehearse.yml on staging"
+        elif facts.get("rehearsed_differences"):
+            detail = "the plan ({0}...) is not the one rehearsed last ({1}...): {2}".format(
+                facts["plan_fingerprint"][:12], (facts.get("rehearsed_fingerprint") or "?")[:12],
+                " | ".join(facts["rehearsed_differences"]))
+            remedy = ("prod runs exactly the SQL staging ran: rehearse this plan (playbooks/rehearse.yml), or put the "
+                      "plan files back as rehearsed, then re-run")
         else:
             detail = "no rehearsal of this plan ({0}...) was recorded: always test on staging first".format(
                 facts["plan_fingerprint"][:12])
-            remedy = "run playbooks/sprint90_rehearsal.yml on staging with the same plan, then re-run"
+            remedy = "run playbooks/rehearse.yml (staging) with the same plan, then re-run"
         results.append({"gate": "rehearsal", "passed": bool(passing), "detail": detail, "remedy": remedy})
 
         rehearsed = passing[0].get("duration_seconds") if passing else None

@@ -724,12 +724,41 @@ def plan(cur, ctx):
     return result
 
 
+def lock_statement(ctx):
+    sql = _sql()
+    return sql.SQL("LOCK TABLE {0} IN SHARE ROW EXCLUSIVE MODE").format(ctx.source_ref())
+
+
+def insert_statement(ctx):
+    """The one statement that copies the source rows the target does not hold yet."""
+    sql = _sql()
+    return sql.SQL("INSERT INTO {0} ({1}) SELECT {2} FROM {3} s WHERE NOT EXISTS "
+                   "(SELECT 1 FROM {0} t WHERE {4})").format(
+        ctx.target_ref(), sql.SQL(", ").join(sql.Identifier(t) for _s, t in ctx.pairs), ctx.mapped_exprs(),
+        ctx.source_ref(), ctx.key_join())
+
+
+def planned_statements(cur, ctx):
+    """What apply runs, in order, as text (read-only); data-dependent parts are named, not listed."""
+    out = [lock_statement(ctx).as_string(cur)]
+    out += ["-- create the target (search_path {0}): {1}".format(ctx.target_schema, s.strip())
+            for s in ctx.target_statements] if ctx.target_oid is None else []
+    out.append("-- rows whose key exists in the target with other values: to pgsafe.quarantine_row (policy {0})"
+               .format(ctx.policy))
+    if ctx.target_oid is not None or not ctx.target_statements:
+        out.append(insert_statement(ctx).as_string(cur))
+    else:
+        out.append("-- INSERT INTO {0} (...) SELECT ... FROM {1}: rendered once the target exists".format(
+            ctx.target, ctx.source))
+    return out
+
+
 def apply(cur, ctx, run_id, retention_days=30, retire_source=True):
     """Do the merge in the caller's transaction (the caller commits; on any exception it must roll back)."""
     sql = _sql()
     if ctx.source_oid is None:
         return plan(cur, ctx)
-    cur.execute(sql.SQL("LOCK TABLE {0} IN SHARE ROW EXCLUSIVE MODE").format(ctx.source_ref()))
+    cur.execute(lock_statement(ctx))
     created = False
     if ctx.target_oid is None:
         cur.execute(sql.SQL("SET LOCAL search_path TO {0}, pg_catalog").format(sql.Identifier(ctx.target_schema)))
@@ -760,10 +789,7 @@ def apply(cur, ctx, run_id, retention_days=30, retire_source=True):
              "merge into {0}: key exists there with different values (policy keep_target)".format(ctx.target)))
     else:
         quarantined_keys = sql.SQL("false")
-    cur.execute(sql.SQL("INSERT INTO {0} ({1}) SELECT {2} FROM {3} s WHERE NOT EXISTS "
-                        "(SELECT 1 FROM {0} t WHERE {4})").format(
-        ctx.target_ref(), sql.SQL(", ").join(sql.Identifier(t) for _s, t in ctx.pairs), ctx.mapped_exprs(),
-        ctx.source_ref(), ctx.key_join()))
+    cur.execute(insert_statement(ctx))
     inserted = cur.rowcount
     evidence = proof(cur, ctx, quarantined_keys, run_id)
     late = exact_count(cur, ctx.source_schema, ctx.source_name)

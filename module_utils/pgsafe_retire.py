@@ -413,6 +413,36 @@ def reattach_foreign_keys(cur, schema, table, constraints):
     return results
 
 
+def retire_statements(cur, schema, name, qname, detached, quarantine_schema=QUARANTINE_SCHEMA):
+    """What moving one table into the quarantine schema runs, in order, as text.
+
+    Its foreign keys to live tables go first (kept in the record, re-added on restore): a delete in a live
+    table must neither cascade into set-aside rows nor fail because of them, as after a real drop.
+    """
+    sql = _sql()
+    cur.execute("SELECT to_regnamespace(%s) IS NULL", (quarantine_schema,))
+    stmts = [sql.SQL("CREATE SCHEMA {0}").format(sql.Identifier(quarantine_schema))] if cur.fetchone()[0] else []
+    stmts += [sql.SQL("ALTER TABLE {0}.{1} DROP CONSTRAINT {2}").format(
+        sql.Identifier(schema), sql.Identifier(name), sql.Identifier(c["name"])) for c in detached]
+    if qname != name:
+        stmts.append(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
+            sql.Identifier(schema), sql.Identifier(name), sql.Identifier(qname)))
+    stmts.append(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
+        sql.Identifier(schema), sql.Identifier(qname), sql.Identifier(quarantine_schema)))
+    return [s.as_string(cur) for s in stmts]
+
+
+def planned_statements(cur, spec, quarantine_schema=QUARANTINE_SCHEMA):
+    """retire_statements of a table as it is now (read-only): LOCK first, as retire_table takes it."""
+    sql = _sql()
+    oid = table_oid(cur, spec["schema"], spec["name"])
+    qname = quarantine_name_for(spec["schema"], spec["name"], _taken_names(cur, spec["schema"], quarantine_schema))
+    lock = sql.SQL("LOCK TABLE {0}.{1} IN ACCESS EXCLUSIVE MODE").format(
+        sql.Identifier(spec["schema"]), sql.Identifier(spec["name"])).as_string(cur)
+    return [lock] + retire_statements(cur, spec["schema"], spec["name"], qname, outbound_foreign_keys(cur, oid),
+                                      quarantine_schema)
+
+
 def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reason="unused table",
                  leaving=(), details=None, quarantine_schema=QUARANTINE_SCHEMA):
     """Move one table into the quarantine schema, inside the caller's transaction.
@@ -445,19 +475,8 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         return result
     qname = quarantine_name_for(schema, name, _taken_names(cur, schema, quarantine_schema))
     detached = outbound_foreign_keys(cur, oid)
-    cur.execute("SELECT to_regnamespace(%s) IS NULL", (quarantine_schema,))
-    if cur.fetchone()[0]:
-        cur.execute(sql.SQL("CREATE SCHEMA {0}").format(sql.Identifier(quarantine_schema)))
-    # Its foreign keys to live tables go (kept in the record, re-added on restore): a delete in a live
-    # table must neither cascade into set-aside rows nor fail because of them, as after a real drop.
-    for constraint in detached:
-        cur.execute(sql.SQL("ALTER TABLE {0}.{1} DROP CONSTRAINT {2}").format(
-            sql.Identifier(schema), sql.Identifier(name), sql.Identifier(constraint["name"])))
-    if qname != name:
-        cur.execute(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
-            sql.Identifier(schema), sql.Identifier(name), sql.Identifier(qname)))
-    cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
-        sql.Identifier(schema), sql.Identifier(qname), sql.Identifier(quarantine_schema)))
+    for stmt in retire_statements(cur, schema, name, qname, detached, quarantine_schema):
+        cur.execute(stmt)
     cur.execute("""
         INSERT INTO pgsafe.quarantined_object (run_id, kind, original_schema, original_name, quarantine_schema,
                quarantine_name, reason, row_count, retain_until, detached_constraints)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from ansible.module_utils.pgsafe_hazards import hazards_of
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
 from ansible.module_utils.pgsafe_snapshot import KINDS, TABLE_CHILD_KINDS, check_snapshot, filter_snapshot
 
@@ -43,8 +44,10 @@ _CONSTRAINT_TAIL = re.compile(r"( DEFERRABLE)?( INITIALLY (DEFERRED|IMMEDIATE))?
 # --------------------------------------------------------------------------- small helpers
 def hazard(rewrite=False, lock=None, data_loss=False, cast_may_fail=False, scan=False, note=""):
     """One hazard record (every difference carries one)."""
-    return {"rewrite": bool(rewrite), "scan": bool(scan), "lock": lock, "data_loss": bool(data_loss),
-            "cast_may_fail": bool(cast_may_fail), "note": note}
+    flags = {"rewrite": bool(rewrite), "scan": bool(scan), "lock": lock, "data_loss": bool(data_loss),
+             "cast_may_fail": bool(cast_may_fail), "note": note}
+    flags["types"] = hazards_of(flags)  # the typed names every plan and report uses
+    return flags
 
 
 def human_bytes(num):

@@ -433,19 +433,21 @@ def record_dropped_tables(cur, run_id, entry, backup_id):
                                          "backup_id": backup_id})
 
 
+def removal_statements(cur, entry):
+    """The statements that remove one planned schema, in order, as text (what remove_schema runs)."""
+    sql = _sql()
+    statements = [drop_statement(cur, entry["schema"], obj).as_string(cur) for obj in drop_order(cur, entry["inside"])]
+    statements.append(sql.SQL("DROP SCHEMA {0} RESTRICT").format(sql.Identifier(entry["schema"])).as_string(cur))
+    return statements
+
+
 def remove_schema(cur, run_id, entry, backup_id=None):
     """Drop one planned schema inside the caller's transaction (objects RESTRICT, then the schema RESTRICT)."""
-    sql = _sql()
     schema = entry["schema"]
-    statements = []
     record_dropped_tables(cur, run_id, entry, backup_id)
-    for obj in drop_order(cur, entry["inside"]):
-        stmt = drop_statement(cur, schema, obj)
-        statements.append(stmt.as_string(cur))
+    statements = removal_statements(cur, entry)
+    for stmt in statements:
         cur.execute(stmt)
-    stmt = sql.SQL("DROP SCHEMA {0} RESTRICT").format(sql.Identifier(schema))
-    statements.append(stmt.as_string(cur))
-    cur.execute(stmt)
     journal(cur, run_id, "schema_removal", "completed", quote_ident(schema),
             {"backup_id": backup_id, "objects": entry["objects"], "statements": statements,
              "restore": "playbooks/restore.yml with the backup {0} (object schema:{1})".format(backup_id, schema)})

@@ -1096,10 +1096,8 @@ LOCK_MODES = ("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE
 
 def lock_tables(cur, keyed_modes):
     """LOCK TABLE each (key, mode), in the given order (waits at most lock_timeout each)."""
-    for key, mode in keyed_modes:
-        if mode not in LOCK_MODES:
-            raise TypeChangeError("unknown lock mode {0!r}".format(mode))
-        cur.execute(sql.SQL("LOCK TABLE {0} IN " + mode + " MODE").format(_ident(*key)))
+    for stmt in lock_statements(keyed_modes):
+        cur.execute(stmt)
 
 
 # --------------------------------------------------------------------------- DDL pieces
@@ -1115,31 +1113,25 @@ def _fk_sql(fk, not_valid=True):
         _ident(fk["schema"], fk["table"]), sql.Identifier(fk["name"]), body, sql.SQL(" NOT VALID" if not_valid else ""))
 
 
-def drop_fks(cur, plan):
-    for f in plan["drop_fks"]:
-        cur.execute(sql.SQL("ALTER TABLE {0} DROP CONSTRAINT IF EXISTS {1}").format(
-            _ident(f["schema"], f["table"]), sql.Identifier(f["name"])))
+def drop_fk_statements(plan):
+    return [sql.SQL("ALTER TABLE {0} DROP CONSTRAINT IF EXISTS {1}").format(
+        _ident(f["schema"], f["table"]), sql.Identifier(f["name"])) for f in plan["drop_fks"]]
 
 
-def add_fks_not_valid(cur, plan):
-    added = []
-    for f in plan["drop_fks"]:
-        if f["recreate"]:
-            cur.execute(_fk_sql(f))
-            added.append(f["name"])
-    for f in plan["foreign_keys"]:
-        if f["state"] in ("missing", "different", "recreate"):
-            cur.execute(_fk_sql(dict(f, recreate=False)))
-            added.append(f["name"])
-    return added
+def add_fk_statements(plan):
+    """(name, statement) of every FK added NOT VALID: the existing ones put back, then the declared ones."""
+    out = [(f["name"], _fk_sql(f)) for f in plan["drop_fks"] if f["recreate"]]
+    out += [(f["name"], _fk_sql(dict(f, recreate=False))) for f in plan["foreign_keys"]
+            if f["state"] in ("missing", "different", "recreate")]
+    return out
 
 
-def drop_views(cur, plan):
-    for v in plan["views"]:
-        cur.execute(sql.SQL("DROP VIEW {0}").format(_ident(v["schema"], v["name"])))
+def drop_view_statements(plan):
+    return [sql.SQL("DROP VIEW {0}").format(_ident(v["schema"], v["name"])) for v in plan["views"]]
 
 
-def recreate_views(cur, plan):
+def recreate_view_statements(plan):
+    stmts = []
     for v in plan["views"]:
         name = _ident(v["schema"], v["name"])
         with_opts = sql.SQL("")
@@ -1149,27 +1141,64 @@ def recreate_views(cur, plan):
                 k, _, val = o.partition("=")
                 opts.append(sql.SQL("{0} = {1}").format(sql.Identifier(k), sql.Literal(val)))
             with_opts = sql.SQL(" WITH ({0})").format(sql.SQL(", ").join(opts))
-        cur.execute(sql.SQL("CREATE VIEW {0}{1} AS ").format(name, with_opts) + sql.SQL(v["definition"].rstrip()
-                                                                                        .rstrip(";")))
-        cur.execute(sql.SQL("ALTER VIEW {0} OWNER TO {1}").format(name, sql.Identifier(v["owner"])))
+        stmts.append(sql.SQL("CREATE VIEW {0}{1} AS ").format(name, with_opts)
+                     + sql.SQL(v["definition"].rstrip().rstrip(";")))
+        stmts.append(sql.SQL("ALTER VIEW {0} OWNER TO {1}").format(name, sql.Identifier(v["owner"])))
         if v["comment"] is not None:
-            cur.execute(sql.SQL("COMMENT ON VIEW {0} IS {1}").format(name, sql.Literal(v["comment"])))
+            stmts.append(sql.SQL("COMMENT ON VIEW {0} IS {1}").format(name, sql.Literal(v["comment"])))
         for grantee, priv, grantable in v.get("grants", []):
-            cur.execute(sql.SQL("GRANT {0} ON {1} TO {2}{3}").format(
+            stmts.append(sql.SQL("GRANT {0} ON {1} TO {2}{3}").format(
                 sql.SQL(priv), name, sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee),
                 sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+    return stmts
+
+
+def validate_fk_statements(plan):
+    """(name, statement) of every VALIDATE CONSTRAINT, in order."""
+    names = [(f["schema"], f["table"], f["name"]) for f in plan["drop_fks"] if f["recreate"]]
+    names += [(f["schema"], f["table"], f["name"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
+    return [(name, sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(_ident(schema, table),
+                                                                          sql.Identifier(name)))
+            for schema, table, name in names]
+
+
+def lock_statements(keyed_modes):
+    for _key, mode in keyed_modes:
+        if mode not in LOCK_MODES:
+            raise TypeChangeError("unknown lock mode {0!r}".format(mode))
+    return [sql.SQL("LOCK TABLE {0} IN " + mode + " MODE").format(_ident(*key)) for key, mode in keyed_modes]
+
+
+def drop_fks(cur, plan):
+    for stmt in drop_fk_statements(plan):
+        cur.execute(stmt)
+
+
+def add_fks_not_valid(cur, plan):
+    added = []
+    for name, stmt in add_fk_statements(plan):
+        cur.execute(stmt)
+        added.append(name)
+    return added
+
+
+def drop_views(cur, plan):
+    for stmt in drop_view_statements(plan):
+        cur.execute(stmt)
+
+
+def recreate_views(cur, plan):
+    for stmt in recreate_view_statements(plan):
+        cur.execute(stmt)
 
 
 def validate_fks(conn, plan, settings_cb, attempts, retries, backoff, backoff_max, on_failure=None):
     """VALIDATE each FK added NOT VALID (SHARE UPDATE EXCLUSIVE: writes continue)."""
-    names = [(f["schema"], f["table"], f["name"]) for f in plan["drop_fks"] if f["recreate"]]
-    names += [(f["schema"], f["table"], f["name"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
     done = []
-    for schema, table, name in names:
-        def work(cur, schema=schema, table=table, name=name):
+    for name, stmt in validate_fk_statements(plan):
+        def work(cur, stmt=stmt):
             settings_cb(cur)
-            cur.execute(sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(_ident(schema, table),
-                                                                                 sql.Identifier(name)))
+            cur.execute(stmt)
         try:
             run_with_retries(conn, work, retries, backoff, backoff_max, attempts, "validate " + name)
         except psycopg2.errors.ForeignKeyViolation:
@@ -1233,6 +1262,54 @@ def trigger_function_name(table_oid):
 TRIGGER_NAME = "pgsafe_typechange_sync"
 
 
+def unit_lock_plan(plan):
+    """(table, mode) in a fixed order.  Tables whose rows or columns change: ACCESS EXCLUSIVE; tables only
+    referenced by an FK being added: SHARE ROW EXCLUSIVE (what ADD FOREIGN KEY takes; reads continue)."""
+    strong = {(c["schema"], c["table"]) for c in plan["changes"]
+              if c["needs_type"] or c["needs_default"] or c["needs_not_null"]}
+    strong |= {(f["schema"], f["table"]) for f in plan["foreign_keys"] if f["state"] != "valid"}
+    strong |= {(f["schema"], f["table"]) for f in plan["drop_fks"]}
+    keys = sorted(plan["touched_keys"])
+    return [(k, "ACCESS EXCLUSIVE" if k in strong else "SHARE ROW EXCLUSIVE") for k in keys]
+
+
+def unit_statements(plan, orphan_policy="fail"):
+    """Every statement of the unit in the order the engine runs it: [{sql, lock_level, transactional}].
+
+    ``sql`` is a psycopg2 Composable (render with .as_string(cur)) or a ``-- comment`` naming a data-dependent
+    part (which rows are quarantined: the precheck lists them).  The online strategy's batches are named, not
+    listed one by one.
+    """
+    if plan["converged"]:
+        return []
+    locks = unit_lock_plan(plan)
+    strongest = "ACCESS EXCLUSIVE" if any(m == "ACCESS EXCLUSIVE" for _k, m in locks) else "SHARE ROW EXCLUSIVE"
+    out = []
+
+    def add(stmts, level, transactional=True):
+        out.extend({"sql": st, "lock_level": level, "transactional": transactional} for st in stmts)
+
+    if plan["strategy"] == "online":
+        add(["-- online: ADD COLUMN shadow columns, a sync trigger, batched backfill (batch size adapts), "
+             "CREATE INDEX CONCURRENTLY on the shadows, NOT NULL through a validated CHECK"], "SHARE UPDATE EXCLUSIVE",
+            transactional=False)
+    for stmt, (_key, mode) in zip(lock_statements(locks), locks, strict=True):
+        add([stmt], mode)
+    if orphan_policy == "quarantine":
+        add(["-- orphans after the cast and the rows depending on them: to pgsafe.quarantine_row, then deleted"],
+            strongest)
+    add(drop_fk_statements(plan), strongest)
+    add(drop_view_statements(plan), strongest)
+    if plan["strategy"] == "online":
+        add(["-- online swap: drop the old columns, rename the shadows into place"], strongest)
+    else:
+        add(rewrite_statements(plan), strongest)
+    add(recreate_view_statements(plan), strongest)
+    add([st for _n, st in add_fk_statements(plan)], strongest)
+    add([st for _n, st in validate_fk_statements(plan)], "SHARE UPDATE EXCLUSIVE", transactional=False)
+    return out
+
+
 class Runner:
     """Applies a plan on a live connection (autocommit off), journaling each step."""
 
@@ -1281,14 +1358,7 @@ class Runner:
         return out
 
     def lock_plan(self):
-        """(table, mode) in a fixed order.  Tables whose rows or columns change: ACCESS EXCLUSIVE; tables only
-        referenced by an FK being added: SHARE ROW EXCLUSIVE (what ADD FOREIGN KEY takes; reads continue)."""
-        strong = {(c["schema"], c["table"]) for c in self.plan["changes"]
-                  if c["needs_type"] or c["needs_default"] or c["needs_not_null"]}
-        strong |= {(f["schema"], f["table"]) for f in self.plan["foreign_keys"] if f["state"] != "valid"}
-        strong |= {(f["schema"], f["table"]) for f in self.plan["drop_fks"]}
-        keys = sorted(self.plan["touched_keys"])
-        return [(k, "ACCESS EXCLUSIVE" if k in strong else "SHARE ROW EXCLUSIVE") for k in keys]
+        return unit_lock_plan(self.plan)
 
     def hash_tables(self, cur, keys, after=False):
         return {qualified(*k): table_hash(cur, k[0], k[1], list(self.facts[k]["columns"]), self.plan["changes"],

@@ -6,7 +6,7 @@ breaks a run, checks that nothing is lost and nothing is half-done, and the next
 re-run after the cause was removed, so every case also proves that the re-run gets past the point
 where the previous one broke.  The last case runs to the end and a second run is a no-op.
 
-The prod playbook's rehearsal gate is switched off here (gates_require_rehearsal=false): the gates
+The prod playbook's rehearsal gate is overridden here by name (pgsafe_overrides.rehearsal, with a reason): the gates
 have their own cases in test_gate_faults.py.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def world(pg_server, tmp_path_factory):
 
 
 def prod_vars(world, **extra):
-    base = {"gates_require_rehearsal": False, "confirm_database": world["db"]}
+    base = {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": world["db"]}
     base.update(extra)
     return base
 

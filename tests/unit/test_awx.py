@@ -14,12 +14,18 @@ CONTROLLER = yaml.safe_load((ROOT / "awx/controller.yml").read_text())
 
 
 def playbook_text(playbook: str) -> str:
-    """The playbook and every role it includes (one level of role indirection is enough here)."""
-    text = (ROOT / playbook).read_text()
-    roles = set(re.findall(r"name: ([a-z_]+)\n", text))
-    for role in roles:
+    """The playbook, the playbooks it imports and every role they include, transitively."""
+    text, seen_roles = (ROOT / playbook).read_text(), set()
+    for imported in re.findall(r"import_playbook: ([\w.]+)", text):
+        text += playbook_text(str(Path(playbook).parent / imported))
+    todo = set(re.findall(r"name: ([a-z_]+)\n", text))
+    while todo:
+        role = todo.pop()
+        seen_roles.add(role)
         for path in (ROOT / "roles" / role).rglob("*.yml") if (ROOT / "roles" / role).exists() else []:
-            text += path.read_text()
+            part = path.read_text()
+            text += part
+            todo |= set(re.findall(r"name: ([a-z_]+)\n", part)) - seen_roles
     return text
 
 

@@ -82,7 +82,7 @@ def test_outside_window_and_override():
 def test_no_rehearsal_of_this_plan():
     results = evaluate_gates(facts(plan_fingerprint="q" * 64))
     assert [r["gate"] for r in failed_gates(results)] == ["rehearsal"]
-    assert "sprint90_rehearsal.yml" in failure_message(results)
+    assert "rehearse.yml" in failure_message(results)
 
 
 def test_failed_or_old_rehearsal_refused():
