@@ -35,6 +35,7 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+  - pgsafe_guard
 options:
   changes:
     description: Columns to bring to a type.
@@ -238,6 +239,7 @@ diff:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_typechange_plan import plan_unit
 from ansible.module_utils.pgsafe_typechange import (
@@ -280,6 +282,7 @@ def main():
             disk_free_bytes=dict(type="int"),
             disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
             run_id=dict(type="str", required=True),
+            **guard_argument_spec(),
         ),
         supports_check_mode=True,
     )
@@ -329,6 +332,8 @@ def main():
             module.exit_json(**result)
         conn.set_session(readonly=False)
         with conn.cursor() as cur:
+            result["guard"] = check_guard(cur, p["backup_id"], unit["public"]["guard_objects"],
+                                          p["backup_max_age_minutes"], p["guard_override"])
             ensure_typechange_schema(cur)
         conn.commit()
         progress = []
@@ -366,7 +371,7 @@ def main():
                                                    plan["strategy"], len(validated),
                                                    sum(v["rows"] for v in runner.moved.values())))
         module.exit_json(**result)
-    except TypeChangeError as exc:
+    except (TypeChangeError, BackupError) as exc:
         module.fail_json(msg=str(exc), **result)
     finally:
         conn.close()

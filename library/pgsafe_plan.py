@@ -83,6 +83,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+refused:
+  description: True when the plan cannot run (bad input, a failing precheck, a conflict, not the expected plan).
+  returned: always
+  type: bool
 plan:
   description: The plan (database, schema_fingerprint, overrides, steps, conflicts, fingerprint, intent).
   returned: always when the intent was valid
@@ -168,24 +172,24 @@ def main():
         overrides = normalise_overrides(p["overrides"], p["retired_switches"])
         intent = normalise_intent(p["intent"])
     except PlanError as exc:
-        module.fail_json(msg="bad plan input, nothing was changed: {0}".format(exc))
+        module.fail_json(msg="bad plan input, nothing was changed: {0}".format(exc), refused=True)
     options = {"reference_sql": p["reference_sql"], "fail_on_skipped": p["fail_on_skipped"],
                "online_threshold_bytes": p["online_threshold_bytes"], "disk_free_bytes": p["disk_free_bytes"],
                "host": p.get("login_unix_socket") or p.get("login_host") or "", "run_id": p["run_id"]}
     try:
         conn = connect(p, read_only=True)
     except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), refused=True)
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
             plan = build_plan(cur, intent, overrides, p["product_version"], options)
         conn.rollback()
     except Exception as exc:  # noqa: BLE001 - bad names, privileges: say what, nothing changed
-        module.fail_json(msg="planning failed, nothing was changed: " + " ".join(str(exc).split()))
+        module.fail_json(msg="planning failed, nothing was changed: " + " ".join(str(exc).split()), refused=True)
     finally:
         conn.close()
-    out = dict(changed=False, plan=plan, canonical=canonical(plan), fingerprint=plan["fingerprint"],
+    out = dict(changed=False, refused=False, plan=plan, canonical=canonical(plan), fingerprint=plan["fingerprint"],
                rehearsal_canonical=canonical(plan, gate_overrides=False),
                rehearsal_fingerprint=plan["rehearsal_fingerprint"],
                markdown=render_markdown(plan), summary=summary(plan), report_rows=report_rows(plan))
@@ -198,8 +202,10 @@ def main():
         except Exception as exc:  # noqa: BLE001 - the journal is bookkeeping: say so, keep the plan
             module.warn("the plan was not written to the run journal: " + " ".join(str(exc).split()))
     if problems:
+        out["refused"] = True
         module.fail_json(msg=failure_message(plan), **out)
     if p["expected"] is not None and out["differences"]:
+        out["refused"] = True
         module.fail_json(msg="this plan ({0}) is not {1}: {2}".format(
             plan["rehearsal_fingerprint"][:12], p["expected_label"], " | ".join(out["differences"])), **out)
     module.exit_json(**out)

@@ -27,6 +27,7 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+  - pgsafe_guard
 options:
   schemas:
     description: Schemas to remove.
@@ -48,9 +49,6 @@ options:
     description: Run id recorded in the journal.
     type: str
     required: true
-  backup_id:
-    description: The verified, restore-tested backup of the schemas (recorded with every drop).
-    type: str
   lock_timeout:
     description: lock_timeout for the drops.
     type: str
@@ -91,6 +89,7 @@ blocked:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
 from ansible.module_utils.pgsafe_schema_removal import SchemaRemovalError, plan, remove_schema
@@ -107,7 +106,7 @@ def main():
             independent=dict(type="bool", default=False),
             allow_dependents=dict(type="list", elements="str", default=[]),
             run_id=dict(type="str", required=True),
-            backup_id=dict(type="str"),
+            **guard_argument_spec(),
             lock_timeout=dict(type="str", default="5s"),
         ),
         supports_check_mode=True,
@@ -135,6 +134,11 @@ def main():
                     "{0}: {1}".format(b["schema"], b["reason"]) for b in blocked) +
                     " (fix the dependents, or set independent to let the other schemas proceed)",
                     schemas=[_public(e) for e in planned], blocked=blocked, removed=[])
+        covers = ["schema:" + e["schema"] for e in planned if e["action"] == "remove"]
+        if covers and not module.check_mode:
+            with conn.cursor() as cur:
+                check_guard(cur, p["backup_id"], covers, p["backup_max_age_minutes"], p["guard_override"])
+            conn.rollback()
         for entry in planned:
             if entry["action"] != "remove" or module.check_mode:
                 results.append(_public(entry))
@@ -153,7 +157,7 @@ def main():
                 for b in blocked:
                     journal(cur, p["run_id"], "schema_removal", "skipped", b["schema"], b)
             conn.commit()
-    except SchemaRemovalError as exc:
+    except (SchemaRemovalError, BackupError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001
         module.fail_json(msg="schema removal failed, the schema being dropped was rolled back: {0}".format(

@@ -28,6 +28,7 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+  - pgsafe_guard
 options:
   source:
     description: The duplicate table (C(name) or C(schema.name); quote names with dots).
@@ -70,9 +71,6 @@ options:
     description: Run id recorded in the journal, quarantine rows and quarantined objects.
     type: str
     required: true
-  backup_id:
-    description: The verified backup covering source and target (recorded in the journal).
-    type: str
   sample_limit:
     description: How many offending rows to list per problem.
     type: int
@@ -137,6 +135,7 @@ retired:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_merge import Context, MergeError, apply, plan
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
@@ -156,7 +155,7 @@ def main():
             retire_source=dict(type="bool", default=True),
             retention_days=dict(type="int", default=30),
             run_id=dict(type="str", required=True),
-            backup_id=dict(type="str"),
+            **guard_argument_spec(),
             sample_limit=dict(type="int", default=20),
             lock_timeout=dict(type="str", default="5s"),
         ),
@@ -194,20 +193,22 @@ def main():
                     "problems", "differing", "differing_count", "identical", "source_dependents")})
         else:
             with conn.cursor() as cur:
+                guard = check_guard(cur, p["backup_id"], planned["backup_objects"], p["backup_max_age_minutes"],
+                                    p["guard_override"])
                 ensure_meta_schema(cur)
                 ensure_retire_schema(cur)
             conn.commit()
             try:
                 with conn.cursor() as cur:
                     journal(cur, p["run_id"], "table_merge", "started", planned["source"],
-                            {"target": planned["target"], "backup_id": p["backup_id"]})
+                            {"target": planned["target"], "backup_id": p["backup_id"], "guard": guard})
                     result = apply(cur, context(cur), p["run_id"], retention_days=p["retention_days"],
                                    retire_source=p["retire_source"])
                 conn.commit()
             except Exception:
                 conn.rollback()
                 raise
-    except (MergeError, RetireError, ValueError) as exc:
+    except (MergeError, RetireError, BackupError, ValueError) as exc:
         module.fail_json(msg=str(exc) + " (nothing was changed: the merge runs in one transaction)")
     except Exception as exc:  # noqa: BLE001
         module.fail_json(msg="merge {0} -> {1} failed and was rolled back, nothing changed: {2}".format(

@@ -27,6 +27,7 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+  - pgsafe_guard
 options:
   state:
     description: C(retired) (quarantine), C(restored) (move back) or C(purged) (drop expired quarantined tables).
@@ -53,9 +54,6 @@ options:
     description: Why the tables are retired (recorded).
     type: str
     default: unused table (Sprint 90 cleanup)
-  backup_id:
-    description: The verified backup that covers the tables (recorded; required with I(state=purged)).
-    type: str
   restore_run_id:
     description: With I(state=restored), move back every table quarantined by this run.
     type: str
@@ -112,6 +110,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
 from ansible.module_utils.pgsafe_retire import (RetireError, ensure_retire_schema, normalize_table_spec, plan,
@@ -122,6 +121,9 @@ def _retire(module, conn):
     params = module.params
     with conn.cursor() as cur:
         planned = plan(cur, params["tables"])
+        covers = [p["backup_object"] for p in planned if p["action"] == "retire"]
+        guard = check_guard(cur, params["backup_id"], covers, params["backup_max_age_minutes"],
+                            params["guard_override"]) if covers and not module.check_mode else {}
     conn.rollback()
     if module.check_mode:
         return planned
@@ -139,7 +141,7 @@ def _retire(module, conn):
             with conn.cursor() as cur:
                 done = retire_table(cur, params["run_id"], entry, retention_days=params["retention_days"],
                                     reason=params["reason"], leaving=leaving,
-                                    details={"backup_id": params["backup_id"]})
+                                    details={"backup_id": params["backup_id"], "guard": guard})
             conn.commit()
         except Exception:
             conn.rollback()
@@ -201,8 +203,8 @@ def main():
             run_id=dict(type="str", required=True),
             retention_days=dict(type="int", default=30),
             reason=dict(type="str", default="unused table (Sprint 90 cleanup)"),
-            backup_id=dict(type="str"),
             restore_run_id=dict(type="str"),
+            **guard_argument_spec(),
             lock_timeout=dict(type="str", default="5s"),
             fail_on_skipped=dict(type="bool", default=False),
         ),
@@ -217,7 +219,7 @@ def main():
     try:
         handler = {"retired": _retire, "restored": _restore, "purged": _purge}[params["state"]]
         results = handler(module, conn)
-    except (RetireError, ValueError) as exc:
+    except (RetireError, BackupError, ValueError) as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # noqa: BLE001 - database errors: name them, nothing was committed for that table
         module.fail_json(msg="{0} failed: {1} (the table being handled was left as it was; fix and re-run)".format(

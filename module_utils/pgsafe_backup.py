@@ -527,3 +527,41 @@ def guard_failure_message(database, objects, max_age_minutes, decision, inventor
         COMMAND_HINT.format(inventory=inventory, host=host), scope_vars, "database" if whole else "objects",
         "" if whole else " and backup_objects={0}".format(json.dumps(cover_strings(wanted)))))
     return " ".join(lines)
+
+
+# Options every module that changes or removes data takes: the backup that covers what it touches (it checks
+# the record itself), or the named override with its reason.
+def guard_argument_spec():
+    """A fresh copy of the guard options (plugins/doc_fragments/pgsafe_guard.py documents them)."""
+    return {"backup_id": {"type": "str"}, "backup_max_age_minutes": {"type": "int", "default": 1440},
+            "guard_override": {"type": "str"}}
+
+
+def check_guard(cur, backup_id, objects, max_age_minutes=1440, override=None):
+    """The applying module's own guard, in its transaction, before it changes ``objects``.
+
+    Returns what the journal records ({backup_id, ...} or {override}); raises BackupError, naming the
+    objects and the fix, when no override is given and ``backup_id`` is not a verified backup of THIS
+    database covering every object within ``max_age_minutes`` (restore-tested, or restored into the copy
+    it is: a rehearsal's copy records the source backup as its own).
+    """
+    from ansible.module_utils.pgsafe_backup_exec import fetch_backup_records
+    if override and str(override).strip():
+        return {"override": " ".join(str(override).split())}
+    if not objects:
+        return {}
+    if not backup_id:
+        raise BackupError("no backup named for {0}: a step that changes or removes data runs only with the verified "
+                          "backup that covers it (backup_id, from the backup role's guard) or the named override "
+                          "pgsafe_overrides.backup_guard='<reason>'; nothing was changed".format(", ".join(objects)))
+    records, now = fetch_backup_records(cur)
+    record = [r for r in records if r["backup_id"] == backup_id]
+    if not record:
+        raise BackupError("backup {0} is not a backup of this database (pgsafe.backup): nothing was changed".format(
+            backup_id))
+    found, decision = find_covering_backup(record, objects, max_age_minutes, now)
+    if found is None:
+        raise BackupError("backup {0} does not guard {1}: {2}; nothing was changed".format(
+            backup_id, ", ".join(describe_cover(m) for m in decision["missing"]),
+            "; ".join(decision["reasons"]) or "it does not cover them"))
+    return {"backup_id": backup_id, "taken_at": str(found["taken_at"]), "covers": found["covers"]}

@@ -254,7 +254,8 @@ def _around_difference(a, b, width=50):
     a, b = str(a), str(b)
     at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     start = max(0, at - width)
-    cut = (lambda t: ("..." if start else "") + t[start:at + width] + ("..." if len(t) > at + width else ""))
+    def cut(t):
+        return (("..." if start else "") + t[start:at + width] + ("..." if len(t) > at + width else ""))
     return cut(a), cut(b)
 
 

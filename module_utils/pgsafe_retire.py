@@ -117,11 +117,11 @@ def decide(item, exists, row_count, dependencies, quarantined_record=None):
 
 
 # --------------------------------------------------------------------------- catalog reads
-def ensure_retire_schema(cur):
+def ensure_retire_schema(cur, schema=QUARANTINE_SCHEMA):
     """The quarantine schema (created only when missing: CREATE needs the database privilege)."""
-    cur.execute("SELECT to_regnamespace(%s) IS NULL", (QUARANTINE_SCHEMA,))
+    cur.execute("SELECT to_regnamespace(%s) IS NULL", (schema,))
     if cur.fetchone()[0]:
-        cur.execute("CREATE SCHEMA IF NOT EXISTS " + QUARANTINE_SCHEMA)
+        cur.execute(_sql().SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(_sql().Identifier(schema)))
 
 
 def table_oid(cur, schema, name):
@@ -420,9 +420,9 @@ def retire_statements(cur, schema, name, qname, detached, quarantine_schema=QUAR
     table must neither cascade into set-aside rows nor fail because of them, as after a real drop.
     """
     sql = _sql()
-    cur.execute("SELECT to_regnamespace(%s) IS NULL", (quarantine_schema,))
-    stmts = [sql.SQL("CREATE SCHEMA {0}").format(sql.Identifier(quarantine_schema))] if cur.fetchone()[0] else []
-    stmts += [sql.SQL("ALTER TABLE {0}.{1} DROP CONSTRAINT {2}").format(
+    # The quarantine schema itself is the product's (ensure_retire_schema, before): not part of the statements,
+    # so a plan made before the product schema was installed is the plan made after.
+    stmts = [sql.SQL("ALTER TABLE {0}.{1} DROP CONSTRAINT {2}").format(
         sql.Identifier(schema), sql.Identifier(name), sql.Identifier(c["name"])) for c in detached]
     if qname != name:
         stmts.append(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
@@ -475,6 +475,7 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         return result
     qname = quarantine_name_for(schema, name, _taken_names(cur, schema, quarantine_schema))
     detached = outbound_foreign_keys(cur, oid)
+    ensure_retire_schema(cur, quarantine_schema)
     for stmt in retire_statements(cur, schema, name, qname, detached, quarantine_schema):
         cur.execute(stmt)
     cur.execute("""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 
-UNDO_NOTHING = {"fk:validate", "table_merge", "preflight", "validate"}
+UNDO_NOTHING = {"fk:validate", "table_merge", "preflight", "validate", "plan"}
 
 
 class RollbackError(Exception):
@@ -73,7 +73,7 @@ def newest_undoable_run(cur, playbooks):
     cur.execute(
         "SELECT r.run_id FROM pgsafe.run r WHERE r.playbook = ANY(%s) AND r.status IN ('succeeded', 'failed') "
         "AND EXISTS (SELECT 1 FROM pgsafe.journal j WHERE j.run_id = r.run_id AND j.status = 'completed' "
-        "            AND j.step NOT LIKE 'rollback:%%') "
+        "            AND j.step NOT LIKE 'rollback:%%' AND j.step <> 'plan') "
         "ORDER BY r.started_at DESC LIMIT 1", (list(playbooks),))
     row = cur.fetchone()
     return row[0] if row else None

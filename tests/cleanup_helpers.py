@@ -24,8 +24,16 @@ runpy.run_path({module!r}, run_name='__main__')
 """
 
 
+# Modules that refuse to change data without the backup that covers it (or a named override).
+GUARDED_MODULES = ("pgsafe_column_types", "pgsafe_table_merge", "pgsafe_table_retire", "pgsafe_schema_removal")
+MODULE_TEST_GUARD_OVERRIDE = "module-level test: the data is a throwaway copy"
+
+
 def run_module(name: str, params: dict, check: bool = False, diff: bool = False, timeout: int = 120) -> dict:
     """Run library/<name>.py the way Ansible does (args file), return its JSON result (+ rc)."""
+    if name in GUARDED_MODULES and not check and "backup_id" not in params and "guard_override" not in params:
+        # Module-level cases: the backup guard has its own cases (a missing or wrong backup_id is refused).
+        params = dict(params, guard_override=MODULE_TEST_GUARD_OVERRIDE)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": dict(params, _ansible_check_mode=check, _ansible_diff=diff)}, handle)
         argsfile = handle.name

@@ -36,8 +36,16 @@ PROD_FKS = [
 ]
 
 
+# Modules that refuse to change data without the backup that covers it (or a named override).
+GUARDED_MODULES = ("pgsafe_column_types", "pgsafe_table_merge", "pgsafe_table_retire", "pgsafe_schema_removal")
+MODULE_TEST_GUARD_OVERRIDE = "module-level test: the data is a throwaway copy"
+
+
 def run_module(name: str, args: dict, check: bool = False, diff: bool = False, timeout: int = 300) -> dict:
     """Run library/<name>.py like Ansible does (args file), return its JSON result."""
+    if name in GUARDED_MODULES and not check and "backup_id" not in args and "guard_override" not in args:
+        # Module-level cases: the backup guard has its own cases (a missing or wrong backup_id is refused).
+        args = dict(args, guard_override=MODULE_TEST_GUARD_OVERRIDE)
     payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(payload, handle)

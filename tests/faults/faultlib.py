@@ -27,6 +27,8 @@ USER_TABLE = "public.bazaar-vid_user"
 EXPORTS = "public.bazaar-vid_exports"
 ANALYTICS = "public.bazaar-vid_export_analytics"
 MERGE_SOURCE = "public.api_usage_metric"
+# A prod run of a world with no staging copy: the rehearsal gate overridden by name, with its reason.
+NO_REHEARSAL = {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}}
 CLEANUP_TABLES = ("public.bazaar-vid_component_error", "public.bazaar-vid_patch",
                   "public.bazaar-vid_scene_plan", "public.bazaar-vid_scene_specs", "public.api_usage_metric")
 

@@ -69,7 +69,9 @@ def test_prod_refuses_a_plan_changed_since_the_rehearsal(rehearsed, rows_lost):
     plan = fl.plan("prod", "schema_fix")["schema_fix_plan"]
     plan = dict(plan, changes=[c for c in plan["changes"] if c["column"] != "user_id"])  # one change less
     result = rehearsed["env"].prod(schema_fix_plan=plan)
-    refused(rehearsed, result, "rehearsal: no rehearsal of this plan", "sprint90_rehearsal.yml", rows_lost=rows_lost)
+    # prod names what differs from the plan staging ran: the step, the field, both values
+    refused(rehearsed, result, "is not the one rehearsed last", "step 01-type_change", "user_id", "rehearse.yml",
+            rows_lost=rows_lost)
 
 
 def test_prod_refuses_a_schema_changed_since_the_rehearsal(rehearsed, rows_lost):
@@ -77,8 +79,9 @@ def test_prod_refuses_a_schema_changed_since_the_rehearsal(rehearsed, rows_lost)
     server.execute(db, 'ALTER TABLE "bazaar-vid_exports" ADD COLUMN "hotfix_note" text')
     try:
         result = rehearsed["env"].prod()
-        refused(rehearsed, result, "plan_not_stale: the live schema", "differs from the one the rehearsal started from",
-                "rehearse again on staging", rows_lost=rows_lost, compare=False)
+        # the schema the plan is made against is part of its fingerprint: prod names that it moved
+        refused(rehearsed, result, "is not the one rehearsed last", "schema_fingerprint: this plan has",
+                rows_lost=rows_lost, compare=False)
     finally:
         server.execute(db, 'ALTER TABLE "bazaar-vid_exports" DROP COLUMN "hotfix_note"')
     assert fl.fingerprint(server, db) == rehearsed["before"]  # the added column held no data of ours

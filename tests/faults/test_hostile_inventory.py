@@ -97,7 +97,7 @@ def test_injection_in_a_plan_table_name_is_refused_by_name(pg_server, prod_db, t
     for written, needle in ((f"public.{INJECT}", "has a double quote inside an unquoted part"),
                             (q(INJECT), 'does not exist')):
         plan = dict(base, changes=base["changes"] + [{"table": written, "column": "id", "type": "uuid"}])
-        result = env.run("sprint90_prod.yml", {"schema_fix_plan": plan, "pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"},
+        result = env.run("sprint90_prod.yml", {"schema_fix_plan": plan, **fl.NO_REHEARSAL,
                                                "confirm_database": prod_db}, extra_args=("--limit", "prod"))
         assert result.returncode != 0
         assert needle in result.flat, result.flat[-3000:]

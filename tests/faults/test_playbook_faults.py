@@ -39,7 +39,7 @@ def world(pg_server, tmp_path_factory):
 
 
 def prod_vars(world, **extra):
-    base = {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": world["db"]}
+    base = {**fl.NO_REHEARSAL, "confirm_database": world["db"]}
     base.update(extra)
     return base
 

@@ -102,7 +102,7 @@ def test_documented_logins_run_the_playbooks_they_are_meant_for(pg_server, login
     before = fl.fingerprint(pg_server, prod)
     mig = env_as(tmp_path / "mig", pg_server, {"prod": (pg_server, prod), "staging": (pg_server, staging)},
                  {"prod": logins.login("pgsafe_migration")})
-    result = mig.run("sprint90_prod.yml", {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": prod})
+    result = mig.run("sprint90_prod.yml", {**fl.NO_REHEARSAL, "confirm_database": prod})
     assert result.returncode == 0, result.flat[-4000:]
     report = json.loads((mig.artifacts / "prod/sprint90_prod/latest/report.json").read_text())
     preflight = report["sections"]["preflight"]
@@ -149,7 +149,7 @@ def test_read_only_login_is_refused_by_the_preflight_before_any_change(pg_server
         sql.Identifier(prod_db), sql.Identifier(ro)))
     env = env_as(tmp_path, pg_server, {"prod": (pg_server, prod_db), "staging": (pg_server, "postgres")},
                  {"prod": ro})
-    result = env.run("sprint90_prod.yml", {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": prod_db},
+    result = env.run("sprint90_prod.yml", {**fl.NO_REHEARSAL, "confirm_database": prod_db},
                      extra_args=("--limit", "prod"))
     assert result.returncode != 0
     assert "failed in phase preflight" in result.flat, result.flat[-3000:]
@@ -174,7 +174,7 @@ def test_under_privileged_login_each_playbook_names_the_missing_privilege(pg_ser
             sql.Identifier(db), sql.Identifier(weak)))
         before = fl.fingerprint(pg_server, db)
         env = env_as(tmp_path, pg_server, {host: (pg_server, db), "staging": (pg_server, "postgres")}, {host: weak})
-        result = env.run(playbook, {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": db},
+        result = env.run(playbook, {**fl.NO_REHEARSAL, "confirm_database": db},
                          extra_args=("--limit", host))
         assert result.returncode != 0
         text = result.flat

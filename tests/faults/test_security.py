@@ -26,7 +26,7 @@ def traced(pg_server, tmp_path_factory):
     with pg_server.sprint90_database("prod") as prod, pg_server.sprint90_database("prod") as staging:
         env = fl.Env(tmp, {"prod": (pg_server, prod), "staging": (pg_server, staging)})
         log = tmp / "ansible.log"
-        extra = {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": prod}
+        extra = {**fl.NO_REHEARSAL, "confirm_database": prod}
         outputs = []
         with fl.PsSampler(marker=str(env.inventory)) as sampler:
             failing = env.run("sprint90_prod.yml", dict(extra, schema_fix_statement_timeout="1ms"),

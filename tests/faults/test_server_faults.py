@@ -30,7 +30,7 @@ def test_server_stopped_mid_schema_fix_then_started_and_rerun_converges(stop_ser
     with stop_server.sprint90_database("prod") as prod, pg_server.sprint90_database("prod") as staging:
         env = fl.Env(tmp_path, {"prod": (stop_server, prod), "staging": (pg_server, staging)})
         before = fl.fingerprint(stop_server, prod)
-        extra = {"pgsafe_overrides": {"rehearsal": "fault test: no staging copy in this world"}, "confirm_database": prod}
+        extra = {**fl.NO_REHEARSAL, "confirm_database": prod}
         proc = env.start("sprint90_prod.yml", extra)
         holder = None
         try:

@@ -65,7 +65,7 @@ def test_rehearsal_passes_and_attests_in_prod(scenario):
     rows = server.execute(scenario["prod"], "SELECT result, environment FROM pgsafe.attestation")
     assert rows == [("passed", "staging")]
     report = json.loads((scenario["artifacts"] / "staging/sprint90_rehearsal/latest/report.json").read_text())
-    assert [p["phase"] for p in report["timeline"]][:3] == ["preflight", "restore_copy", "plan_fingerprint"]
+    assert [p["phase"] for p in report["timeline"]][:3] == ["preflight", "restore_copy", "plan"]
     # prod's backup was restored once, into staging, and that restore is its recorded restore test.
     tested = server.execute(scenario["prod"], "SELECT verified, restore_tested, details->'verification'->'restore_test' "
                                               "FROM pgsafe.backup ORDER BY taken_at DESC LIMIT 1")
