@@ -42,6 +42,11 @@ options:
   plan_canonical:
     description: The canonical plan (M(pgsafe_plan)), to name what differs from the plan rehearsed last.
     type: dict
+  row_effects:
+    description:
+      - The plan's row effects per step (M(pgsafe_plan)); compared with those the passing rehearsal recorded
+        (C(data_since_rehearsal)), shown, never part of the fingerprint.
+    type: dict
   overrides:
     description:
       - "Named overrides (name -> reason) carried by the plan: C(rehearsal), C(confirmation) and C(window) pass
@@ -118,6 +123,11 @@ would_refuse:
   description: In check mode, whether a real run would stop at a closed gate.
   returned: check mode
   type: bool
+data_since_rehearsal:
+  description: How the rows each step affects moved since the passing rehearsal (step, table, measure, then, now).
+  returned: when row_effects is given and a passing rehearsal exists
+  type: list
+  elements: dict
 plan_converged:
   description:
     - Whether a passing run of this plan (a rehearsal, or an earlier run on this database) ended with
@@ -133,7 +143,7 @@ from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, c
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
                                                plan_converged, plan_fingerprint, plan_rehearsed, rehearsed_duration)
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
-from ansible.module_utils.pgsafe_plan import differences
+from ansible.module_utils.pgsafe_plan import data_since, differences
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
 
@@ -141,10 +151,10 @@ def read_attestations(cur, fingerprint):
     if not meta_schema_installed(cur):
         return []
     cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id, "
-                "details ->> 'schema_fingerprint_after', environment, details -> 'phases' "
+                "details ->> 'schema_fingerprint_after', environment, details -> 'phases', details -> 'row_effects' "
                 "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
     keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id",
-            "schema_fingerprint_after", "environment", "phases")
+            "schema_fingerprint_after", "environment", "phases", "row_effects")
     rows = [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
     for row in rows:
         row["duration_seconds"] = rehearsed_duration(row.pop("phases"))
@@ -169,6 +179,7 @@ def main():
             plan_fingerprint=dict(type="str"),
             plan_canonical=dict(type="dict"),
             overrides=dict(type="dict", default={}),
+            row_effects=dict(type="dict"),
             product_version=dict(type="str", required=True),
             require_rehearsal=dict(type="bool", default=False),
             rehearsal_max_age_days=dict(type="float", default=7),
@@ -219,6 +230,11 @@ def main():
                    window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live),
                    plan_rehearsed=plan_rehearsed(attestations, fingerprint, live, p["environment"], now,
                                                  p["rehearsal_max_age_days"]))
+    rehearsed = sorted((a for a in attestations if a.get("result") == "passed"
+                        and a.get("environment", "rehearsal") != p["environment"]),
+                       key=lambda a: a["attested_at"], reverse=True)
+    if p["row_effects"] is not None and rehearsed:
+        outcome["data_since_rehearsal"] = data_since(p["row_effects"], rehearsed[0].get("row_effects") or {})
     if failed_gates(results):
         message = failure_message(results, "{0} (database {1})".format(p["environment"], database))
         if not module.check_mode:

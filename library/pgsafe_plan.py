@@ -69,6 +69,10 @@ options:
     description: The run, for the journal entry.
     type: str
     required: true
+  record:
+    description: Append the plan to the run journal (C(pgsafe.journal)) when the product schema exists.
+    type: bool
+    default: true
 """
 
 EXAMPLES = r"""
@@ -111,6 +115,10 @@ markdown:
   description: plan.md.
   returned: always when the intent was valid
   type: str
+row_effects:
+  description: Row effects of the pending steps by step id (recorded by a rehearsal, compared by prod's gate).
+  returned: always when the intent was valid
+  type: dict
 report_rows:
   description: One flat row per step (id, objects, state, hazards, problems, offending_rows) for the report.
   returned: always when the intent was valid
@@ -132,7 +140,7 @@ from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, c
 from ansible.module_utils.pgsafe_meta import journal, meta_schema_installed
 from ansible.module_utils.pgsafe_plan import (PlanError, canonical, differences, failed_steps, failure_message,
                                               normalise_intent, normalise_overrides, render_markdown, report_rows,
-                                              summary)
+                                              row_effects_by_step, summary)
 from ansible.module_utils.pgsafe_plan_steps import build_plan
 
 
@@ -164,6 +172,7 @@ def main():
             online_threshold_bytes=dict(type="int", default=256 * 1024 * 1024),
             disk_free_bytes=dict(type="int"),
             run_id=dict(type="str", required=True),
+            record=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -192,11 +201,12 @@ def main():
     out = dict(changed=False, refused=False, plan=plan, canonical=canonical(plan), fingerprint=plan["fingerprint"],
                rehearsal_canonical=canonical(plan, gate_overrides=False),
                rehearsal_fingerprint=plan["rehearsal_fingerprint"],
-               markdown=render_markdown(plan), summary=summary(plan), report_rows=report_rows(plan))
+               markdown=render_markdown(plan), summary=summary(plan), report_rows=report_rows(plan),
+               row_effects=row_effects_by_step(plan["steps"]))
     problems = failed_steps(plan) or plan["conflicts"]
     if p["expected"] is not None:
         out["differences"] = differences(out["rehearsal_canonical"], p["expected"], "this plan", p["expected_label"])
-    if not module.check_mode:
+    if p["record"] and not module.check_mode:
         try:
             record(p, plan, "failed" if problems else "completed")
         except Exception as exc:  # noqa: BLE001 - the journal is bookkeeping: say so, keep the plan

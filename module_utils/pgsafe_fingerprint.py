@@ -382,9 +382,13 @@ def resolve_tables(cur, tables=None, exclude_schemas=()):
     return resolved
 
 
-def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text):
+def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_columns=None):
+    """One table's fingerprint; ``hashed_columns`` ({key: names}) limits the row hash to those columns (an
+    after-fingerprint compared with a before one: a column added since holds new data, nothing to lose)."""
     key = table_key(schema, table)
-    columns, _ = table_columns(cur, schema, table)
+    all_columns, _ = table_columns(cur, schema, table)
+    wanted = (hashed_columns or {}).get(key)
+    columns = [c for c in all_columns if c["name"] in wanted] if wanted is not None else all_columns
     table_normalize = normalize.get(key, {})
     unknown = sorted(set(table_normalize) - {c["name"] for c in columns})
     if unknown:
@@ -395,8 +399,10 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text):
         raise FingerprintError("cannot fingerprint {0}: {1}".format(key, " ".join(str(exc).split()))) from None
     rows, total = cur.fetchone()
     entry = {"rows": int(rows), "hash": fold_hash(total),
-             "columns": {c["name"]: c["type"] for c in columns},
+             "columns": {c["name"]: c["type"] for c in all_columns},
              "kinds": {c["name"]: column_kind(c) for c in columns}}
+    if len(columns) != len(all_columns):
+        entry["unhashed_columns"] = sorted(c["name"] for c in all_columns if c not in columns)
     if table_normalize:
         entry["normalize"] = dict(table_normalize)
     return key, entry
@@ -433,7 +439,8 @@ def _begin_snapshot_transaction(conn, snapshot=None):
     return cur
 
 
-def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_schemas=(), connect=None, workers=1):
+def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_schemas=(), connect=None, workers=1,
+                hashed_columns=None):
     """Fingerprint tables in one READ ONLY REPEATABLE READ transaction of ``conn`` (which must be idle).
 
     ``tables``: names (``schema.table``; default every user table outside the product schemas and
@@ -470,7 +477,7 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
         result = dict(run_over_cursors(
             cursors, sorted(targets, key=lambda t: t[2] != "p"),  # partitioned tables (the biggest reads) first
             lambda worker_cur, target: _fingerprint_one(worker_cur, target[0], target[1], target[2], normalize,
-                                                        uuid_text)))
+                                                        uuid_text, hashed_columns)))
         return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
                 "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
                 "tables": {key: result[key] for key in sorted(result)}}
@@ -888,8 +895,10 @@ def compare(conn, run_id=None, before=None, before_label="before", after=None, a
     finally:
         conn.autocommit = saved
     if after is None:
+        # Hashed over the columns the before fingerprint had: a column a planned step added holds only new data.
         after = fingerprint(conn, tables=tables, normalize=merged_normalize_for(merged_normalize, conn),
-                            uuid_text=mode, connect=connect, workers=workers)
+                            uuid_text=mode, connect=connect, workers=workers,
+                            hashed_columns={k: set(v.get("columns") or {}) for k, v in _tables_of(before).items()})
     # quarantined rows and retired tables the run recorded are authoritative: a given explanation of the same
     # kind for the same table would count them twice
     covered = {(e["kind"], canonical_key(e["table"])) for e in recorded if e["kind"] in ("quarantine", "retire")}

@@ -804,6 +804,12 @@ def apply(cur, ctx, run_id, retention_days=30, retire_source=True):
         raise MergeError("merge accounting does not add up for {0}: {1} inserted + {2} identical + {3} "
                          "quarantined != {4} source rows; nothing was changed".format(
                              ctx.source, inserted, result["identical"], len(differing), source_rows))
+    if not created and inserted:
+        # The target existed and gained rows: the run's reconciliation accepts exactly these (their content is
+        # proven by the EXCEPT both ways and the hashes above).
+        from ansible.module_utils.pgsafe_fingerprint import record_explanation, table_key
+        record_explanation(cur, run_id, {"kind": "merge", "table": table_key(ctx.target_schema, ctx.target_name),
+                                         "rows": inserted, "from": ctx.source})
     journal(cur, run_id, "table_merge", "completed", ctx.source,
             {"target": ctx.target, "inserted": inserted, "identical": result["identical"],
              "quarantined": len(differing), "proof": evidence, "mapping": result["mapping"]})

@@ -266,6 +266,25 @@ def _param_delta(mine, other, _depth):
     return mine
 
 
+def row_effects_by_step(steps):
+    """{step id: row_effects} of the pending steps (what a rehearsal records next to its fingerprint)."""
+    return {s["id"]: s["row_effects"] for s in steps if not s["converged"] and s["row_effects"]}
+
+
+def data_since(now, then):
+    """How the data moved between two plans of the same SQL: [{step, table, measure, then, now}] that differ."""
+    out = []
+    for step_id in sorted(set(now) | set(then)):
+        ours, theirs = now.get(step_id, {}), then.get(step_id, {})
+        for table in sorted(set(ours) | set(theirs)):
+            a, b = ours.get(table, {}), theirs.get(table, {})
+            for measure in sorted(set(a) | set(b)):
+                if a.get(measure) != b.get(measure):
+                    out.append({"step": step_id, "table": table, "measure": measure, "then": b.get(measure),
+                                "now": a.get(measure)})
+    return out
+
+
 def failed_steps(plan):
     return [s for s in plan["steps"] if not s["precheck"]["ok"]]
 

@@ -13,6 +13,13 @@ from ansible.module_utils.pgsafe_retire import exact_count
 AE = "ACCESS EXCLUSIVE"
 
 
+def _key(name):
+    """schema.table, parts quoted only when needed: one spelling of an object in every step and report."""
+    from ansible.module_utils.pgsafe_identifiers import split_qualified
+    from ansible.module_utils.pgsafe_typechange_plan import object_key
+    return object_key(*split_qualified(name))
+
+
 def _text(cur, stmt):
     return stmt if isinstance(stmt, str) else stmt.as_string(cur)
 
@@ -103,14 +110,15 @@ def merge_steps(cur, merges, options):
             hazards.append("quarantine")
         effects = {}
         if action == "merge":
-            effects = {ctx.source: {"rows": planned["source_rows"], "copied": planned["to_insert"],
+            effects = {_key(ctx.source): {"rows": planned["source_rows"], "copied": planned["to_insert"],
                                     "identical": planned["identical"], "quarantined": planned["differing_count"],
                                     "then": "moved to pgsafe_quarantine"},
-                       ctx.target: {"rows": planned.get("target_rows") or 0,
+                       _key(ctx.target): {"rows": planned.get("target_rows") or 0,
                                     "after": (planned.get("target_rows") or 0) + planned["to_insert"]}}
         steps.append(new_step(
-            "table_merge", [ctx.source, ctx.target], converged=action == "converged", statements=stmts,
-            hazards=hazards, row_effects=effects, backup_covers=planned.get("backup_objects", []) if stmts else [],
+            "table_merge", [_key(ctx.source), _key(ctx.target)], converged=action == "converged", statements=stmts,
+            hazards=hazards, row_effects=effects,
+            backup_covers=[_key(o) for o in planned.get("backup_objects", [])] if stmts else [],
             precheck={"ok": action != "refused", "problems": [planned["reason"]] if action == "refused" else [],
                       "notes": [] if action == "refused" else [planned["reason"]], "offending_rows": offending},
             rollback_sql=["-- playbooks/restore_quarantine.yml puts the source back; rows copied into {0} are "
@@ -135,14 +143,14 @@ def retire_steps(cur, cleanup, options):
         stmts = [statement(s, AE, cleanup["lock_timeout"]) for s in planned_statements(cur, entry)] \
             if action == "retire" else []
         steps.append(new_step(
-            "table_retire", [entry["table"]], converged=action in ("converged", "absent"), statements=stmts,
+            "table_retire", [_key(entry["table"])], converged=action in ("converged", "absent"), statements=stmts,
             hazards=["access_exclusive_lock", "data_loss"] if stmts else [],
             precheck={"ok": ok, "problems": problems, "notes": [entry["reason"]] if ok else [],
                       "offending_rows": [{"table": entry["table"], "rows": entry["row_count"]}] if problems else []},
-            row_effects={entry["table"]: {"rows": entry["row_count"], "then": "moved to pgsafe_quarantine for {0} "
+            row_effects={_key(entry["table"]): {"rows": entry["row_count"], "then": "moved to pgsafe_quarantine for {0} "
                                                                               "days".format(cleanup["retention_days"])}}
             if stmts else {},
-            backup_covers=[entry["backup_object"]] if stmts else [],
+            backup_covers=[_key(entry["backup_object"])] if stmts else [],
             rollback_sql=["-- playbooks/restore_quarantine.yml (or table_cleanup tasks_from=restore) moves {0} "
                           "back".format(entry["table"])] if stmts else [],
             params={"table": item, "retention_days": cleanup["retention_days"], "lock_timeout": cleanup["lock_timeout"]}))
@@ -174,7 +182,7 @@ def schema_removal_steps(cur, removal, options):
                       "notes": [entry["reason"]] + list(entry.get("notes") or []) if ok else [],
                       "offending_rows": [{"dependent": d["description"]} for d in entry.get("dependents", [])
                                          if d.get("blocking")] if not ok else []},
-            row_effects={o["name"]: {"rows": o["rows"], "then": "dropped (in the schema backup)"} for o in holding},
+            row_effects={_key(o["name"]): {"rows": o["rows"], "then": "dropped (in the schema backup)"} for o in holding},
             backup_covers=["schema:" + entry["schema"]] if stmts else [],
             rollback_sql=["-- playbooks/restore.yml with the run's schema backup (object schema:{0})".format(
                 entry["schema"])] if stmts else [],
@@ -192,7 +200,7 @@ def addition_steps(cur, additions, options):
     planned_all = plan_additions(cur, items)
     expected = objects_sha256(planned_all)
     steps = []
-    for item, planned in zip(items, planned_all, strict=True):
+    for raw, planned in zip(additions, planned_all, strict=True):
         stmts = [statement(s["sql"], s["lock_level"], options.get("additions_lock_timeout", "5s"),
                            None, s["transactional"]) for s in planned["statements"]]
         pre = planned["precheck"]
@@ -201,7 +209,7 @@ def addition_steps(cur, additions, options):
             hazards=planned["hazards"] if stmts else [],
             precheck={"ok": pre["ok"], "problems": list(pre.get("problems", [])), "notes": [],
                       "offending_rows": list(pre.get("offending_rows", []))},
-            backup_covers=[], rollback_sql=list(planned.get("rollback_sql", [])), params=item,
+            backup_covers=[], rollback_sql=list(planned.get("rollback_sql", [])), params=raw,
             expected_sha256={planned["object"]: expected[planned["object"]]} if planned["object"] in expected else {}))
     return steps
 

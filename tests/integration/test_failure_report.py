@@ -22,12 +22,14 @@ def test_failed_precheck_puts_reason_and_offending_rows_in_the_report(pg_server,
         run_dir = artifacts / "dev" / "sprint90_dev" / "latest"
         report = json.loads((run_dir / "report.json").read_text())
         failure = report["failure"]
-        assert report["status"] == "failed" and failure["phase"] == "schema_fix", failure
-        assert "precheck failed, nothing changed" in failure["reason"]
+        # every step is prechecked in the plan step, before anything changes
+        assert report["status"] == "failed" and failure["phase"] == "plan", failure
+        assert "the plan cannot run, nothing was changed" in failure["reason"] and "01-type_change" in failure["reason"]
         assert BAD in json.dumps(failure["details"])  # the offending value itself, not only a count
         assert "invocation" not in failure["details"] and pg_server.libpq["password"] not in json.dumps(report)
         markdown = (run_dir / "report.md").read_text()
-        assert "## Why it failed" in markdown and "precheck failed, nothing changed" in markdown and BAD in markdown
+        assert "## Why it failed" in markdown and "the plan cannot run, nothing was changed" in markdown
+        assert BAD in markdown
         assert BAD in (run_dir / "report.html").read_text()
         assert pg_server.execute(dev, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
                                       "'\"bazaar-vid_export_analytics\"'::regclass AND attname = 'export_id'") == [

@@ -41,12 +41,19 @@ def test_a_merge_added_to_prods_plan_is_rehearsed_and_run_by_prod(pg_server, tmp
                                          "column_map": {c: c for c in columns}}],
                  "table_cleanup_tables": [t for t in cleanup["table_cleanup_tables"] if not isinstance(t, dict)]}
         env.rehearse(**extra)
+        # data moves between the rehearsal and the window: one more row arrives (same SQL, same fingerprint)
+        pg_server.execute(prod, 'INSERT INTO public."api_usage_metric" SELECT gen_random_uuid(), "provider", "model", '
+                                '"userId", "projectId", "toolName", "success", "responseTime", "tokenCount", '
+                                '"errorType", "errorMessage", "timestamp" FROM public."api_usage_metric" LIMIT 1')
         result = env.prod(**extra)
         assert result.returncode == 0, result.flat[-5000:]
         assert "Start phase table_merge]" in result.stdout
         report = fl.latest_report(env, "prod", "sprint90_prod")
         assert "table_merge" in [p["phase"] for p in report["timeline"]]
-        assert pg_server.execute(prod, 'SELECT count(*) FROM public."bazaar-vid_api_usage_metric"')[0][0] == target_before + 7
+        moved = report["sections"]["gates"]["data_since_rehearsal"]
+        assert {"step": "02-table_merge", "table": "public.api_usage_metric", "measure": "rows", "then": 7,
+                "now": 8} in moved, moved
+        assert pg_server.execute(prod, 'SELECT count(*) FROM public."bazaar-vid_api_usage_metric"')[0][0] == target_before + 8
         assert pg_server.execute(prod, "SELECT to_regclass('public.api_usage_metric')")[0][0] is None
         plan = json.loads((run_dir(env, "prod", "sprint90_prod") / "plan.json").read_text())
         assert [s["kind"] for s in plan["plan"]["steps"]] == ["type_change", "table_merge"] + ["table_retire"] * 4

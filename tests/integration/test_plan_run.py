@@ -49,6 +49,8 @@ def test_plan_yml_lists_every_step_and_changes_nothing(pg_server, prod_db, tmp_p
     result = env.run("plan.yml")
     assert result.returncode == 0, result.flat[-4000:]
     assert public_dump(pg_server, prod_db) == before
+    # not even the product's own records: the plan lives in the run's artifacts
+    assert pg_server.execute(prod_db, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgsafe%'") == [(0,)]
     plan = json.loads((run_dir(env, "prod", "plan") / "plan.json").read_text())
     steps = plan["plan"]["steps"]
     assert [s["kind"] for s in steps] == ["type_change"] + ["table_retire"] * 5
@@ -197,3 +199,18 @@ def test_the_guard_override_is_in_the_plan_and_changes_its_fingerprint(pg_server
     assert window.returncode == 0 and third["fingerprint"] != first["fingerprint"]
     # a window override only opens a gate: the SQL that runs, and so the rehearsal that counts, are the same
     assert third["rehearsal_fingerprint"] == first["rehearsal_fingerprint"]
+
+
+def test_a_failing_last_step_leaves_every_earlier_step_unapplied(pg_server, dev_db, tmp_path):
+    """Dev's plan ends with the schema removals; a view outside depends on one of them, and the plan does not let
+    independent schemas proceed: the run stops in the plan step, before the type change, the merge and the
+    retirements, which would all have worked."""
+    pg_server.execute(dev_db, BREAKERS["schema_removal"][0])
+    env = fl.Env(tmp_path, {"dev": (pg_server, dev_db)})
+    result = env.run("sprint90_dev.yml", {"auth_schema_removal_independent": False})
+    assert_nothing_of_the_plan_ran(pg_server, dev_db, result, "schema_removal", "pgsafe_test_uses_auth")
+    for table in fl.plan("dev", "cleanup")["table_cleanup_tables"]:
+        name = table.split(".", 1)[1]
+        assert pg_server.execute(dev_db, "SELECT to_regclass(%s)", (f'public."{name}"',))[0][0] is not None
+    assert pg_server.execute(dev_db, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('auth', 'pgrst', "
+                                     "'neon_auth')") == [(3,)]

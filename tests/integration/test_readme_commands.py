@@ -60,7 +60,8 @@ def column_type(server, db, table, column):
 def test_every_readme_command_runs_as_written(pg_server, tmp_path):
     commands = readme_commands()
     assert [c.split()[2:4] for c in commands] == [
-        ["inventories/prod", "playbooks/sprint90_rehearsal.yml"], ["inventories/prod", "playbooks/sprint90_prod.yml"],
+        ["inventories/prod", "playbooks/plan.yml"], ["inventories/prod", "playbooks/sprint90_rehearsal.yml"],
+        ["inventories/prod", "playbooks/sprint90_prod.yml"],
         ["inventories/dev", "playbooks/sprint90_dev.yml"], ["inventories/prod", "playbooks/rollback.yml"]]
     with pg_server.sprint90_database("prod") as prod, pg_server.sprint90_database("prod") as staging, \
             pg_server.sprint90_database("dev") as dev:
@@ -78,6 +79,9 @@ def test_every_readme_command_runs_as_written(pg_server, tmp_path):
             result = subprocess.run(argv, cwd=pg.ROOT, env=env, capture_output=True, text=True, timeout=900,
                                     check=False)
             assert result.returncode == 0, (command, (result.stdout + result.stderr)[-4000:])
+            if "plan.yml" in command:
+                assert column_type(pg_server, prod, EXPORTS, "id") == "text"  # a plan changes nothing
+                assert list((tmp_path / "artifacts" / "prod" / "plan" / "latest").glob("plan.md"))
             if "sprint90_prod.yml" in command:
                 assert column_type(pg_server, prod, EXPORTS, "id") == "uuid"
                 assert column_type(pg_server, staging, EXPORTS, "id") == "uuid"  # rehearsed there first

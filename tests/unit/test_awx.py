@@ -35,7 +35,8 @@ def test_every_template_playbook_exists():
 
 
 def test_every_interface_playbook_has_a_template():
-    playbooks = {"drift_report", "legacy_audit", "backup", "restore", "sprint90_rehearsal", "sprint90_prod",
+    playbooks = {"plan", "rehearse", "apply", "drift_report", "legacy_audit", "backup", "restore",
+                 "sprint90_rehearsal", "sprint90_prod",
                  "sprint90_dev", "validate", "monitor", "rollback", "purge_quarantine"}
     templated = {Path(t["playbook"]).stem for t in CONTROLLER["awx_job_templates"]}
     assert playbooks <= templated

@@ -10,6 +10,7 @@ from ansible.module_utils.pgsafe_plan import (
     STEP_PHASES,
     PlanError,
     canonical,
+    data_since,
     differences,
     failure_message,
     fingerprint,
@@ -153,3 +154,11 @@ def test_one_hazard_vocabulary():
     assert set(checked(list(HAZARDS))) == set(HAZARDS)
     with pytest.raises(UnknownHazard):
         new_step("type_change", ["t"], hazards=["scary"])
+
+
+def test_data_since_the_rehearsal_names_what_moved():
+    then = {"01-type_change": {"public.a-b": {"rows": 134, "quarantined": 2, "kept": 132}}}
+    now = {"01-type_change": {"public.a-b": {"rows": 140, "quarantined": 3, "kept": 137}}}
+    moved = data_since(now, then)
+    assert {"step": "01-type_change", "table": "public.a-b", "measure": "quarantined", "then": 2, "now": 3} in moved
+    assert len(moved) == 3 and data_since(then, then) == []
