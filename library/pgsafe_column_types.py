@@ -62,8 +62,11 @@ options:
             overlong value errors instead of being truncated.
         type: str
       default:
-        description: Default to set after the change (an SQL expression); C(null) drops the default. Omit to keep it.
+        description: Default to set after the change (an SQL expression). Omit (or null) to keep the current one.
         type: raw
+      drop_default:
+        description: Drop the column's default after the change.
+        type: bool
       not_null:
         description: Require the column to be NOT NULL (NULLs are then reported by the precheck).
         type: bool
@@ -167,6 +170,11 @@ options:
     description: Run id recorded in the journal and with quarantined rows.
     type: str
     required: true
+  expected_statements_sha256:
+    description:
+      - The C(statements_sha256) of the plan's type change step (M(pgsafe_plan)). The module renders the statements
+        it is about to run and refuses, changing nothing, when they differ (the database moved since the plan).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -241,8 +249,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_plan import statements_digest
 from ansible.module_utils.pgsafe_typechange_plan import plan_unit
 from ansible.module_utils.pgsafe_typechange import (
+    unit_statements,
     Runner,
     TypeChangeError,
     build_plan,
@@ -255,7 +265,7 @@ from ansible.module_utils.pgsafe_typechange import (
 
 CHANGE_SPEC = dict(table=dict(type="str", required=True), column=dict(type="str", required=True),
                    type=dict(type="str", required=True), using=dict(type="str"), default=dict(type="raw"),
-                   not_null=dict(type="bool"))
+                   drop_default=dict(type="bool"), not_null=dict(type="bool"))
 FK_SPEC = dict(name=dict(type="str", required=True), table=dict(type="str", required=True),
                columns=dict(type="list", elements="str", required=True), ref_table=dict(type="str", required=True),
                ref_columns=dict(type="list", elements="str", required=True),
@@ -282,6 +292,7 @@ def main():
             disk_free_bytes=dict(type="int"),
             disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
             run_id=dict(type="str", required=True),
+            expected_statements_sha256=dict(type="str"),
             **guard_argument_spec(),
         ),
         supports_check_mode=True,
@@ -323,6 +334,13 @@ def main():
             verdict = unit["verdict"]
             result["precheck"] = unit["precheck"]
             result["rollback_sql"] = unit["rollback_sql"]
+            texts = [st["sql"] if isinstance(st["sql"], str) else st["sql"].as_string(cur)
+                     for st in unit_statements(plan, p["orphan_policy"])]
+            result["statements_sha256"] = statements_digest(texts)
+            expected = p["expected_statements_sha256"]
+            if expected and expected != result["statements_sha256"]:
+                module.fail_json(msg="the statements of this type change differ from the plan's (the database moved "
+                                     "since the plan): nothing was changed; re-run, which plans again", **result)
         if not verdict["ok"]:
             module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(verdict["problems"]), **result)
         result["hazards"] = unit["hazards"]

@@ -49,6 +49,11 @@ options:
     description: Run id recorded in the journal.
     type: str
     required: true
+  expected_statements_sha256:
+    description:
+      - "The C(statements_sha256) of the plan's schema removal steps (M(pgsafe_plan)), by C(schema:<name>). Before the
+        first drop the module renders each schema's statements and refuses, dropping nothing, when one differs."
+    type: dict
   lock_timeout:
     description: lock_timeout for the drops.
     type: str
@@ -92,7 +97,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
-from ansible.module_utils.pgsafe_schema_removal import SchemaRemovalError, plan, remove_schema
+from ansible.module_utils.pgsafe_plan import statements_digest
+from ansible.module_utils.pgsafe_schema_removal import SchemaRemovalError, plan, removal_statements, remove_schema
 
 
 def _public(entry):
@@ -106,6 +112,7 @@ def main():
             independent=dict(type="bool", default=False),
             allow_dependents=dict(type="list", elements="str", default=[]),
             run_id=dict(type="str", required=True),
+            expected_statements_sha256=dict(type="dict"),
             **guard_argument_spec(),
             lock_timeout=dict(type="str", default="5s"),
         ),
@@ -135,10 +142,17 @@ def main():
                     " (fix the dependents, or set independent to let the other schemas proceed)",
                     schemas=[_public(e) for e in planned], blocked=blocked, removed=[])
         covers = ["schema:" + e["schema"] for e in planned if e["action"] == "remove"]
-        if covers and not module.check_mode:
-            with conn.cursor() as cur:
+        expected = p["expected_statements_sha256"] or {}
+        with conn.cursor() as cur:
+            moved = [e["schema"] for e in planned if e["action"] == "remove" and "schema:" + e["schema"] in expected
+                     and statements_digest(removal_statements(cur, e)) != expected["schema:" + e["schema"]]]
+            if moved:
+                raise SchemaRemovalError("the statements that remove {0} differ from the plan's (the database moved "
+                                         "since the plan): nothing was dropped; re-run, which plans again".format(
+                                             ", ".join(moved)))
+            if covers and not module.check_mode:
                 check_guard(cur, p["backup_id"], covers, p["backup_max_age_minutes"], p["guard_override"])
-            conn.rollback()
+        conn.rollback()
         for entry in planned:
             if entry["action"] != "remove" or module.check_mode:
                 results.append(_public(entry))

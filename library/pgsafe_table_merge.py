@@ -71,6 +71,11 @@ options:
     description: Run id recorded in the journal, quarantine rows and quarantined objects.
     type: str
     required: true
+  expected_statements_sha256:
+    description:
+      - The C(statements_sha256) of the plan's merge step (M(pgsafe_plan)). Before changing anything the module
+        renders the statements it is about to run and refuses when they differ (the database moved since the plan).
+    type: str
   sample_limit:
     description: How many offending rows to list per problem.
     type: int
@@ -137,9 +142,11 @@ retired:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_merge import Context, MergeError, apply, plan
+from ansible.module_utils.pgsafe_merge import Context, MergeError, apply, plan, planned_statements
+from ansible.module_utils.pgsafe_plan import statements_digest
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
 from ansible.module_utils.pgsafe_retire import RetireError, ensure_retire_schema
+from ansible.module_utils.pgsafe_retire import planned_statements as retire_statements
 
 
 def main():
@@ -155,6 +162,7 @@ def main():
             retire_source=dict(type="bool", default=True),
             retention_days=dict(type="int", default=30),
             run_id=dict(type="str", required=True),
+            expected_statements_sha256=dict(type="str"),
             **guard_argument_spec(),
             sample_limit=dict(type="int", default=20),
             lock_timeout=dict(type="str", default="5s"),
@@ -192,6 +200,15 @@ def main():
                 planned["source"], planned["target"], planned["reason"]), **{k: planned.get(k) for k in (
                     "problems", "differing", "differing_count", "identical", "source_dependents")})
         else:
+            with conn.cursor() as cur:
+                ctx = context(cur)
+                digest = statements_digest(planned_statements(cur, ctx) + retire_statements(
+                    cur, {"schema": ctx.source_schema, "name": ctx.source_name}))
+            conn.rollback()
+            if p["expected_statements_sha256"] and digest != p["expected_statements_sha256"]:
+                module.fail_json(msg="merge {0} -> {1}: its statements differ from the plan's (the database moved "
+                                     "since the plan): nothing was changed; re-run, which plans again".format(
+                                         planned["source"], planned["target"]))
             with conn.cursor() as cur:
                 guard = check_guard(cur, p["backup_id"], planned["backup_objects"], p["backup_max_age_minutes"],
                                     p["guard_override"])

@@ -65,6 +65,12 @@ options:
     description: Fail (after moving the tables that qualify) when a table was skipped or blocked.
     type: bool
     default: false
+  expected_statements_sha256:
+    description:
+      - "The C(statements_sha256) of the plan's retire steps (M(pgsafe_plan)), by table (schema.table). Before the
+        first move the module renders each table's statements and refuses, moving nothing, when one differs (the
+        database moved since the plan)."
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -113,14 +119,24 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_plan import statements_digest
+from ansible.module_utils.pgsafe_plan_steps import plan_object_key
 from ansible.module_utils.pgsafe_retire import (RetireError, ensure_retire_schema, normalize_table_spec, plan,
-                                                purge_table, purgeable, restorable, restore_table, retire_table)
+                                                planned_statements, purge_table, purgeable, restorable, restore_table,
+                                                retire_table)
 
 
 def _retire(module, conn):
     params = module.params
     with conn.cursor() as cur:
         planned = plan(cur, params["tables"])
+        expected = params["expected_statements_sha256"] or {}
+        for entry in planned:
+            key = plan_object_key(entry["table"])
+            if entry["action"] == "retire" and key in expected and \
+                    statements_digest(planned_statements(cur, entry)) != expected[key]:
+                raise RetireError("the statements that retire {0} differ from the plan's (the database moved since "
+                                  "the plan): nothing was moved; re-run, which plans again".format(entry["table"]))
         covers = [p["backup_object"] for p in planned if p["action"] == "retire"]
         guard = check_guard(cur, params["backup_id"], covers, params["backup_max_age_minutes"],
                             params["guard_override"]) if covers and not module.check_mode else {}
@@ -207,6 +223,7 @@ def main():
             **guard_argument_spec(),
             lock_timeout=dict(type="str", default="5s"),
             fail_on_skipped=dict(type="bool", default=False),
+            expected_statements_sha256=dict(type="dict"),
         ),
         required_if=[("state", "purged", ("backup_id",))],
         supports_check_mode=True,

@@ -151,6 +151,12 @@ def normalise_intent(intent):
 
 
 # --------------------------------------------------------------------------- steps as data
+def statements_digest(texts):
+    """sha256 of a step's SQL texts in order: the applying module computes it again from what it is about to run
+    and refuses when it differs (the database moved since the plan)."""
+    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+
+
 def new_step(kind, objects, **fields):
     """A step with every field present (one shape for every kind)."""
     step = {"kind": kind, "phase": STEP_PHASES[kind], "objects": list(objects), "converged": False,
@@ -159,6 +165,7 @@ def new_step(kind, objects, **fields):
             "row_effects": {}, "backup_covers": [], "rollback_sql": [], "params": {}}
     step.update(fields)
     step["hazards"] = checked(step["hazards"])
+    step["statements_sha256"] = statements_digest([st["sql"] for st in step["statements"]])
     return step
 
 

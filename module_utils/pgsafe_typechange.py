@@ -162,7 +162,10 @@ def normalise_changes(changes, default_schema="public"):
         schema, table = split_qualified(ch["table"], default_schema)
         item = {"schema": schema, "table": table, "column": ch["column"], "type": canonical_type_text(ch["type"]),
                 "type_text": ch["type"].strip(), "using": None, "default": None,
-                "set_default": "default" in ch, "not_null": ch.get("not_null")}
+                # A default given sets it, drop_default drops it; no default (absent, or null as Ansible passes an
+                # option not given) keeps it: the plan step and the module read the same change the same way.
+                "set_default": ch.get("default") is not None or bool(ch.get("drop_default")),
+                "not_null": ch.get("not_null")}
         if ch.get("using") is not None:
             item["using"] = validate_expression(ch["using"], "changes[{0}].using".format(i))
         if "default" in ch and ch["default"] is not None:

@@ -214,3 +214,21 @@ def test_a_failing_last_step_leaves_every_earlier_step_unapplied(pg_server, dev_
         assert pg_server.execute(dev_db, "SELECT to_regclass(%s)", (f'public."{name}"',))[0][0] is not None
     assert pg_server.execute(dev_db, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('auth', 'pgrst', "
                                      "'neon_auth')") == [(3,)]
+
+
+def test_applying_modules_refuse_statements_other_than_the_plans(pg_server, prod_db):
+    """Each applying module renders what it is about to run and refuses when it is not the plan's (here: a digest
+    that cannot match), changing nothing."""
+    from tests.cleanup_helpers import run_module
+    fix = fl.plan("prod", "schema_fix")["schema_fix_plan"]
+    base = dict(pg_server.module_params(prod_db), run_id="t-moved", guard_override="test: a throwaway copy")
+    wrong = "0" * 64
+    before = fl.fingerprint(pg_server, prod_db)
+    typefix = run_module("pgsafe_column_types", dict(base, changes=fix["changes"], foreign_keys=fix["foreign_keys"],
+                                                     orphan_policy="quarantine", expected_statements_sha256=wrong))
+    assert typefix["rc"] != 0 and "differ from the plan's" in typefix["msg"], typefix.get("msg")
+    retire = run_module("pgsafe_table_retire", dict(base, tables=["public.bazaar-vid_patch"],
+                                                    expected_statements_sha256={"public.bazaar-vid_patch": wrong}))
+    assert retire["rc"] != 0 and "differ from the plan's" in retire["msg"], retire.get("msg")
+    assert fl.fingerprint(pg_server, prod_db) == before
+    assert fl.column_type(pg_server, prod_db, fl.EXPORTS, "id") == "text"
