@@ -53,6 +53,8 @@ def run_module(name: str, params: dict, check: bool = False, diff: bool = False,
 
 def start_module(name: str, params: dict) -> subprocess.Popen:
     """Start a module run in the background (for interruption tests)."""
+    if name in GUARDED_MODULES and "backup_id" not in params and "guard_override" not in params:
+        params = dict(params, guard_override=MODULE_TEST_GUARD_OVERRIDE)
     handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
     json.dump({"ANSIBLE_MODULE_ARGS": params}, handle)
     handle.close()

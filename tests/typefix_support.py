@@ -65,6 +65,8 @@ def run_module(name: str, args: dict, check: bool = False, diff: bool = False, t
 
 def spawn_module(name: str, args: dict):
     """Start a module run in the background (for kill tests); returns the Popen."""
+    if name in GUARDED_MODULES and "backup_id" not in args and "guard_override" not in args:
+        args = dict(args, guard_override=MODULE_TEST_GUARD_OVERRIDE)
     payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}
     handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     json.dump(payload, handle)
