@@ -70,6 +70,14 @@ options:
         removals, tables the right side does not declare) only as candidates with their evidence, never as steps."
     type: bool
     default: false
+  propose_audit_tables:
+    description:
+      - With I(propose) and a live left side, tables (schema.table) listed as audit candidates with their exact rows
+        (the inventory's legacy_audit_tables). Declared tables that are empty (exact count) and never written are
+        listed as retirement candidates.
+    type: list
+    elements: str
+    default: []
   scratch_login_host:
     description: Host of the scratch server that loads C(ddl) sources. Default the module's I(login_host).
     type: str
@@ -216,8 +224,9 @@ import gc
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import CONNECTION_OPTION_NAMES, ConnectionFailure, connection_argument_spec
-from ansible.module_utils.pgsafe_proposal import propose, render_proposal_yaml
+from ansible.module_utils.pgsafe_connection import (CONNECTION_OPTION_NAMES, ConnectionFailure, connect,
+                                                    connection_argument_spec)
+from ansible.module_utils.pgsafe_proposal import declared_candidates, propose, render_proposal_yaml
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots, flat_items, render_html, render_markdown, summarize
 from ansible.module_utils.pgsafe_snapshot import (DEFAULT_IGNORE_SCHEMAS, SnapshotSourceError, ddl_snapshot,
                                                   live_snapshot, read_snapshot_file, read_snapshot_pair,
@@ -233,6 +242,31 @@ def _side_spec(side):
         spec["{0}_{1}".format(side, name)] = dict(option)
     spec["{0}_label".format(side)]["default"] = side
     return spec
+
+
+def exact_counts(module, live, audit):
+    """Exact rows (read-only) of the live tables the statistics call empty (or never analyzed) and of those
+    asked for: an estimate never makes a table a retirement candidate."""
+    from psycopg2 import sql
+
+    from ansible.module_utils.pgsafe_identifiers import qualified, split_qualified
+    params = module.params
+    conn_params = {name: params.get(name) for name in CONNECTION_OPTION_NAMES}
+    conn_params.update(params["left_connection"] or {})
+    asked = {qualified(*split_qualified(name)) for name in audit}
+    keys = [k for k, t in live["tables"].items()
+            if k in asked or not t.get("analyzed", True) or not max(t.get("reltuples") or 0, t.get("live_rows") or 0)]
+    conn = connect(conn_params, read_only=True)
+    try:
+        with conn.cursor() as cur:
+            out = {}
+            for key in keys:
+                cur.execute(sql.SQL("SELECT count(*) FROM {0}").format(sql.Identifier(*split_qualified(key))))
+                out[key] = cur.fetchone()[0]
+        conn.rollback()
+        return out
+    finally:
+        conn.close()
 
 
 def scratch_params(params):
@@ -280,6 +314,7 @@ def main():
         ignore_schemas=dict(type="list", elements="str", default=[]),
         ignore_patterns=dict(type="list", elements="str", default=[]),
         propose=dict(type="bool", default=False),
+        propose_audit_tables=dict(type="list", elements="str", default=[]),
     )
     spec.update(_side_spec("left"))
     spec.update(_side_spec("right"))
@@ -319,6 +354,9 @@ def main():
     left_label, right_label = params["left_label"], params["right_label"]
     if params["propose"]:
         proposal = propose(sides["left"], sides["right"], diffs)
+        if params["left_source"] == "live":
+            counts = exact_counts(module, sides["left"], params["propose_audit_tables"])
+            declared_candidates(proposal, sides["left"], sides["right"], counts, params["propose_audit_tables"])
         result["proposal"] = proposal
         result["proposal_yaml"] = render_proposal_yaml(proposal, left_label, params["right_path"] or right_label)
     module.exit_json(

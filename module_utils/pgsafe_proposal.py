@@ -571,6 +571,38 @@ def _brief(value, limit=120):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def declared_candidates(proposal, live, reference, row_counts, audit=()):
+    """Tables the code still declares but the data questions, as candidates (never steps).
+
+    ``row_counts``: exact rows by snapshot key (the caller counts); ``audit``: table names (schema.table) someone
+    asked to audit (the inventory's legacy_audit_tables).  A declared table with 0 rows and no recorded writes is
+    a retirement candidate; an audited one is listed with its rows.
+    """
+    listed = {c["object"] for c in proposal["candidates"]}
+    wanted = {plain_key(_qkey(*_audit_parts(name))) for name in audit}
+    for key in sorted(set(live["tables"]) & set(reference["tables"])):
+        table, name = live["tables"][key], plain_key(key)
+        if name in listed or key not in row_counts:
+            continue
+        evidence = dict(table_evidence(table, table_dependents(live, key)), rows=row_counts[key])
+        if name in wanted:
+            proposal["candidates"].append({"object": name, "kind": "table", "evidence": evidence, "suggested": AUDIT,
+                                           "why": "listed for audit (legacy_audit_tables): run playbooks/legacy_audit.yml "
+                                                  "before deciding; the code still declares it"})
+        elif row_counts[key] == 0 and not int(table.get("writes") or 0):
+            proposal["candidates"].append({"object": name, "kind": "table", "evidence": evidence, "suggested": RETIRE,
+                                           "why": "the code declares it, but it is empty and no write was recorded: "
+                                                  "if the code no longer uses it, list it in table_cleanup_tables"})
+    kinds = {k: i for i, k in enumerate(CANDIDATE_KINDS)}
+    proposal["candidates"].sort(key=lambda c: (kinds[c["kind"]], c["object"]))
+    return proposal
+
+
+def _audit_parts(name):
+    from ansible.module_utils.pgsafe_identifiers import split_qualified
+    return split_qualified(name)
+
+
 def propose(live, reference, differences):
     """The proposal: {schema_fix_plan?, schema_additions?, candidates, not_proposed, notes}.
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import yaml
@@ -89,6 +90,15 @@ def test_the_proposal_applied_through_the_release_leaves_no_blocking_drift(pg_se
             ("public.bazaar-vid_export_analytics", "export_id")}
         assert "api_usage_metric" in text and "rows 0" in text  # a candidate, with its evidence, as a comment
         assert "api_usage_metric" not in json.dumps(proposal)  # ... never a step
+        # the empty tables (declared, but empty and never written) and the legacy ones (listed for audit by the
+        # inventory) are candidates with their exact rows, as comments only
+        for name in ("component_error", "patch", "scene_plan", "scene_specs"):
+            assert re.search(rf"public\.bazaar-vid_{name} \(table\): suggested retire \(quarantine\)\n#\s+evidence: "
+                             rf"rows 0\b", text), name
+        for name in ("project_memory", "metric", "agent_message"):
+            found = re.search(rf"public\.bazaar-vid_{name} \(table\): suggested audit\n#\s+evidence: rows (\d+)", text)
+            assert found and int(found.group(1)) > 0, name
+            assert f"bazaar-vid_{name}" not in json.dumps(proposal)
         # committed as the plan files: prod's own, staging's a link to them (as the inventory template does)
         host_vars = env.inv_dir / "host_vars"
         shutil.rmtree(host_vars)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 from pathlib import Path
 
@@ -384,3 +385,27 @@ def test_table_matches_needs_most_columns_in_common():
     lv, ref = live(), reference()
     assert table_matches(lv, ref, [qname("public", "scratch"), qname("public", "old_metric")], []) == {
         qname("public", "old_metric"): ("duplicate", qname("public", "metric"))}
+
+
+def test_declared_tables_the_data_questions_are_candidates_never_steps():
+    """Declared by the code, but empty and never written (exact count): a retirement candidate; one the inventory
+    asks to audit: an audit candidate with its exact rows; a declared table with rows: nothing."""
+    from ansible.module_utils.pgsafe_proposal import declared_candidates
+    ref, lv = reference(), live()
+    for snap in (ref, lv):
+        snap["tables"][qname("public", "patch")] = table("public", "patch", [("id", ("uuid", True))], rows=0.0)
+        snap["tables"][qname("public", "memory")] = table("public", "memory", [("id", ("uuid", True))], rows=621.0)
+    lv["tables"][qname("public", "patch_written")] = table("public", "patch_written", [("id", ("uuid", True))],
+                                                            rows=0.0, writes=3)
+    ref["tables"][qname("public", "patch_written")] = lv["tables"][qname("public", "patch_written")]
+    prop = propose(lv, ref, diff_snapshots(lv, ref))
+    counts = {qname("public", "patch"): 0, qname("public", "memory"): 621, qname("public", "patch_written"): 0,
+              EXPORTS: 134}
+    declared_candidates(prop, lv, ref, counts, audit=["public.memory"])
+    by_object = {c["object"]: c for c in prop["candidates"]}
+    assert by_object["public.patch"]["suggested"] == "retire (quarantine)"
+    assert by_object["public.patch"]["evidence"]["rows"] == 0
+    assert by_object["public.memory"]["suggested"] == "audit" and by_object["public.memory"]["evidence"]["rows"] == 621
+    assert "public.patch_written" not in by_object and "public.bazaar-vid_exports" not in by_object
+    text = render_proposal_yaml(prop, "test", "ref.sql")
+    assert "public.patch" in text and "patch" not in json.dumps(yaml.safe_load(text))
