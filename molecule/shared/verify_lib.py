@@ -108,9 +108,37 @@ def _roles_in(node, found: set[str]) -> None:
             _roles_in(item, found)
 
 
+_TEMPLATED = re.compile(r"^\{\{\s*(\w+)\s*\|\s*default\(\s*'([^']*)'\s*\)\s*\}\}$")
+
+
+def _resolve(value, variables: dict) -> str:
+    """'{{ name | default('x') }}' as the play would see it with ``variables`` (import vars)."""
+    text = str(value)
+    match = _TEMPLATED.match(text.strip())
+    return str(variables.get(match.group(1), match.group(2))) if match else text
+
+
+def _plays_of(path: Path, variables: dict) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        plays = yaml.safe_load(handle)
+    out = []
+    for play in plays:
+        imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+        if imported:  # an entry point: the generic playbook with its import vars
+            out += _plays_of((path.parent / imported).resolve(), dict(variables, **(play.get("vars") or {})))
+            continue
+        roles: set[str] = set()
+        _roles_in(play, roles)
+        merged = dict(variables, **(play.get("vars") or {}))
+        out.append({"playbook": path.stem, "hosts": _resolve(play.get("hosts"), merged),
+                    "pgsafe_playbook": _resolve(merged.get("pgsafe_playbook", path.stem), merged), "roles": roles})
+    return out
+
+
 @cache
 def converged_plays(scenario_dir: str) -> list[dict]:
-    """[{playbook, hosts, pgsafe_playbook, roles}] for every play the scenario's converge.yml imports."""
+    """[{playbook, hosts, pgsafe_playbook, roles}] for every play the scenario's converge.yml imports (entry
+    points followed to the generic playbooks they import, with their vars)."""
     out = []
     with open(Path(scenario_dir) / "converge.yml", encoding="utf-8") as handle:
         converge = yaml.safe_load(handle)
@@ -119,22 +147,21 @@ def converged_plays(scenario_dir: str) -> list[dict]:
         path = (Path(scenario_dir) / target).resolve()
         if path.parent.name != "playbooks":
             continue  # the scenario's own plays (guards)
-        with open(path, encoding="utf-8") as handle:
-            plays = yaml.safe_load(handle)
-        for play in plays:
-            roles: set[str] = set()
-            _roles_in(play, roles)
-            out.append({"playbook": path.stem, "hosts": str(play.get("hosts")),
-                        "pgsafe_playbook": (play.get("vars") or {}).get("pgsafe_playbook", path.stem),
-                        "roles": roles})
+        out += _plays_of(path, {})
     return out
 
 
 def roles_on(scenario_dir: str, host: str) -> set[str]:
+    """Roles that ran on the host: named in its plays, and (the pipeline runs the plan's steps) the roles of
+    the phases its latest reports timed."""
     roles: set[str] = set()
+    root = Path(os.environ.get("PGSAFE_ARTIFACTS_ROOT", "artifacts"))
     for play in converged_plays(scenario_dir):
         if host in re.split(r"[,:\s]+", play["hosts"]) or play["hosts"] == "all":
             roles |= play["roles"]
+            report = root / host / play["pgsafe_playbook"] / "latest" / "report.json"
+            if report.exists():
+                roles |= {p.get("role") for p in json.loads(report.read_text()).get("timeline", []) if p.get("role")}
     return roles
 
 
