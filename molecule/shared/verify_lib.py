@@ -153,14 +153,14 @@ def converged_plays(scenario_dir: str) -> list[dict]:
 
 def roles_on(scenario_dir: str, host: str) -> set[str]:
     """Roles that ran on the host: named in its plays, and (the pipeline runs the plan's steps) the roles of
-    the phases its latest reports timed."""
+    the phases its runs' reports timed."""
     roles: set[str] = set()
     root = Path(os.environ.get("PGSAFE_ARTIFACTS_ROOT", "artifacts"))
     for play in converged_plays(scenario_dir):
         if host in re.split(r"[,:\s]+", play["hosts"]) or play["hosts"] == "all":
             roles |= play["roles"]
-            report = root / host / play["pgsafe_playbook"] / "latest" / "report.json"
-            if report.exists():
+            # every run of it (the idempotence converge's re-run has nothing left to do: its timeline is short)
+            for report in sorted((root / host / play["pgsafe_playbook"]).glob("*/report.json")):
                 roles |= {p.get("role") for p in json.loads(report.read_text()).get("timeline", []) if p.get("role")}
     return roles
 
