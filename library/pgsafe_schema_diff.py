@@ -247,9 +247,8 @@ def _side_spec(side):
 def exact_counts(module, live, audit):
     """Exact rows (read-only) of the live tables the statistics call empty (or never analyzed) and of those
     asked for: an estimate never makes a table a retirement candidate."""
-    from psycopg2 import sql
-
     from ansible.module_utils.pgsafe_identifiers import qualified, split_qualified
+    from ansible.module_utils.pgsafe_retire import exact_count
     params = module.params
     conn_params = {name: params.get(name) for name in CONNECTION_OPTION_NAMES}
     conn_params.update(params["left_connection"] or {})
@@ -259,10 +258,7 @@ def exact_counts(module, live, audit):
     conn = connect(conn_params, read_only=True)
     try:
         with conn.cursor() as cur:
-            out = {}
-            for key in keys:
-                cur.execute(sql.SQL("SELECT count(*) FROM {0}").format(sql.Identifier(*split_qualified(key))))
-                out[key] = cur.fetchone()[0]
+            out = {key: exact_count(cur, *split_qualified(key)) for key in keys}
         conn.rollback()
         return out
     finally:

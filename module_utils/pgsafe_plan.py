@@ -242,8 +242,8 @@ def differences(ours, theirs, ours_label="this plan", theirs_label="the rehearse
         for field in ("objects", "hazards", "backup_covers", "params"):
             if sa.get(field) != sb.get(field):
                 out.append("step {0} {1}: {2} has {3}, {4} has {5}".format(
-                    sa["id"], field, ours_label, _short(_param_delta(sa[field], sb.get(field), 0)), theirs_label,
-                    _short(_param_delta(sb.get(field), sa[field], 0))))
+                    sa["id"], field, ours_label, _short(_param_delta(sa[field], sb.get(field))), theirs_label,
+                    _short(_param_delta(sb.get(field), sa[field]))))
         for i, (x, y) in enumerate(zip(sa["statements"], sb["statements"], strict=False), 1):
             for field in sorted(set(x) | set(y)):
                 if x.get(field) != y.get(field):
@@ -266,7 +266,7 @@ def _around_difference(a, b, width=50):
     return cut(a), cut(b)
 
 
-def _param_delta(mine, other, _depth):
+def _param_delta(mine, other):
     """The part of a dict that differs from the other one (whole value otherwise)."""
     if isinstance(mine, dict) and isinstance(other, dict):
         return {k: v for k, v in mine.items() if other.get(k) != v}

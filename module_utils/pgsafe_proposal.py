@@ -27,7 +27,7 @@ import re
 import textwrap
 
 from ansible.module_utils.pgsafe_hazards import checked
-from ansible.module_utils.pgsafe_identifiers import quote_ident
+from ansible.module_utils.pgsafe_identifiers import quote_ident, split_qualified
 from ansible.module_utils.pgsafe_schema_diff import KIND_ORDER, holds_data, human_bytes
 from ansible.module_utils.pgsafe_typechange import TypeChangeError, canonical_type_text, validate_expression
 
@@ -579,7 +579,7 @@ def declared_candidates(proposal, live, reference, row_counts, audit=()):
     a retirement candidate; an audited one is listed with its rows.
     """
     listed = {c["object"] for c in proposal["candidates"]}
-    wanted = {plain_key(_qkey(*_audit_parts(name))) for name in audit}
+    wanted = {plain_key(_qkey(*split_qualified(name))) for name in audit}
     for key in sorted(set(live["tables"]) & set(reference["tables"])):
         table, name = live["tables"][key], plain_key(key)
         if name in listed or key not in row_counts:
@@ -596,11 +596,6 @@ def declared_candidates(proposal, live, reference, row_counts, audit=()):
     kinds = {k: i for i, k in enumerate(CANDIDATE_KINDS)}
     proposal["candidates"].sort(key=lambda c: (kinds[c["kind"]], c["object"]))
     return proposal
-
-
-def _audit_parts(name):
-    from ansible.module_utils.pgsafe_identifiers import split_qualified
-    return split_qualified(name)
 
 
 def propose(live, reference, differences):
