@@ -69,20 +69,21 @@ holder:
   description: Who holds the lock (check mode, or a refusal).
   returned: when someone else holds it, or in check mode
   type: dict
+queries:
+  description: The statements this module's own connections ran, in order (the holder process's are not listed).
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec, \
-    libpq_params
+from ansible.module_utils.pgsafe_connection import libpq_params
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_run_lock import RunLockError, acquire, controller_pid, describe_holder, \
     refusal_message, release
 
 
-def _holder(module, p):
-    try:
-        conn = connect(p, read_only=True, autocommit=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
+def _holder(module):
+    conn = module.connect(read_only=True, autocommit=True)
     try:
         with conn.cursor() as cur:
             return describe_holder(cur)
@@ -91,8 +92,8 @@ def _holder(module, p):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             state=dict(type="str", choices=["acquired", "released"], default="acquired"),
             run_id=dict(type="str"),
             holder_pid=dict(type="int"),
@@ -106,14 +107,14 @@ def main():
         stopped = False if module.check_mode else release(p["holder_pid"])
         module.exit_json(changed=stopped, holder_pid=p["holder_pid"])
     if module.check_mode:
-        module.exit_json(changed=False, holder=_holder(module, p))
+        module.exit_json(changed=False, holder=_holder(module))
     controller = controller_pid()
     try:
         answer = acquire(libpq_params(p), p["run_id"], controller=controller, max_seconds=p["max_hours"] * 3600)
     except RunLockError as exc:
         module.fail_json(msg=str(exc))
     if not answer["taken"]:
-        holder = _holder(module, p)
+        holder = _holder(module)
         module.fail_json(msg=refusal_message(p["login_db"], holder), holder=holder)
     module.exit_json(changed=False, holder_pid=answer["pid"], backend_pid=answer["backend_pid"],
                      controller_pid=controller)

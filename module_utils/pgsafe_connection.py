@@ -18,13 +18,14 @@ import tempfile
 APPLICATION_NAME = "pgsafe"
 
 # Options shared by every pgsafe module (Ansible argument_spec syntax).
+# The aliases are community.postgresql's (host, port, login, unix_socket, db/database).
 CONNECTION_ARGUMENT_SPEC = dict(
-    login_host=dict(type="str", default=""),
-    login_port=dict(type="int", default=5432),
-    login_user=dict(type="str", default="postgres"),
+    login_host=dict(type="str", default="", aliases=["host"]),
+    login_port=dict(type="int", default=5432, aliases=["port"]),
+    login_user=dict(type="str", default="postgres", aliases=["login"]),
     login_password=dict(type="str", default="", no_log=True),
-    login_db=dict(type="str", default="postgres", aliases=["db"]),
-    login_unix_socket=dict(type="str", default=""),
+    login_db=dict(type="str", default="postgres", aliases=["db", "database"]),
+    login_unix_socket=dict(type="str", default="", aliases=["unix_socket"]),
     ssl_mode=dict(type="str", default="prefer",
                   choices=["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]),
     ca_cert=dict(type="str", aliases=["ssl_rootcert"]),
@@ -42,6 +43,128 @@ def connection_argument_spec(**extra):
     spec = {name: dict(option) for name, option in CONNECTION_ARGUMENT_SPEC.items()}
     spec.update(extra)
     return spec
+
+
+def second_connection_option(description=None):
+    """The option for a second database: a dict with exactly the first connection's option names.
+
+    Roles fill it with ``hostvars[<host>] | pgsafe_connection`` (the same builder as the first
+    connection's), so nothing of the first host (session_role, connect_params) leaks into it.
+    """
+    suboptions = {name: {k: v for k, v in option.items() if k != "aliases"}
+                  for name, option in CONNECTION_ARGUMENT_SPEC.items()}
+    return dict(type="dict", options=suboptions)
+
+
+# Inventory variables -> connection options: the one place the pg_* vocabulary is read.
+HOST_VARIABLES = (
+    ("login_host", "pg_host", ""),
+    ("login_port", "pg_port", 5432),
+    ("login_user", "pg_user", "postgres"),
+    ("login_password", "pg_password", ""),
+    ("login_db", "pg_database", "postgres"),
+    ("ssl_mode", "pg_sslmode", "prefer"),
+    ("ca_cert", "pg_ca_cert", None),
+    ("ssl_cert", "pg_ssl_cert", None),
+    ("ssl_key", "pg_ssl_key", None),
+    ("session_role", "pg_session_role", None),
+)
+
+
+def connection_from_host_vars(host_vars, lock_timeout=None, statement_timeout=None):
+    """The connection options of one inventory host, built from that host's own ``pg_*`` variables.
+
+    ``lock_timeout``/``statement_timeout`` default to the host's ``pgsafe_lock_timeout`` and
+    ``pgsafe_statement_timeout``; they become libpq ``options`` so that every session of the run
+    is bounded.  ``pg_connect_params`` (a dict) is merged last.
+    """
+    def get(name, default=None):
+        try:
+            value = host_vars.get(name, default)
+        except Exception:  # noqa: BLE001 - an undefined variable of that host reads as unset
+            value = default
+        return default if value in (None, "") and default is not None else value
+
+    options = {option: get(var, default) for option, var, default in HOST_VARIABLES}
+    options["login_port"] = int(options["login_port"] or 5432)
+    options["login_password"] = options["login_password"] or ""
+    connect_params = {}
+    lock = lock_timeout or get("pgsafe_lock_timeout")
+    statement = statement_timeout or get("pgsafe_statement_timeout")
+    libpq_options = " ".join(
+        "-c {0}={1}".format(name, value) for name, value in (("lock_timeout", lock), ("statement_timeout", statement))
+        if value not in (None, ""))
+    if libpq_options:
+        connect_params["options"] = libpq_options
+    connect_params.update(get("pg_connect_params") or {})
+    options["connect_params"] = connect_params
+    return {key: value for key, value in options.items() if value is not None}
+
+
+# Every statement a module's connections ran, in order (what community.postgresql returns as
+# ``queries``).  One module run is one process, so one list serves all its connections.
+MAX_RECORDED_QUERIES = 1000
+MAX_QUERY_LENGTH = 4000
+_EXECUTED = []
+_NOT_RECORDED = [0]
+
+
+def record_query(text):
+    """Note one executed statement (long ones shortened, the list bounded)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if text is None:
+        return
+    if len(_EXECUTED) >= MAX_RECORDED_QUERIES:
+        _NOT_RECORDED[0] += 1
+        return
+    if len(text) > MAX_QUERY_LENGTH:
+        text = text[:MAX_QUERY_LENGTH] + " ... ({0} characters)".format(len(text))
+    _EXECUTED.append(text)
+
+
+def executed_queries():
+    """The statements run so far by this process's connections (plus a line for any not listed)."""
+    queries = list(_EXECUTED)
+    if _NOT_RECORDED[0]:
+        queries.append("-- {0} further statements ran and are not listed".format(_NOT_RECORDED[0]))
+    return queries
+
+
+def _recording_factories(psycopg2):
+    """A cursor class that records what it runs, and a connection class that hands it out."""
+    base_cursor = psycopg2.extensions.cursor
+
+    class RecordingCursor(base_cursor):
+        def execute(self, query, vars=None):  # noqa: A002 - psycopg2's own parameter name
+            try:
+                return super().execute(query, vars)
+            finally:
+                record_query(self.query if self.query is not None else _as_text(query, self))
+
+        def executemany(self, query, vars_list):
+            try:
+                return super().executemany(query, vars_list)
+            finally:
+                record_query(_as_text(query, self))
+
+        def copy_expert(self, sql, file, size=8192):
+            record_query(_as_text(sql, self))
+            return super().copy_expert(sql, file, size)
+
+    class RecordingConnection(psycopg2.extensions.connection):
+        def cursor(self, *args, **kwargs):
+            kwargs.setdefault("cursor_factory", RecordingCursor)
+            return super().cursor(*args, **kwargs)
+
+    return RecordingConnection
+
+
+def _as_text(query, cursor):
+    try:
+        return query.as_string(cursor)
+    except AttributeError:
+        return query
 
 
 def libpq_params(params, dbname=None):
@@ -87,7 +210,7 @@ def connect(params, dbname=None, autocommit=False, read_only=False, settings=Non
         raise ConnectionFailure("psycopg2 is required on the host that runs the task: pip install "
                                 "psycopg2-binary (or use the project's execution environment)") from exc
     try:
-        conn = psycopg2.connect(**libpq_params(params, dbname))
+        conn = psycopg2.connect(connection_factory=_recording_factories(psycopg2), **libpq_params(params, dbname))
     except psycopg2.OperationalError as exc:
         message = " ".join(str(exc).split()).replace(str(params.get("login_password") or "\0"), "********")
         raise ConnectionFailure(

@@ -12,14 +12,17 @@ options:
     description: Host to connect to (same option as community.postgresql).
     type: str
     default: ''
+    aliases: [host]
   login_port:
     description: Port to connect to.
     type: int
     default: 5432
+    aliases: [port]
   login_user:
     description: Role to log in as.
     type: str
     default: postgres
+    aliases: [login]
   login_password:
     description: Password of I(login_user). Never logged, never put on a command line.
     type: str
@@ -28,11 +31,12 @@ options:
     description: Database to connect to.
     type: str
     default: postgres
-    aliases: [db]
+    aliases: [db, database]
   login_unix_socket:
     description: Unix socket directory, instead of I(login_host).
     type: str
     default: ''
+    aliases: [unix_socket]
   ssl_mode:
     description: libpq sslmode.
     type: str
@@ -57,4 +61,7 @@ options:
     type: str
 requirements:
   - psycopg2 on the host that runs the task
+notes:
+  - Every result of a module that ran SQL has C(queries), the statements it ran in order
+    (community.postgresql's return value; values inlined, long statements shortened, at most 1000 listed).
 """

@@ -43,3 +43,28 @@ def test_documentation_parses_and_names_the_module(path):
     returned = yaml.safe_load(docs["RETURN"]) or {}
     for name, value in returned.items():
         assert value.get("description") and value.get("returned"), f"{path.name}: return value {name}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
+def test_every_module_declares_attributes_and_returns_its_queries(path):
+    """community.postgresql's shape: `attributes` (check_mode, diff_mode) and `queries` in the result."""
+    docs = blocks(path)
+    doc = yaml.safe_load(docs["DOCUMENTATION"])
+    attributes = doc.get("attributes") or {}
+    assert {"check_mode", "diff_mode"} <= set(attributes), f"{path.name}: attributes check_mode/diff_mode"
+    for name, attribute in attributes.items():
+        assert attribute.get("support") in ("full", "partial", "none"), f"{path.name}: attribute {name}"
+    returned = yaml.safe_load(docs["RETURN"]) or {}
+    source = path.read_text()
+    if "PgsafeModule" in source:
+        assert "queries" in returned, f"{path.name}: returns queries (PgsafeModule adds them) but RETURN omits it"
+    assert "AnsibleModule(" not in source, f"{path.name}: build the module with PgsafeModule (queries, connect)"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
+def test_module_main_is_short(path):
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
+            length = node.end_lineno - node.lineno + 1
+            assert length <= 60, f"{path.name}: main() is {length} lines (at most 60: move decisions to module_utils)"
