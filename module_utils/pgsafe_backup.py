@@ -29,7 +29,8 @@ import os
 import re
 import shlex
 
-from ansible.module_utils.pgsafe_identifiers import IdentifierError, qualified, split_qualified
+from ansible.module_utils.pgsafe_identifiers import IdentifierError, canonical_key, qualified, split_qualified
+from ansible.module_utils.pgsafe_sizes import human_bytes
 
 MANIFEST_NAME = "manifest.json"
 VERIFICATION_NAME = "verification.json"
@@ -287,10 +288,6 @@ def manifest_bytes(manifest):
     return (json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=True, default=str) + "\n").encode("utf-8")
 
 
-def table_key(schema, table):
-    return qualified(schema, table)
-
-
 def load_manifest(backup_dir):
     """The manifest of a backup directory, checked against its own checksum; raises BackupError."""
     path = os.path.join(backup_dir, MANIFEST_NAME)
@@ -344,11 +341,16 @@ def verify_files(backup_dir, manifest):
 
 
 def compare_tables(expected, actual):
-    """Per-table row counts and content hashes of a restore test against the manifest; problems."""
+    """Per-table row counts and content hashes of a restore test against the manifest; problems.
+
+    Keys of either side may be spelled ``"schema"."table"`` (manifests before 0.3) or ``schema.table``
+    (``table_key``): they are compared by the table they name.
+    """
     problems = []
+    actual = {canonical_key(key): value for key, value in actual.items()}
     for key in sorted(expected):
         want = expected[key]
-        got = actual.get(key)
+        got = actual.get(canonical_key(key))
         if got is None:
             problems.append({"table": key, "problem": "missing",
                              "message": "{0}: not present after restore (manifest: {1} rows)".format(key, want["rows"])})
@@ -392,15 +394,6 @@ def space_verdict(estimate_bytes, free_bytes, factor=1.0, margin_bytes=16 << 20)
                            "{3} + {4} margin): free space or choose another destination".format(
                                human_bytes(free_bytes), human_bytes(needed), human_bytes(estimate_bytes), factor,
                                human_bytes(margin_bytes)))
-
-
-def human_bytes(n):
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return "{0:.1f} {1}".format(value, unit) if unit != "B" else "{0} B".format(int(value))
-        value /= 1024
-    return "{0} B".format(n)  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- pg_dump outcomes
@@ -545,7 +538,7 @@ def check_guard(cur, backup_id, objects, max_age_minutes=1440, override=None):
     database covering every object within ``max_age_minutes`` (restore-tested, or restored into the copy
     it is: a rehearsal's copy records the source backup as its own).
     """
-    from ansible.module_utils.pgsafe_backup_exec import fetch_backup_records
+    from ansible.module_utils.pgsafe_backup_records import fetch_backup_records
     if override and str(override).strip():
         return {"override": " ".join(str(override).split())}
     if not objects:

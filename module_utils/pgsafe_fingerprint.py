@@ -1,123 +1,29 @@
 # -*- coding: utf-8 -*-
-"""Data fingerprints: exact row counts and order-independent content hashes, and their reconciliation.
+"""Data fingerprints: per table, the exact row count and the content hash, taken, stored and compared.
 
-A fingerprint says, per table, how many rows it holds and a 64-bit content hash that does not
-depend on row order, physical layout, column order, client session settings or (with the
-normalisations below) on a planned type change such as ``text -> uuid``.  Taken before and after
-every migration; ``reconcile()`` explains each difference as planned (a cast, quarantined rows,
-merged rows, a table retired to the quarantine schema, a drop of an empty table) or flags it as
-loss.
-
-Canonical form (algorithm ``pgsafe-fp-v3``)
--------------------------------------------
-Each value is hashed with PostgreSQL's own typed 64-bit hash function (seed 0), chosen by the
-column's *hash kind* (``column_kind()``, from the base type):
-
-========== ============================================= ==========================================
-kind        live value                                     same value from ``to_jsonb(row)`` (v)
-========== ============================================= ==========================================
-text        ``hashtextextended(col COLLATE "C")``          ``v #>> '{}'`` hashed the same way
-uuid        ``uuid_hash_extended(col)``                    ``(v #>> '{}')::uuid``
-int         ``hashint8extended(col::int8)`` (int2/4/8)     ``::int8``
-numeric     ``hash_numeric_extended(col)``                 ``::numeric``
-float8/4    ``hashfloat8extended`` / ``hashfloat4extended`` ``::float8`` / ``::float4``
-bool        ``hashint8extended(col::int)``                 ``::bool::int``
-timestamptz ``timestamp_hash_extended(col::timestamp)``   ``::timestamptz::timestamp`` (UTC pinned)
-timestamp   ``timestamp_hash_extended(col)``               ``::timestamp``
-jsonb/json  ``jsonb_hash_extended(nullif(col::jsonb, 'null'))`` ``v`` (key order never matters)
-interval    ``interval_hash_extended(col)``                ``::interval``
-plain       ``hashtextextended(col::text)`` (enum, inet, money, bytea, ...)  ``v #>> '{}'``
-other       ``hashtextextended(to_jsonb(col) #>> '{}')``   ``v #>> '{}'``
-========== ============================================= ==========================================
-
-so equal values hash equal across the type changes a migration makes (int4 -> int8, varchar ->
-text, json -> jsonb, timestamp <-> timestamptz at UTC wall time, numeric scale 12.5 = 12.50).  Then:
-
-* text columns (string category), when ``uuid_text='auto'`` (the default): a value spelled like
-  a UUID (any case, optional hyphens at the 8-4-4-4-12 positions, optional ``{braces}``) is
-  hashed as that uuid (``uuid_hash_extended(value::uuid)``), so a text column compares equal to
-  the uuid column it becomes, and an upper-case or braced spelling equals the canonical one;
-* explicit ``normalize`` per column: ``uuid`` (cast to uuid), ``jsonb`` (text holding JSON,
-  parsed), ``text`` (the value's ``::text``), ``numeric`` (``::text::numeric``), ``timestamp_utc``
-  (text parsed as timestamptz, UTC wall time), ``ignore`` (left out).
-
-The row hash folds the value hashes, columns in jsonb key order of their names (byte length,
-then bytes: ``column_order()``, so column order in the table does not matter):
-``h0 = 0``, ``h(i) = hashint8extended(coalesce(value_hash_i, NULL_HASH), h(i-1))`` (a NULL, SQL
-NULL or JSON null, folds ``NULL_HASH``).  The table hash is the sum of the row hashes modulo
-2**64, as 16 hex digits (empty table: ``0000000000000000``).  Summing (not xor) keeps duplicate
-rows visible and makes the hash additive: ``hash(before) = hash(after) + hash(quarantined rows)``
-modulo 2**64, which is how quarantined and merged rows are accounted for.  No value is converted
-to text unless its kind is text/plain/other, which is why a fingerprint reads a table faster
-than ``pg_dump`` writes it.
-
-Session settings are pinned inside the fingerprint transaction (``PINNED_SETTINGS``: TimeZone UTC,
-DateStyle ISO, IntervalStyle postgres, extra_float_digits 1, bytea_output hex, lc_monetary C,
-search_path pg_catalog, row_security off), so two clients with different settings get identical
-fingerprints.  ``row_security = off`` makes a login subject to row-level security fail loudly
-instead of silently counting fewer rows.  Every table is read in ONE scan, server side, inside a
-``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot).
-
-Quarantined rows (``pgsafe.quarantine_row.row_data``) must be stored as ``to_jsonb(t.*)`` of the
-original row: ``jsonb_row_hash_sql()`` hashes such a jsonb's values by the column kinds of the
-table (stored in every fingerprint entry as ``kinds``), folded in the same order with the same
-normalisations, so a quarantined row contributes exactly the hash it had as a live row (parsing
-the values back also makes it independent of the quarantining session's settings).  A jsonb
-column holding a JSON null and a SQL NULL are the same in ``to_jsonb(row)``, so they hash the
-same.  Floats survive ``to_jsonb`` exactly only with extra_float_digits >= 1 (the default) in the
-quarantining session.
-
-The hash is a checksum against accidents (lost, duplicated or changed rows), not a cryptographic
-proof: hashtextextended is stable across PostgreSQL versions on one byte order.
+A fingerprint is taken before and after every migration; ``compare()`` loads or takes them and
+hands them to ``pgsafe_fingerprint_reconcile.reconcile()``, which explains each difference as planned
+or flags it as loss.  How a table's content is hashed (the canonical form, algorithm
+``pgsafe-fp-v3``) is pgsafe_content_hash's job; this file chooses the tables, reads them in ONE
+``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot), accounts for
+quarantined rows and retired tables, and stores fingerprints in the product schema.
 
 Plain Python; SQL is built with psycopg2.sql (identifiers quoted, values as parameters).
 """
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
-from ansible.module_utils.pgsafe_identifiers import split_qualified
+from ansible.module_utils.pgsafe_content_hash import (ALGORITHM, PINNED_SETTINGS, UUID_TEXT_MODES, FingerprintError,
+                                                      _sql, column_kind, fold_hash, jsonb_row_hash_sql,
+                                                      normalize_spec, pin_settings, restore_settings,
+                                                      table_columns, table_fingerprint_sql, table_kinds)
+from ansible.module_utils.pgsafe_fingerprint_reconcile import reconcile, tables_of, validate_explanation
+from ansible.module_utils.pgsafe_identifiers import canonical_key, split_qualified, table_key
 from ansible.module_utils.pgsafe_meta import META_SCHEMA, PRODUCT_SCHEMAS
 from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
 
-ALGORITHM = "pgsafe-fp-v3"
-MOD = 2 ** 64
-EMPTY_HASH = "0" * 16
-
-# Settings pinned (SET LOCAL) in every fingerprint transaction.
-PINNED_SETTINGS = (
-    ("TimeZone", "UTC"),
-    ("DateStyle", "ISO, YMD"),
-    ("IntervalStyle", "postgres"),
-    ("extra_float_digits", "1"),
-    ("bytea_output", "hex"),
-    ("lc_monetary", "C"),
-    ("search_path", "pg_catalog, pg_temp"),
-    ("row_security", "off"),
-    ("standard_conforming_strings", "on"),
-)
-
-NORMALIZATIONS = ("uuid", "jsonb", "text", "numeric", "timestamp_utc", "ignore")
-UUID_TEXT_MODES = ("auto", "off")
-# UUID spellings uuid_in accepts and we normalise: any case, optional hyphens, optional braces.
-_UUID_CORE = "[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}"
-UUID_SPELLING_RE = "^(\\{" + _UUID_CORE + "\\}|" + _UUID_CORE + ")$"
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-
-
-class FingerprintError(Exception):
-    """A fingerprint could not be taken or compared; the message names the table and the fix."""
-
-
-# --------------------------------------------------------------------------- names
-def table_key(schema, table):
-    """``schema.table`` as used in fingerprint maps; parts with a dot or a double quote are quoted."""
-    def part(name):
-        if "." in name or '"' in name:
-            return '"' + name.replace('"', '""') + '"'
-        return name
-    return part(schema) + "." + part(table)
 
 
 def parse_table_key(key):
@@ -125,209 +31,7 @@ def parse_table_key(key):
     return split_qualified(key)
 
 
-def canonical_key(key):
-    return table_key(*parse_table_key(key))
-
-
-def normalize_spec(normalize):
-    """Validate ``{"schema.table": {"column": "uuid"}}`` and key it by canonical table key."""
-    result = {}
-    for key, columns in (normalize or {}).items():
-        if not isinstance(columns, dict):
-            raise FingerprintError("normalize[{0!r}] must map column names to one of {1}".format(
-                key, ", ".join(NORMALIZATIONS)))
-        for column, how in columns.items():
-            if how not in NORMALIZATIONS:
-                raise FingerprintError("normalize[{0!r}][{1!r}] = {2!r} is not one of {3}".format(
-                    key, column, how, ", ".join(NORMALIZATIONS)))
-        result[canonical_key(key)] = dict(columns)
-    return result
-
-
-# --------------------------------------------------------------------------- SQL builders
-def _sql():
-    from psycopg2 import sql  # imported lazily: unit tests of the pure parts need no driver
-    return sql
-
-
-# Hash kind of a column, from its base type: values are hashed by PostgreSQL's own typed 64-bit hash
-# functions (no text output at all for most types), which is what makes a fingerprint cheaper than a dump.
-KIND_BY_TYPE = {
-    "text": "text", "varchar": "text", "name": "text", "citext": "text",
-    "uuid": "uuid", "int2": "int", "int4": "int", "int8": "int", "numeric": "numeric", "float8": "float8",
-    "float4": "float4", "bool": "bool", "timestamptz": "timestamptz", "timestamp": "timestamp", "jsonb": "jsonb",
-    "json": "json", "interval": "interval",
-    "inet": "plain", "cidr": "plain", "macaddr": "plain", "macaddr8": "plain", "money": "plain", "bytea": "plain",
-    "oid": "plain",
-}
-NULL_HASH = -7046029254386353131  # stands for a NULL value in the fold
-
-
-def column_kind(column):
-    """Hash kind of a column dict from table_columns() (enums hash as their label)."""
-    if column.get("typtype") == "e":
-        return "plain"
-    return KIND_BY_TYPE.get(column["type_name"], "other")
-
-
-def column_order(names):
-    """Columns in jsonb key order (byte length, then bytes): the order both hash paths fold them in."""
-    return sorted(names, key=lambda n: (len(n.encode("utf-8")), n.encode("utf-8")))
-
-
-def _uuid_or_text(sql, text, uuid_text):
-    hashed = sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(text)
-    if uuid_text != "auto":
-        return hashed
-    return sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} THEN uuid_hash_extended(({0})::uuid, 0) "
-                   "ELSE {2} END").format(text, sql.Literal(UUID_SPELLING_RE), hashed)
-
-
-def _live_value_hash(column, how, uuid_text):
-    """SQL for the 64-bit hash (seed 0) of one column's value in a live row (alias ``t``); NULL for NULL."""
-    sql = _sql()
-    col = sql.SQL("t.{0}").format(sql.Identifier(column["name"]))
-    kind = column_kind(column)
-    if how == "uuid":
-        return sql.SQL("uuid_hash_extended((({0})::text)::uuid, 0)").format(col)
-    if how == "jsonb":
-        value = col if kind == "jsonb" else sql.SQL("(({0})::text)::jsonb").format(col)
-        return sql.SQL("jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)").format(value)
-    if how == "text":
-        return sql.SQL("hashtextextended(({0})::text COLLATE \"C\", 0)").format(col)
-    if how == "numeric":
-        return sql.SQL("hash_numeric_extended((({0})::text)::numeric, 0)").format(col)
-    if how == "timestamp_utc":
-        if kind in ("timestamptz", "timestamp"):
-            how = None  # timestamps already hash as their UTC wall time
-        else:
-            return sql.SQL("timestamp_hash_extended(((({0})::text)::timestamptz)::timestamp, 0)").format(col)
-    if kind == "text":
-        text = col if column["type_name"] == "text" else sql.SQL("({0})::text").format(col)
-        return _uuid_or_text(sql, text, uuid_text) if column.get("category") == "S" else \
-            sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(text)
-    template = {
-        "uuid": "uuid_hash_extended({0}, 0)",
-        "int": "hashint8extended(({0})::int8, 0)",
-        "numeric": "hash_numeric_extended({0}, 0)",
-        "float8": "hashfloat8extended({0}, 0)",
-        "float4": "hashfloat4extended({0}, 0)",
-        "bool": "hashint8extended((({0})::int)::int8, 0)",
-        "timestamptz": "timestamp_hash_extended(({0})::timestamp, 0)",
-        "timestamp": "timestamp_hash_extended({0}, 0)",
-        "jsonb": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
-        "json": "jsonb_hash_extended(nullif(({0})::jsonb, 'null'::jsonb), 0)",
-        "interval": "interval_hash_extended({0}, 0)",
-        "plain": "hashtextextended(({0})::text COLLATE \"C\", 0)",
-    }.get(kind, "hashtextextended((to_jsonb({0}) #>> '{{}}') COLLATE \"C\", 0)")
-    return sql.SQL(template).format(col)
-
-
-def _jsonb_value_hash(v, kind, how, uuid_text):
-    """SQL for the same hash from the value ``v`` (jsonb) a column had in ``to_jsonb(row)``."""
-    sql = _sql()
-    s = sql.SQL("({0} #>> '{{}}')").format(v)
-    if how == "uuid":
-        return sql.SQL("uuid_hash_extended(({0})::uuid, 0)").format(s)
-    if how == "jsonb":
-        return sql.SQL("jsonb_hash_extended(nullif(CASE WHEN jsonb_typeof({0}) = 'string' THEN ({1})::jsonb ELSE {0} "
-                       "END, 'null'::jsonb), 0)").format(v, s)
-    if how == "text":
-        return sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(s)
-    if how == "numeric":
-        return sql.SQL("hash_numeric_extended(({0})::numeric, 0)").format(s)
-    if how == "timestamp_utc" and kind not in ("timestamptz", "timestamp"):
-        return sql.SQL("timestamp_hash_extended((({0})::timestamptz)::timestamp, 0)").format(s)
-    if kind == "text":
-        return _uuid_or_text(sql, s, uuid_text)
-    template = {
-        "uuid": "uuid_hash_extended(({1})::uuid, 0)",
-        "int": "hashint8extended(({1})::int8, 0)",
-        "numeric": "hash_numeric_extended(({1})::numeric, 0)",
-        "float8": "hashfloat8extended(({1})::float8, 0)",
-        "float4": "hashfloat4extended(({1})::float4, 0)",
-        "bool": "hashint8extended((({1})::bool::int)::int8, 0)",
-        "timestamptz": "timestamp_hash_extended((({1})::timestamptz)::timestamp, 0)",
-        "timestamp": "timestamp_hash_extended(({1})::timestamp, 0)",
-        "jsonb": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
-        "json": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
-        "interval": "interval_hash_extended(({1})::interval, 0)",
-    }.get(kind, "hashtextextended({1} COLLATE \"C\", 0)")
-    return sql.SQL(template).format(v, s)
-
-
-def _fold(value_hashes):
-    """hashint8extended chained through its seed over the value hashes, from seed 0 (NULL -> NULL_HASH)."""
-    sql = _sql()
-    expr = sql.SQL("0::bigint")
-    for value_hash in value_hashes:
-        expr = sql.SQL("hashint8extended(coalesce({0}, {1}::bigint), {2})").format(
-            value_hash, sql.Literal(NULL_HASH), expr)
-    return expr
-
-
-def live_row_hash_sql(columns, table_normalize=None, uuid_text="auto"):
-    """SQL for the signed 64-bit hash of a live row (alias ``t``) of a table with ``columns``."""
-    table_normalize = table_normalize or {}
-    by_name = {c["name"]: c for c in columns}
-    return _fold(_live_value_hash(by_name[name], table_normalize.get(name), uuid_text)
-                 for name in column_order(by_name) if table_normalize.get(name) != "ignore")
-
-
-def jsonb_row_hash_sql(jsonb_expr, kinds, table_normalize=None, uuid_text="auto"):
-    """SQL for the signed 64-bit hash of a row given as jsonb (``to_jsonb(t.*)`` of the original row).
-
-    ``kinds``: ``{column: hash kind}`` of the table the row came from (a fingerprint entry's
-    ``kinds``, or column_kind() of its live columns).  Equal to the hash the row had as a live row.
-    """
-    sql = _sql()
-    table_normalize = table_normalize or {}
-    return _fold(_jsonb_value_hash(sql.SQL("({0} -> {1})").format(jsonb_expr, sql.Literal(name)), kinds[name],
-                                   table_normalize.get(name), uuid_text)
-                 for name in column_order(kinds) if table_normalize.get(name) != "ignore")
-
-
-def table_fingerprint_sql(schema, table, columns, table_normalize=None, uuid_text="auto", relkind="r",
-                          where=None):
-    """``SELECT count(*), sum(row hash)`` over a table (one scan); ``where`` an optional sql.Composable filter."""
-    sql = _sql()
-    only = sql.SQL("ONLY ") if relkind == "r" else sql.SQL("")
-    query = sql.SQL("SELECT count(*), sum({0}) FROM {1}{2}.{3} AS t").format(
-        live_row_hash_sql(columns, table_normalize, uuid_text), only, sql.Identifier(schema), sql.Identifier(table))
-    if where is not None:
-        query = sql.SQL("{0} WHERE {1}").format(query, where)
-    return query
-
-
-def fold_hash(total):
-    """A server-side sum of row hashes (numeric, may be NULL) as 16 hex digits modulo 2**64."""
-    if total is None:
-        return EMPTY_HASH
-    return "{0:016x}".format(int(Decimal(total)) % MOD)
-
-
-def add_hashes(*hashes):
-    return "{0:016x}".format(sum(int(h, 16) for h in hashes) % MOD)
-
-
-def sub_hash(a, b):
-    return "{0:016x}".format((int(a, 16) - int(b, 16)) % MOD)
-
-
 # --------------------------------------------------------------------------- catalog
-def pin_settings(cur):
-    """SET LOCAL the pinned settings; returns the previous values (for restore_settings)."""
-    previous = []
-    for name, value in PINNED_SETTINGS:
-        cur.execute("SELECT current_setting(%s), set_config(%s, %s, true)", (name, name, value))
-        previous.append((name, cur.fetchone()[0]))
-    return previous
-
-
-def restore_settings(cur, previous):
-    for name, value in previous:
-        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-
 
 def list_tables(cur, exclude_schemas=()):
     """User tables (ordinary and partitioned roots) outside system, product and excluded schemas."""
@@ -343,21 +47,6 @@ def list_tables(cur, exclude_schemas=()):
         "ORDER BY n.nspname, c.relname", (excluded,))
     return [(schema, name, kind) for schema, name, kind in cur.fetchall()]
 
-
-def table_columns(cur, schema, table):
-    """Live columns of a table: name, type (format_type), type_name (base type), category."""
-    cur.execute(
-        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory, c.relkind, "
-        "bt.typtype "
-        "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
-        "JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END "
-        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (schema, table))
-    rows = cur.fetchall()
-    return [{"name": r[0], "type": r[1], "type_name": r[2], "category": r[3], "typtype": r[5]} for r in rows], \
-        (rows[0][4] if rows else None)
 
 
 def _relkind(cur, schema, table):
@@ -493,13 +182,9 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
             conn.autocommit = saved_autocommit
 
 
+
+
 # --------------------------------------------------------------------------- quarantined rows
-def table_kinds(cur, schema, table):
-    """``{column: hash kind}`` of a live table (None when it does not exist)."""
-    columns, _ = table_columns(cur, schema, table)
-    return {c["name"]: column_kind(c) for c in columns} or None
-
-
 def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto", run_id=None,
                             include_restored=False, kinds=None):
     """Rows and hash of the rows of ``schema.table`` held in pgsafe.quarantine_row.
@@ -531,24 +216,6 @@ def quarantine_contribution(cur, schema, table, normalize=None, uuid_text="auto"
         restore_settings(cur, previous)
     return {"rows": int(rows), "hash": fold_hash(total)}
 
-
-def jsonb_rows_hash(cur, rows_as_jsonb, kinds, table_normalize=None, uuid_text="auto"):
-    """Count and hash of rows given as JSON texts (each ``to_jsonb(t)::text`` of a row) or dicts,
-    of a table with ``kinds`` (``{column: hash kind}``).
-
-    Prefer texts: numbers in a dict went through Python floats and may no longer hash as stored.
-    """
-    sql = _sql()
-    # JSON texts are passed through untouched (a Python round trip would turn 12.5000 into 12.5)
-    payload = "[" + ",".join(r if isinstance(r, str) else json.dumps(r) for r in rows_as_jsonb) + "]"
-    previous = pin_settings(cur)
-    try:
-        cur.execute(sql.SQL("SELECT count(*), sum({0}) FROM jsonb_array_elements({1}::jsonb) AS r(j)").format(
-            jsonb_row_hash_sql(sql.SQL("r.j"), kinds, table_normalize, uuid_text), sql.Literal(payload)))
-        rows, total = cur.fetchone()
-    finally:
-        restore_settings(cur, previous)
-    return {"rows": int(rows), "hash": fold_hash(total)}
 
 
 # --------------------------------------------------------------------------- storage
@@ -659,200 +326,10 @@ def recorded_explanations(cur, run_id, normalize=None, uuid_text="auto", kinds_b
     return explanations
 
 
-# --------------------------------------------------------------------------- reconciliation
-EXPLANATION_KINDS = {
-    "cast": "a planned type change of a column; content must still compare equal after normalisation "
-            "(value_changing: true accepts a different hash with the same row count)",
-    "quarantine": "rows moved to pgsafe.quarantine_row: rows and hash are subtracted from before",
-    "merge": "rows merged into this table from another (rows, optional hash) are added to before",
-    "delete": "rows deliberately deleted (rows, optional hash) are subtracted from before",
-    "retire": "the table was moved to another name/schema (to); its copy there must equal before",
-    "rename": "the table was renamed (to); the renamed table must equal before",
-    "drop": "the table was dropped; allowed when it was empty before, or with backup_id, rows and hash "
-            "(taken right before the drop) equal to before",
-    "writes": "the application may write to this table during the window: growth is accepted, "
-              "the content hash is not verifiable",
-}
-
-
-def validate_explanation(explanation):
-    if not isinstance(explanation, dict) or explanation.get("kind") not in EXPLANATION_KINDS:
-        raise FingerprintError("an explanation must be a dict with kind one of {0}: got {1!r}".format(
-            ", ".join(sorted(EXPLANATION_KINDS)), explanation))
-    if not explanation.get("table"):
-        raise FingerprintError("explanation {0!r} needs a table (schema.table)".format(explanation))
-    kind = explanation["kind"]
-    if kind in ("quarantine", "merge", "delete") and not isinstance(explanation.get("rows"), int):
-        raise FingerprintError("explanation {0!r} needs rows (an integer count)".format(explanation))
-    if kind in ("retire", "rename") and not explanation.get("to"):
-        raise FingerprintError("explanation {0!r} needs to (the new schema.table)".format(explanation))
-    return explanation
-
-
-def _tables_of(fp):
-    tables = fp.get("tables", fp) if isinstance(fp, dict) else {}
-    return {canonical_key(k): v for k, v in tables.items()}
-
-
-def _type_changes(b, a):
-    bc, ac = (b or {}).get("columns") or {}, (a or {}).get("columns") or {}
-    changes = ["{0}: {1} -> {2}".format(c, bc[c], ac[c]) for c in sorted(set(bc) & set(ac)) if bc[c] != ac[c]]
-    changes += ["{0}: dropped".format(c) for c in sorted(set(bc) - set(ac))]
-    changes += ["{0}: added".format(c) for c in sorted(set(ac) - set(bc))]
-    return changes
-
-
-def reconcile(before, after, explanations=()):
-    """Explain every difference between two fingerprints, or flag it.
-
-    ``before``/``after``: fingerprint() results (or their ``tables`` maps).  ``explanations``: list
-    of dicts ``{"kind": <EXPLANATION_KINDS>, "table": "schema.table", ...}``.
-
-    Returns ``{"ok", "tables": [{table, status, before_rows, after_rows, expected_rows, explained_by,
-    type_changes, detail}], "losses": [{table, kind, rows, detail}], "summary"}``; ``status`` is one
-    of identical, explained, explained_unverified, added, loss.  Every unexplained difference is in
-    ``losses`` (kinds: rows_missing, values_changed, rows_added, table_missing, hash_mismatch).
-    """
-    if isinstance(before, dict) and isinstance(after, dict) and before.get("algorithm") and after.get("algorithm") \
-            and before["algorithm"] != after["algorithm"]:
-        raise FingerprintError("cannot compare fingerprints of different algorithms ({0} vs {1}): take both "
-                               "with the same pgsafe version".format(before["algorithm"], after["algorithm"]))
-    b_tables, a_tables = _tables_of(before), _tables_of(after)
-    by_table = {}
-    for explanation in explanations or ():
-        validate_explanation(explanation)
-        by_table.setdefault(canonical_key(explanation["table"]), []).append(explanation)
-    moved_to = {}
-    for key, items in by_table.items():
-        for e in items:
-            if e["kind"] in ("retire", "rename"):
-                moved_to[canonical_key(e["to"])] = key
-    rows_out, losses = [], []
-
-    def loss(key, kind, rows, detail):
-        losses.append({"table": key, "kind": kind, "rows": rows, "detail": detail})
-
-    for key in sorted(set(b_tables) | set(a_tables)):
-        b, a = b_tables.get(key), a_tables.get(key)
-        items = by_table.get(key, [])
-        kinds = [e["kind"] for e in items]
-        entry = {"table": key, "before_rows": b["rows"] if b else None, "after_rows": a["rows"] if a else None,
-                 "expected_rows": None, "explained_by": kinds, "type_changes": _type_changes(b, a), "detail": ""}
-        rows_out.append(entry)
-        if b is None:
-            if key in moved_to:
-                entry.update(status="explained", detail="new name of {0}".format(moved_to[key]))
-            else:
-                entry.update(status="added", detail="table not in the before fingerprint")
-            continue
-        expected_rows, expected_hash, hash_known = b["rows"], b["hash"], True
-        notes = []
-        for e in items:
-            if e["kind"] in ("quarantine", "delete"):
-                expected_rows -= e["rows"]
-                if e.get("hash"):
-                    expected_hash = sub_hash(expected_hash, e["hash"])
-                else:
-                    hash_known = False
-                notes.append("{0} {1} rows".format("quarantined" if e["kind"] == "quarantine" else "deleted",
-                                                   e["rows"]))
-            elif e["kind"] == "merge":
-                expected_rows += e["rows"]
-                if e.get("hash"):
-                    expected_hash = add_hashes(expected_hash, e["hash"])
-                else:
-                    hash_known = False
-                notes.append("merged {0} rows{1}".format(e["rows"], " from " + e["from"] if e.get("from") else ""))
-        moves = [e for e in items if e["kind"] in ("retire", "rename")]
-        if moves:
-            e = moves[0]
-            target = a_tables.get(canonical_key(e["to"]))
-            rows, digest = (e.get("rows"), e.get("hash")) if e.get("rows") is not None else \
-                ((target or {}).get("rows"), (target or {}).get("hash"))
-            entry["expected_rows"] = expected_rows
-            where = "{0} to {1}".format(e["kind"], e["to"])
-            if rows is None:
-                entry.update(status="loss", detail="{0}, but that table was not fingerprinted".format(where))
-                loss(key, "table_missing", expected_rows, entry["detail"])
-            elif rows < expected_rows:
-                entry.update(status="loss", detail=", ".join(notes + ["{0} holds {1} rows, expected {2}".format(
-                    where, rows, expected_rows)]))
-                loss(key, "rows_missing", expected_rows - rows, entry["detail"])
-            elif rows > expected_rows:
-                entry.update(status="loss", detail=", ".join(notes + ["{0} holds {1} rows, expected {2}".format(
-                    where, rows, expected_rows)]))
-                loss(key, "rows_added", rows - expected_rows, entry["detail"])
-            elif digest is not None and hash_known and digest != expected_hash:
-                entry.update(status="loss", detail=", ".join(notes + ["{0}: same row count, content hash differs".format(
-                    where)]))
-                loss(key, "values_changed", 0, entry["detail"])
-            else:
-                entry.update(status="explained" if digest is not None and hash_known else "explained_unverified",
-                             detail=", ".join(notes + ["{0}, {1} rows{2}".format(
-                                 where, rows, ", hash equal" if digest is not None and hash_known else "")]))
-            continue
-        if a is None:
-            # A table with rows may be dropped only after a verified backup, by a step that
-            # fingerprinted it right before the drop: same rows and content hash as before.
-            backed_up = [e for e in items if e["kind"] == "drop" and e.get("backup_id")
-                         and e.get("rows") == b["rows"] and e.get("hash") in (None, b["hash"])]
-            if "drop" in kinds and expected_rows == 0:
-                entry.update(status="explained", expected_rows=0, detail=", ".join(
-                    notes + ["empty table dropped as planned"]))
-            elif backed_up:
-                e = backed_up[-1]
-                entry.update(status="explained" if e.get("hash") else "explained_unverified", expected_rows=0,
-                             detail=", ".join(notes + ["dropped after verified backup {0} holding its {1} rows{2}".format(
-                                 e["backup_id"], b["rows"], ", content hash equal" if e.get("hash") else "")]))
-            else:
-                entry.update(status="loss", expected_rows=expected_rows,
-                             detail="table missing after ({0} rows before){1}".format(
-                                 b["rows"], "; a drop is only explained for an empty table" if "drop" in kinds
-                                 else ""))
-                loss(key, "table_missing", expected_rows, entry["detail"])
-            continue
-        entry["expected_rows"] = expected_rows
-        writes = "writes" in kinds
-        value_changing_cast = any(e["kind"] == "cast" and e.get("value_changing") for e in items)
-        if entry["type_changes"]:
-            notes.append("types: " + "; ".join(entry["type_changes"]))
-        if a["rows"] == expected_rows and a["hash"] == expected_hash and hash_known:
-            entry.update(status="identical" if not items and not entry["type_changes"] else "explained",
-                         detail=", ".join(notes + ["rows and content hash match"]))
-        elif a["rows"] == expected_rows and not hash_known:
-            entry.update(status="explained_unverified",
-                         detail=", ".join(notes + ["row count matches; no hash given for the planned rows"]))
-        elif writes and a["rows"] >= expected_rows:
-            entry.update(status="explained_unverified",
-                         detail=", ".join(notes + ["{0} rows written during the window (allowed)".format(
-                             a["rows"] - expected_rows)]))
-        elif a["rows"] < expected_rows:
-            entry.update(status="loss", detail=", ".join(notes + ["{0} rows missing".format(expected_rows - a["rows"])]))
-            loss(key, "rows_missing", expected_rows - a["rows"], entry["detail"])
-        elif a["rows"] > expected_rows:
-            entry.update(status="loss", detail=", ".join(notes + ["{0} unexplained extra rows".format(
-                a["rows"] - expected_rows)]))
-            loss(key, "rows_added", a["rows"] - expected_rows, entry["detail"])
-        elif value_changing_cast:
-            entry.update(status="explained_unverified",
-                         detail=", ".join(notes + ["row count matches; a value-changing cast was planned"]))
-        else:
-            entry.update(status="loss", detail=", ".join(notes + ["same row count, content hash differs: "
-                                                                   "values changed"]))
-            loss(key, "values_changed", 0, entry["detail"])
-    counts = {}
-    for entry in rows_out:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    summary = ", ".join("{0} {1}".format(n, status) for status, n in sorted(counts.items()))
-    if losses:
-        summary += "; UNEXPLAINED: " + "; ".join("{0} {1} ({2} rows)".format(x["table"], x["kind"], x["rows"])
-                                                 for x in losses)
-    return {"ok": not losses, "tables": rows_out, "losses": losses, "summary": summary}
-
 
 def _normalize_of(fp):
     """Per-table normalisations recorded in a fingerprint (re-applied to the other side)."""
-    return {key: entry["normalize"] for key, entry in _tables_of(fp).items() if entry.get("normalize")}
+    return {key: entry["normalize"] for key, entry in tables_of(fp).items() if entry.get("normalize")}
 
 
 def compare(conn, run_id=None, before=None, before_label="before", after=None, after_label=None,
@@ -888,7 +365,7 @@ def compare(conn, run_id=None, before=None, before_label="before", after=None, a
         merged_normalize = _normalize_of(before)
         merged_normalize.update(normalize_spec(normalize))
         mode = uuid_text or before.get("uuid_text") or "auto"
-        kinds_by_table = {key: entry.get("kinds") for key, entry in _tables_of(before).items() if entry.get("kinds")}
+        kinds_by_table = {key: entry.get("kinds") for key, entry in tables_of(before).items() if entry.get("kinds")}
         recorded = recorded_explanations(cur, run_id, merged_normalize, mode, kinds_by_table) \
             if (use_recorded and run_id) else []
         cur.execute("ROLLBACK")
@@ -898,7 +375,7 @@ def compare(conn, run_id=None, before=None, before_label="before", after=None, a
         # Hashed over the columns the before fingerprint had: a column a planned step added holds only new data.
         after = fingerprint(conn, tables=tables, normalize=merged_normalize_for(merged_normalize, conn),
                             uuid_text=mode, connect=connect, workers=workers,
-                            hashed_columns={k: set(v.get("columns") or {}) for k, v in _tables_of(before).items()})
+                            hashed_columns={k: set(v.get("columns") or {}) for k, v in tables_of(before).items()})
     # quarantined rows and retired tables the run recorded are authoritative: a given explanation of the same
     # kind for the same table would count them twice
     covered = {(e["kind"], canonical_key(e["table"])) for e in recorded if e["kind"] in ("quarantine", "retire")}
@@ -908,7 +385,7 @@ def compare(conn, run_id=None, before=None, before_label="before", after=None, a
 
     def meta(fp):
         return {"id": fp.get("id"), "label": fp.get("label"), "taken_at": fp.get("taken_at"),
-                "tables": len(_tables_of(fp)), "total_rows": sum(t["rows"] for t in _tables_of(fp).values())}
+                "tables": len(tables_of(fp)), "total_rows": sum(t["rows"] for t in tables_of(fp).values())}
 
     result.update(before=meta(before), after=meta(after), explanations=used, after_fingerprint=after)
     return result

@@ -30,6 +30,24 @@ def qualified(schema, name):
     return quote_ident(schema) + "." + quote_ident(name)
 
 
+def table_key(schema, table):
+    """The one key of a table in fingerprints, manifests and reports: ``schema.table``.
+
+    A part holding a dot or a double quote is double-quoted (embedded quotes doubled), so
+    ``split_qualified`` reads every key back to the same (schema, table).
+    """
+    def part(name):
+        if "." in name or '"' in name:
+            return quote_ident(name)
+        return name
+    return part(schema) + "." + part(table)
+
+
+def canonical_key(key):
+    """Any spelling of ``[schema.]table`` (``"public"."t"``, ``public.t``, ``t``) as its ``table_key``."""
+    return table_key(*split_qualified(key))
+
+
 def split_qualified(text, default_schema="public"):
     """Split ``schema.table`` / ``"odd.schema"."odd""table"`` into (schema, table) without guessing.
 

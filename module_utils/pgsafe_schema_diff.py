@@ -24,6 +24,7 @@ import re
 
 from ansible.module_utils.pgsafe_hazards import hazards_of
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
+from ansible.module_utils.pgsafe_sizes import human_bytes
 from ansible.module_utils.pgsafe_snapshot import KINDS, TABLE_CHILD_KINDS, check_snapshot, filter_snapshot
 
 SEVERITY_ORDER = {"blocking": 0, "warning": 1, "info": 2}
@@ -48,15 +49,6 @@ def hazard(rewrite=False, lock=None, data_loss=False, cast_may_fail=False, scan=
              "cast_may_fail": bool(cast_may_fail), "note": note}
     flags["types"] = hazards_of(flags)  # the typed names every plan and report uses
     return flags
-
-
-def human_bytes(num):
-    num = float(num or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if num < 1024 or unit == "TB":
-            return "{0:.0f} {1}".format(num, unit) if unit == "B" else "{0:.1f} {1}".format(num, unit)
-        num /= 1024
-    return "{0:.1f} TB".format(num)  # pragma: no cover
 
 
 def table_size_text(table):

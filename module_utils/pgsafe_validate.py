@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 
-from ansible.module_utils.pgsafe_fingerprint import table_key
+from ansible.module_utils.pgsafe_identifiers import table_key
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")

@@ -16,7 +16,7 @@ from ansible.module_utils.pgsafe_backup import BackupError, load_manifest, verif
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
 from tests.pg import run_playbook, write_inventory
 
-EXPORTS = '"public"."bazaar-vid_exports"'
+EXPORTS = 'public.bazaar-vid_exports'  # table_key: parts quoted only when they hold a dot or a quote
 
 
 def fingerprint(server, db):
@@ -95,7 +95,7 @@ def test_backup_copies_verify_and_restore(pg_server, scratch_server, setup, tmp_
     # a dropped table comes back with its indexes and constraints
     pg_server.execute(db, 'DROP TABLE "bazaar-vid_export_analytics"')
     done = ex.restore_objects(pg_server.module_params(db), path, objects["restore_objects"])
-    assert done["create"] == ['"public"."bazaar-vid_export_analytics"'] and done["problems"] == []
+    assert done["create"] == ['public.bazaar-vid_export_analytics'] and done["problems"] == []
     assert fingerprint(pg_server, db) == before
     indexes = pg_server.execute(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'bazaar-vid_export_analytics'")
     assert indexes[0][0] >= 1

@@ -92,7 +92,7 @@ def test_invariant_under_session_settings_and_jsonb_key_order(pg_server, conn):
 
 def test_rows_as_jsonb_hash_like_live_rows_for_every_type(conn):
     """The quarantine path (row as to_jsonb) gives each row exactly its live hash, whatever the types."""
-    from ansible.module_utils.pgsafe_fingerprint import jsonb_rows_hash
+    from ansible.module_utils.pgsafe_content_hash import jsonb_rows_hash
 
     with conn.cursor() as cur:
         cur.execute(TYPES_DDL)
@@ -203,7 +203,7 @@ def test_hostile_names(pg_server, conn):
         cur.execute(sql.SQL("SELECT to_jsonb(t) FROM {0}.{1} t").format(sql.Identifier("sch.ema"),
                                                                       sql.Identifier(HOSTILE)))
         rows = [r[0] for r in cur.fetchall()]
-        from ansible.module_utils.pgsafe_fingerprint import jsonb_rows_hash
+        from ansible.module_utils.pgsafe_content_hash import jsonb_rows_hash
         assert jsonb_rows_hash(cur, rows, tables[key]["kinds"])["hash"] == tables[key]["hash"]
         assert jsonb_rows_hash(cur, [json.dumps(rows[0])], tables[key]["kinds"])["hash"] != tables[key]["hash"]
     conn.rollback()

@@ -294,3 +294,10 @@ def test_guard_message_quotes_hostile_names():
     msg = guard_failure_message("db", [cover], 60, why)
     assert parse_cover(json.loads(msg.split("backup_objects=")[1].split(")")[0])[0]) == {
         "type": "table", "schema": "public", "table": HOSTILE}
+
+
+def test_compare_tables_lines_up_old_and_new_manifest_keys():
+    """Manifests before table_key quoted every part ("public"."a"); a restore compares by the table named."""
+    expected = {'"public"."a"': {"rows": 3, "hash": "1"}, 'public.b': {"rows": 2, "hash": "2"}}
+    actual = {"public.a": {"rows": 3, "hash": "1"}, '"public"."b"': {"rows": 2, "hash": "2"}}
+    assert compare_tables(expected, actual) == []

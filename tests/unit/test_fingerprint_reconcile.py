@@ -1,9 +1,11 @@
 """Fingerprint reconciliation and helpers, without a database."""
 import pytest
 
-from ansible.module_utils.pgsafe_fingerprint import (
-    EMPTY_HASH, FingerprintError, add_hashes, canonical_key, fold_hash, normalize_spec, parse_table_key, reconcile,
-    sub_hash, table_key)
+from ansible.module_utils.pgsafe_content_hash import (EMPTY_HASH, FingerprintError, add_hashes, fold_hash,
+                                                      normalize_spec, sub_hash)
+from ansible.module_utils.pgsafe_fingerprint import parse_table_key
+from ansible.module_utils.pgsafe_fingerprint_reconcile import reconcile
+from ansible.module_utils.pgsafe_identifiers import canonical_key, table_key
 from ansible.module_utils.pgsafe_validate import blocking_differences
 
 HOSTILE = 'bazaar-vid_x"; DROP TABLE "bazaar-vid_user"; --'

@@ -36,3 +36,20 @@ def test_derived_names_fit_and_do_not_collide():
     assert derived_name("short", suffix="fk") == "short_fk"
     unicode_name = derived_name("é" * 40, suffix="q")
     assert len(unicode_name.encode()) <= 63
+
+
+def test_table_key_is_the_one_key_and_reads_back():
+    from ansible.module_utils.pgsafe_identifiers import canonical_key, table_key
+    assert table_key("public", "bazaar-vid_exports") == "public.bazaar-vid_exports"
+    assert table_key("odd.schema", 'a"b') == '"odd.schema"."a""b"'
+    for spelling in ('"public"."bazaar-vid_exports"', "public.bazaar-vid_exports", "bazaar-vid_exports"):
+        assert canonical_key(spelling) == "public.bazaar-vid_exports"
+    assert split_qualified(table_key("odd.schema", 'a"b')) == ("odd.schema", 'a"b')
+
+
+def test_human_bytes_one_formatting():
+    from ansible.module_utils.pgsafe_sizes import human_bytes
+    assert human_bytes(0) == human_bytes(None) == "0 B"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(16384) == "16.0 kB"
+    assert human_bytes(3 * 1024 ** 3) == "3.0 GB"

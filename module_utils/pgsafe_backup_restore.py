@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+"""Restoring backups: a whole database, or tables/schemas in one transaction, compared with the manifest
+table by table; a matching whole restore recorded as the backup's restore test."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from ansible.module_utils.pgsafe_backup import (VERIFICATION_NAME, BackupError, compare_tables, covers_object,
+                                                describe_cover, last_lines, load_manifest, parse_covers,
+                                                tables_in_scope, verification_document, verify_files)
+from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_exists, drop_database,
+                                                       dump_target, find_binary, list_schemas, list_tables,
+                                                       pin_settings, prepare_schemas, run_program, server_facts)
+from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
+from ansible.module_utils.pgsafe_content_hash import table_stats
+from ansible.module_utils.pgsafe_identifiers import canonical_key, qualified, quote_ident, table_key
+from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
+
+
+def _compare_restored(params, dbname, manifest, keys=None, jobs=2):
+    wanted = {k: v for k, v in manifest["tables"].items() if keys is None or canonical_key(k) in keys}
+    return compare_tables(wanted, restored_stats(params, dbname, wanted, jobs))
+
+
+def restored_stats(params, dbname, entries, jobs=2):
+    """Row counts and content hashes (the manifest's methods) of the manifest ``entries`` present in the
+    restored database ``dbname``: one snapshot, shared by up to ``jobs`` connections that take the
+    tables largest first, so a big restore is compared on every core the server has."""
+    conn = connect_or_fail(params, dbname=dbname, read_only=True)
+    workers = []
+    try:
+        with conn.cursor() as cur:
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            pin_settings(cur)
+            names = [qualified(e["schema"], e["table"]) for e in entries.values()]
+            cur.execute("SELECT k, c.oid IS NOT NULL, coalesce(pg_relation_size(c.oid), 0) "
+                        "FROM unnest(%s::text[]) AS k LEFT JOIN pg_class c ON c.oid = to_regclass(k)", (names,))
+            found = {k: (present, size) for k, present, size in cur.fetchall()}
+            present = sorted(((e["schema"], e["table"]) for e in entries.values()
+                              if found.get(qualified(e["schema"], e["table"]), (False,))[0]),
+                             key=lambda t: -found[qualified(*t)][1])
+            methods = _methods(entries)
+            cursors = [cur]
+            jobs = min(int(jobs or 1), len(present))
+            if jobs > 1:
+                snapshot = export_snapshot(cur)
+                for _ in range(jobs - 1):
+                    workers.append(connect_or_fail(params, dbname=dbname))
+                    cursors.append(join_snapshot(workers[-1], snapshot))
+                    pin_settings(cursors[-1])
+            merged = {}
+            for part in run_over_cursors(cursors, present, lambda own, table: table_stats(own, [table], methods)):
+                merged.update(part)
+            return merged
+    finally:
+        for own in workers:
+            own.close()
+        conn.close()
+
+
+def _methods(entries):
+    """Hash method per table (table_key) as recorded in a manifest (old manifests: text; keys of any spelling)."""
+    return {canonical_key(key): entry.get("method", "text") for key, entry in entries.items()}
+
+
+def restore_database(params, backup_dir, target_database, confirm_overwrite="", bin_dir=None, jobs=2,
+                     no_owner=False, check_mode=False):
+    """Restore a whole backup into ``target_database`` (created); an existing one needs the confirmation."""
+    manifest, _ = load_manifest(backup_dir)
+    problems = verify_files(backup_dir, manifest)
+    if problems:
+        raise BackupError("backup {0} does not match its manifest ({1}): refusing to restore it".format(
+            manifest["backup_id"], "; ".join(p["message"] for p in problems[:3])), kind="damaged")
+    admin = connect_or_fail(params, dbname="postgres" if params.get("login_db") == target_database else None,
+                     autocommit=True)
+    sql = _sql()
+    try:
+        exists = database_exists(admin, target_database)
+        if exists and confirm_overwrite != target_database:
+            raise BackupError("database {0} already exists: restoring would overwrite it. Restore into a new "
+                              "database (restore_target_database), or confirm with restore_confirm={0}".format(
+                                  target_database), kind="confirmation")
+        plan = {"backup_id": manifest["backup_id"], "target_database": target_database, "overwrites": exists,
+                "tables": len(manifest["tables"])}
+        if check_mode:
+            return dict(plan, changed=True, problems=[])
+        if exists:
+            drop_database(admin, target_database)
+        cur = admin.cursor()
+        cur.execute(sql.SQL("CREATE DATABASE {0} TEMPLATE template0").format(sql.Identifier(target_database)))
+        cur.close()
+    finally:
+        admin.close()
+    cmd = [find_binary("pg_restore", bin_dir), "--no-password", "-d", target_database, "--exit-on-error"]
+    if no_owner:
+        cmd += ["--no-owner", "--no-acl"]
+    if manifest.get("format") == "directory":
+        cmd += ["-j", str(max(1, int(jobs)))]
+    cmd.append(dump_target(backup_dir, manifest))
+    with libpq_environment(params, target_database) as env:
+        result = run_program(cmd, env)
+    if result.returncode != 0:
+        raise BackupError("pg_restore into {0} failed: {1}. The partially restored database {0} was left for "
+                          "inspection; drop it before retrying".format(target_database, last_lines(result.stderr, 4)),
+                          kind="restore")
+    problems = _compare_restored(params, target_database, manifest)
+    return dict(plan, changed=True, problems=problems)
+
+
+def record_restore_test(source_params, backup_dir, evidence):
+    """Count a whole restore that matched the manifest (restore_database, no problems) as the backup's
+    restore test: verification.json and the backup's row in the SOURCE database's pgsafe.backup.
+
+    Only a backup already verified by checksums and table of contents qualifies.
+    """
+    manifest, manifest_sha = load_manifest(backup_dir)
+    path = os.path.join(backup_dir, VERIFICATION_NAME)
+    try:
+        with open(path) as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError):
+        previous = {}
+    if not previous.get("verified"):
+        raise BackupError("backup {0} has no passing checksum and table-of-contents verification ({1}): its restore "
+                          "cannot stand as its restore test; verify it first (pgsafe_backup_verify)".format(
+                              manifest["backup_id"], path), kind="unverified")
+    restore = dict(evidence, status="ok", problems=[])
+    document = verification_document(manifest["backup_id"], manifest_sha, dict(previous.get("checks") or {},
+                                                                               restore="ok"),
+                                     previous.get("problems") or [], restore)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(document, handle, indent=1, sort_keys=True, default=str)
+    os.replace(path + ".tmp", path)
+    conn = connect_or_fail(source_params)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE pgsafe.backup SET restore_tested = true, details = coalesce(details, '{}'::jsonb) "
+                        "|| jsonb_build_object('verification', coalesce(details->'verification', '{}'::jsonb) "
+                        "|| jsonb_build_object('restore_test', %s::jsonb)) WHERE backup_id = %s AND verified",
+                        (json.dumps(restore, default=str), manifest["backup_id"]))
+            updated = cur.rowcount
+        conn.commit()
+    finally:
+        conn.close()
+    if not updated:
+        raise BackupError("backup {0} is not recorded as verified in {1}: its restore test was not recorded".format(
+            manifest["backup_id"], describe_target(source_params)), kind="unverified")
+    return document
+
+
+def _objects_plan(params, backup_dir, covers, confirm_overwrite):
+    """What restoring ``covers`` from the backup would do to the target (nothing changed; refusals raised)."""
+    manifest, _ = load_manifest(backup_dir)
+    problems = verify_files(backup_dir, manifest)
+    if problems:
+        raise BackupError("backup {0} does not match its manifest ({1}): refusing to restore from it".format(
+            manifest["backup_id"], "; ".join(p["message"] for p in problems[:3])), kind="damaged")
+    wanted = parse_covers(covers)
+    if wanted == [{"type": "database"}]:
+        raise BackupError("restore_objects takes tables or schemas; to restore the whole database use "
+                          "restore_mode=database (into a new database)", kind="bad_input")
+    not_in_backup = [describe_cover(c) for c in wanted if not covers_object(manifest["covers"], c)]
+    if not_in_backup:
+        raise BackupError("backup {0} does not contain {1}".format(manifest["backup_id"], ", ".join(not_in_backup)),
+                          kind="bad_input")
+    tables = tables_in_scope([(e["schema"], e["table"]) for e in manifest["tables"].values()], wanted)
+    conn = connect_or_fail(params, read_only=True)
+    try:
+        with conn.cursor() as cur:
+            database = server_facts(cur)["database"]
+            existing_tables = set(list_tables(cur))
+            existing_schemas = set(list_schemas(cur))
+        conn.rollback()
+    finally:
+        conn.close()
+    replace = [t for t in tables if t in existing_tables]
+    create = [t for t in tables if t not in existing_tables]
+    new_schemas = sorted({c["schema"] for c in wanted if c["type"] == "schema" and c["schema"] not in
+                          existing_schemas})
+    rows = {canonical_key(k): e["rows"] for k, e in manifest["tables"].items()}
+    plan = {"backup_id": manifest["backup_id"], "database": database,
+            "replace_rows_of": [table_key(*t) for t in replace], "create": [table_key(*t) for t in create],
+            "create_schemas": new_schemas, "rows_from_backup": {table_key(*t): rows.get(table_key(*t)) for t in tables}}
+    if replace and confirm_overwrite != database:
+        raise BackupError("restoring would replace the rows of existing tables {0} in database {1}: confirm with "
+                          "restore_confirm={1} (nothing was changed)".format(", ".join(plan["replace_rows_of"]),
+                                                                           database), kind="confirmation")
+    work = {"manifest": manifest, "tables": tables, "replace": replace, "create": create,
+            "new_schemas": new_schemas, "existing_schemas": existing_schemas}
+    return plan, work
+
+
+def _extract_objects(params, backup_dir, temp_db, work, bin_dir):
+    """The backup restored into ``temp_db``; the plain SQL that creates or refills exactly the planned objects."""
+    manifest, new_schemas, create, replace = work["manifest"], work["new_schemas"], work["create"], work["replace"]
+    prepare_schemas(params, temp_db, manifest)
+    cmd = [find_binary("pg_restore", bin_dir), "--no-password", "--no-owner", "--no-acl", "-d", temp_db,
+           dump_target(backup_dir, manifest)]
+    pieces = []
+    with libpq_environment(params, temp_db) as env:
+        run_program(cmd, env)  # errors of a partial (-t/-n) dump, e.g. FKs to tables it lacks, are expected here
+        pg_dump = find_binary("pg_dump", bin_dir)
+        if new_schemas:
+            args = []
+            for schema in new_schemas:
+                args += ["-n", '"' + schema.replace('"', '""') + '"']
+            pieces.append(_dump_plain(pg_dump, temp_db, args, env))
+        create_rest = [t for t in create if t[0] not in new_schemas]
+        if create_rest:
+            pieces.append(_dump_plain(pg_dump, temp_db, _table_args(create_rest) + ["--no-owner", "--no-acl"], env))
+        if replace:
+            pieces.append(_dump_plain(pg_dump, temp_db, _table_args(replace) + ["--data-only"], env))
+    script = ["\\set ON_ERROR_STOP on"]
+    for schema in sorted({t[0] for t in create if t[0] not in new_schemas and t[0] not in work["existing_schemas"]}):
+        script.append("CREATE SCHEMA {0};".format(quote_ident(schema)))
+    for schema, table in reversed(replace):
+        script.append("DELETE FROM {0};".format(qualified(schema, table)))
+    return script + pieces
+
+
+def _run_script(params, database, script, script_path, bin_dir):
+    """psql --single-transaction with ON_ERROR_STOP: all of the script, or nothing."""
+    fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(script) + "\n")
+    try:
+        with libpq_environment(params, database) as env:
+            return run_program([find_binary("psql", bin_dir), "--no-password", "-X", "-q", "--single-transaction",
+                                "-v", "ON_ERROR_STOP=1", "-d", database, "-f", script_path], env)
+    finally:
+        os.unlink(script_path)
+
+
+def restore_objects(params, backup_dir, covers, confirm_overwrite="", bin_dir=None, check_mode=False):
+    """Put tables/schemas from a backup back into the target database, in ONE transaction.
+
+    A missing table or schema is created with its data, indexes and constraints; an existing table has
+    its rows replaced (DELETE + the backup's rows), which needs ``confirm_overwrite`` equal to the
+    database name. The backup is first restored into a temporary database on the target server, from
+    which pg_dump extracts exactly the objects; the script runs with psql --single-transaction and
+    ON_ERROR_STOP, so an error (e.g. a foreign key from a table not restored) changes nothing.
+    """
+    sql = _sql()
+    plan, work = _objects_plan(params, backup_dir, covers, confirm_overwrite)
+    database = plan["database"]
+    if check_mode:
+        return dict(plan, changed=bool(work["tables"] or work["new_schemas"]), problems=[])
+    temp_db = "pgsafe_rs_" + uuid.uuid4().hex[:12]
+    admin = connect_or_fail(params, autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {0} TEMPLATE template0").format(sql.Identifier(temp_db)))
+        script = _extract_objects(params, backup_dir, temp_db, work, bin_dir)
+        script_path = os.path.join(os.path.dirname(os.path.abspath(backup_dir)), ".restore-{0}.sql".format(temp_db))
+        result = _run_script(params, database, script, script_path, bin_dir)
+        if result.returncode != 0:
+            raise BackupError("restoring {0} into {1} failed and was rolled back (nothing changed): {2}".format(
+                ", ".join(plan["replace_rows_of"] + plan["create"]) or ", ".join(work["new_schemas"]), database,
+                last_lines(result.stderr, 3)), kind="restore")
+    finally:
+        try:
+            drop_database(admin, temp_db)
+        finally:
+            admin.close()
+    problems = _compare_restored(params, database, work["manifest"], {table_key(*t) for t in work["tables"]})
+    return dict(plan, changed=True, problems=problems)
+
+
+def _table_args(tables):
+    args = []
+    for schema, table in tables:
+        args += ["-t", '"{0}"."{1}"'.format(schema.replace('"', '""'), table.replace('"', '""'))]
+    return args
+
+
+def _dump_plain(pg_dump, dbname, args, env):
+    result = run_program([pg_dump, "--no-password", "-Fp", "-d", dbname] + args, env)
+    if result.returncode != 0:
+        raise BackupError("extracting objects from the restored backup failed: " + last_lines(result.stderr, 3),
+                          kind="restore")
+    return result.stdout
