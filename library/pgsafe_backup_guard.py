@@ -47,7 +47,7 @@ options:
     description: Inventory path for the command in the failure message.
     type: str
     default: inventories/<env>
-  host:
+  inventory_host:
     description: Inventory host for the command in the failure message.
     type: str
     default: <host>
@@ -59,7 +59,7 @@ EXAMPLES = r"""
     covers: [public.bazaar-vid_exports, public.bazaar-vid_export_analytics]
     max_age_minutes: 60
     inventory: "{{ inventory_dir }}"
-    host: "{{ inventory_hostname }}"
+    inventory_host: "{{ inventory_hostname }}"
 """
 
 RETURN = r"""
@@ -141,7 +141,7 @@ def main():
             backup_root=dict(type="path"),
             require_restore_tested=dict(type="bool", default=True),
             inventory=dict(type="str", default="inventories/<env>"),
-            host=dict(type="str", default="<host>"),
+            inventory_host=dict(type="str", default="<host>"),
         ),
         supports_check_mode=True,
     )
@@ -176,7 +176,7 @@ def main():
         if record is None:
             decision["reasons"] = rejected + decision["reasons"]
             msg = guard_failure_message(database, p["covers"], p["max_age_minutes"], decision, p["inventory"],
-                                        p["host"])
+                                        p["inventory_host"])
             if module.check_mode:
                 module.exit_json(changed=False, found=False, msg=msg, warnings=[msg])
             module.fail_json(msg=msg, found=False)
