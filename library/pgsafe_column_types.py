@@ -36,6 +36,13 @@ author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
   - pgsafe_guard
+attributes:
+  check_mode:
+    support: full
+    description: Plans and prechecks in a READ ONLY transaction; returns the plan, its hazards and what would run.
+  diff_mode:
+    support: full
+    description: Column and foreign key definitions before and after.
 options:
   changes:
     description: Columns to bring to a type.
@@ -242,26 +249,23 @@ diff:
   description: Column and FK definitions before/after.
   returned: diff mode
   type: dict
+queries:
+  description: The statements this module's connections ran, in order.
+  returned: always
+  type: list
+  elements: str
 """
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_locks import LockError, check_retries
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_plan import statements_digest
-from ansible.module_utils.pgsafe_typechange_plan import plan_unit
-from ansible.module_utils.pgsafe_typechange import (
-    unit_statements,
-    Runner,
-    TypeChangeError,
-    build_plan,
-    diff_columns,
-    ensure_typechange_schema,
-    gather_facts,
-    normalise_changes,
-    normalise_fks,
-)
+from ansible.module_utils.pgsafe_typechange import Runner, ensure_typechange_schema
+from ansible.module_utils.pgsafe_typechange_facts import gather_facts
+from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError, normalise_changes, normalise_fks
+from ansible.module_utils.pgsafe_typechange_plan import build_plan, diff_columns, plan_unit, unit_statements
 
 CHANGE_SPEC = dict(table=dict(type="str", required=True), column=dict(type="str", required=True),
                    type=dict(type="str", required=True), using=dict(type="str"), default=dict(type="raw"),
@@ -270,120 +274,131 @@ FK_SPEC = dict(name=dict(type="str", required=True), table=dict(type="str", requ
                columns=dict(type="list", elements="str", required=True), ref_table=dict(type="str", required=True),
                ref_columns=dict(type="list", elements="str", required=True),
                on_delete=dict(type="str", default="NO ACTION"), on_update=dict(type="str", default="NO ACTION"))
+ARGUMENT_SPEC = dict(
+    changes=dict(type="list", elements="dict", default=[], options=CHANGE_SPEC),
+    foreign_keys=dict(type="list", elements="dict", default=[], options=FK_SPEC),
+    orphan_policy=dict(type="str", default="fail", choices=["fail", "quarantine"]),
+    strategy=dict(type="str", default="auto", choices=["auto", "rewrite", "online"]),
+    online_threshold_bytes=dict(type="int", default=256 * 1024 * 1024),
+    lock_timeout=dict(type="str", default="3s"),
+    statement_timeout=dict(type="str"),
+    retries=dict(type="int", default=3),
+    backoff_seconds=dict(type="float", default=0.5),
+    backoff_max_seconds=dict(type="float", default=5.0),
+    batch_size=dict(type="int", default=5000),
+    batch_target_ms=dict(type="int", default=100),
+    throttle_ms=dict(type="int", default=0),
+    verify=dict(type="bool", default=True),
+    disk_free_bytes=dict(type="int"),
+    disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
+    run_id=dict(type="str", required=True),
+    expected_statements_sha256=dict(type="str"),
+    **guard_argument_spec(),
+)
+
+
+def _plan(module, conn, changes, fks, result):
+    """Plan and precheck in a READ ONLY transaction; exits when converged (or in check mode), fails when blocked."""
+    p = module.params
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION READ ONLY")
+        unit = plan_unit(cur, changes, fks, p["orphan_policy"], p["strategy"], p["online_threshold_bytes"],
+                         p["disk_free_bytes"], p["disk_margin_bytes"],
+                         p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"])
+        plan = unit["plan"]
+        result.update(plan=unit["public"], hazards=plan["hazards"], plan_fingerprint=unit["fingerprint"])
+        if module._diff:
+            result["diff"] = diff_columns(plan)
+        conn.rollback()
+        if plan["blockers"]:
+            module.fail_json(msg="the type change cannot proceed, nothing changed: " + "; ".join(plan["blockers"]),
+                             **result)
+        if plan["converged"]:
+            result.update(converged=True, message="already converged: every column has its target type and "
+                                                  "every declared foreign key exists and is valid")
+            module.exit_json(**result)
+        result.update(precheck=unit["precheck"], rollback_sql=unit["rollback_sql"])
+        texts = [st["sql"] if isinstance(st["sql"], str) else st["sql"].as_string(cur)
+                 for st in unit_statements(plan, p["orphan_policy"])]
+    result["statements_sha256"] = statements_digest(texts)
+    if p["expected_statements_sha256"] and p["expected_statements_sha256"] != result["statements_sha256"]:
+        module.fail_json(msg="the statements of this type change differ from the plan's (the database moved "
+                             "since the plan): nothing was changed; re-run, which plans again", **result)
+    if not unit["verdict"]["ok"]:
+        module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(unit["verdict"]["problems"]), **result)
+    result["hazards"] = unit["hazards"]
+    if module.check_mode:
+        result.update(changed=True, message="would convert ({0}): {1}".format(
+            plan["strategy"], "; ".join(plan["steps"])))
+        module.exit_json(**result)
+    return unit
+
+
+def _runner(module, conn, plan, progress):
+    p = module.params
+    return Runner(conn, plan, p["run_id"], orphan_policy=p["orphan_policy"], lock_timeout=p["lock_timeout"],
+                  statement_timeout=p["statement_timeout"], retries=p["retries"], backoff=p["backoff_seconds"],
+                  backoff_max=p["backoff_max_seconds"], batch_size=p["batch_size"], throttle_ms=p["throttle_ms"],
+                  verify=p["verify"], progress=progress.append, batch_target_ms=p["batch_target_ms"])
+
+
+def _apply(module, conn, unit, result):
+    """Guard, then the change (rewrite or online); fails naming what went wrong. Returns (runner, validated)."""
+    p = module.params
+    plan = unit["plan"]
+    conn.set_session(readonly=False)
+    with conn.cursor() as cur:
+        result["guard"] = check_guard(cur, p["backup_id"], unit["public"]["guard_objects"],
+                                      p["backup_max_age_minutes"], p["guard_override"])
+        ensure_typechange_schema(cur)
+    conn.commit()
+    result["progress"] = []
+    runner = _runner(module, conn, plan, result["progress"])
+    try:
+        validated = runner.online() if plan["strategy"] == "online" else runner.rewrite()
+    except (TypeChangeError, LockError) as exc:
+        result.update(attempts=runner.attempts, events=runner.events)
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # noqa: BLE001 - database errors: the transaction was rolled back
+        result.update(attempts=runner.attempts, events=runner.events)
+        module.fail_json(msg="type change failed and was rolled back by the server ({0}): {1}. Re-run to resume "
+                             "or converge; the journal (pgsafe.journal) shows the last completed step".format(
+                                 type(exc).__name__, " ".join(str(exc).split())[:500]), **result)
+    return runner, validated
+
+
+def _converged_after(conn, changes, fks):
+    with conn.cursor() as cur:
+        after = build_plan(changes, fks, gather_facts(cur, changes, fks), "rewrite")
+    conn.commit()
+    return after
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
-            changes=dict(type="list", elements="dict", default=[], options=CHANGE_SPEC),
-            foreign_keys=dict(type="list", elements="dict", default=[], options=FK_SPEC),
-            orphan_policy=dict(type="str", default="fail", choices=["fail", "quarantine"]),
-            strategy=dict(type="str", default="auto", choices=["auto", "rewrite", "online"]),
-            online_threshold_bytes=dict(type="int", default=256 * 1024 * 1024),
-            lock_timeout=dict(type="str", default="3s"),
-            statement_timeout=dict(type="str"),
-            retries=dict(type="int", default=3),
-            backoff_seconds=dict(type="float", default=0.5),
-            backoff_max_seconds=dict(type="float", default=5.0),
-            batch_size=dict(type="int", default=5000),
-            batch_target_ms=dict(type="int", default=100),
-            throttle_ms=dict(type="int", default=0),
-            verify=dict(type="bool", default=True),
-            disk_free_bytes=dict(type="int"),
-            disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
-            run_id=dict(type="str", required=True),
-            expected_statements_sha256=dict(type="str"),
-            **guard_argument_spec(),
-        ),
-        supports_check_mode=True,
-    )
+    module = PgsafeModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
-    if p["retries"] < 0 or p["retries"] > 20:
-        module.fail_json(msg="retries must be between 0 and 20 (bounded retries)")
+    if check_retries(p["retries"]):
+        module.fail_json(msg=check_retries(p["retries"]))
     result = {"changed": False, "converged": False, "hazards": [], "attempts": [], "quarantined": {}, "counts": {}}
     try:
         changes = normalise_changes(p["changes"])
         fks = normalise_fks(p["foreign_keys"])
     except Exception as exc:  # noqa: BLE001 - bad input: say which
         module.fail_json(msg=str(exc), **result)
+    # statement_timeout applies to the change steps (Runner), not to the precheck scans.
+    conn = module.connect(read_only=module.check_mode, settings={"lock_timeout": p["lock_timeout"]})
     try:
-        # statement_timeout applies to the change steps (Runner), not to the precheck scans.
-        conn = connect(p, read_only=module.check_mode, settings={"lock_timeout": p["lock_timeout"]})
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc), **result)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            unit = plan_unit(cur, changes, fks, p["orphan_policy"], p["strategy"], p["online_threshold_bytes"],
-                             p["disk_free_bytes"], p["disk_margin_bytes"],
-                             p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"])
-            plan = unit["plan"]
-            result["plan"] = unit["public"]
-            result["hazards"] = plan["hazards"]
-            result["plan_fingerprint"] = unit["fingerprint"]
-            if module._diff:
-                result["diff"] = diff_columns(plan)
-            conn.rollback()
-            if plan["blockers"]:
-                module.fail_json(msg="the type change cannot proceed, nothing changed: " + "; ".join(plan["blockers"]),
-                                 **result)
-            if plan["converged"]:
-                result.update(converged=True, message="already converged: every column has its target type and "
-                                                      "every declared foreign key exists and is valid")
-                module.exit_json(**result)
-            verdict = unit["verdict"]
-            result["precheck"] = unit["precheck"]
-            result["rollback_sql"] = unit["rollback_sql"]
-            texts = [st["sql"] if isinstance(st["sql"], str) else st["sql"].as_string(cur)
-                     for st in unit_statements(plan, p["orphan_policy"])]
-            result["statements_sha256"] = statements_digest(texts)
-            expected = p["expected_statements_sha256"]
-            if expected and expected != result["statements_sha256"]:
-                module.fail_json(msg="the statements of this type change differ from the plan's (the database moved "
-                                     "since the plan): nothing was changed; re-run, which plans again", **result)
-        if not verdict["ok"]:
-            module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(verdict["problems"]), **result)
-        result["hazards"] = unit["hazards"]
-        if module.check_mode:
-            result.update(changed=True, message="would convert ({0}): {1}".format(
-                plan["strategy"], "; ".join(plan["steps"])))
-            module.exit_json(**result)
-        conn.set_session(readonly=False)
-        with conn.cursor() as cur:
-            result["guard"] = check_guard(cur, p["backup_id"], unit["public"]["guard_objects"],
-                                          p["backup_max_age_minutes"], p["guard_override"])
-            ensure_typechange_schema(cur)
-        conn.commit()
-        progress = []
-        runner = Runner(conn, plan, p["run_id"], orphan_policy=p["orphan_policy"], lock_timeout=p["lock_timeout"],
-                        statement_timeout=p["statement_timeout"], retries=p["retries"], backoff=p["backoff_seconds"],
-                        backoff_max=p["backoff_max_seconds"], batch_size=p["batch_size"], throttle_ms=p["throttle_ms"],
-                        verify=p["verify"], progress=progress.append, batch_target_ms=p["batch_target_ms"])
+        unit = _plan(module, conn, changes, fks, result)
+        plan = unit["plan"]
         started = time.monotonic()
-        try:
-            if plan["strategy"] == "online":
-                validated = runner.online()
-            else:
-                validated = runner.rewrite()
-        except TypeChangeError as exc:
-            result.update(attempts=runner.attempts, events=runner.events)
-            module.fail_json(msg=str(exc), **result)
-        except Exception as exc:  # noqa: BLE001 - database errors: the transaction was rolled back
-            result.update(attempts=runner.attempts, events=runner.events)
-            module.fail_json(msg="type change failed and was rolled back by the server ({0}): {1}. Re-run to resume "
-                                 "or converge; the journal (pgsafe.journal) shows the last completed step".format(
-                                     type(exc).__name__, " ".join(str(exc).split())[:500]), **result)
-        # Final state check.
-        with conn.cursor() as cur:
-            after = build_plan(changes, fks, gather_facts(cur, changes, fks), "rewrite")
-        conn.commit()
+        runner, validated = _apply(module, conn, unit, result)
+        after = _converged_after(conn, changes, fks)
         if not after["converged"]:
             module.fail_json(msg="type change ran but the catalog is not converged: " + "; ".join(after["steps"]),
                              **result)
         result.update(changed=True, converged=True, attempts=runner.attempts, events=runner.events,
                       quarantined={k: v["rows"] for k, v in runner.moved.items()}, counts=runner.counts,
-                      validated_foreign_keys=validated, progress=progress,
-                      seconds=round(time.monotonic() - started, 3),
+                      validated_foreign_keys=validated, seconds=round(time.monotonic() - started, 3),
                       message="converted {0} column(s) with strategy {1}; {2} foreign key(s) validated; {3} row(s) "
                               "quarantined".format(sum(1 for c in plan["changes"] if c["needs_type"]),
                                                    plan["strategy"], len(validated),

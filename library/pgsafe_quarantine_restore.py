@@ -16,10 +16,18 @@ description:
     run the change's rollback SQL first, or restore the missing parent."
   - Marks restored rows with C(restored_at); a second run restores nothing (C(changed=false)).
   - Check mode counts what would be restored, in a READ ONLY transaction.
+  - Diff mode shows, per table, the rows in quarantine before and after (and how many went back).
 version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Counts what would be restored, in a READ ONLY transaction.
+  diff_mode:
+    support: full
+    description: Rows in quarantine per table before, and after the restore (with how many were restored).
 options:
   run_id:
     description: The run whose quarantined rows to restore.
@@ -47,45 +55,55 @@ pending:
   description: Rows still quarantined for the run per table (in check mode, what would be restored).
   returned: always
   type: dict
+diff:
+  description: Rows in quarantine per table before and after (text, one line per table).
+  returned: diff mode
+  type: dict
+queries:
+  description: The statements this module's connection ran, in order.
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_identifiers import qualified
 from ansible.module_utils.pgsafe_meta import meta_schema_installed
-from ansible.module_utils.pgsafe_typechange import TypeChangeError, restore_quarantine
+from ansible.module_utils.pgsafe_module import PgsafeModule
+from ansible.module_utils.pgsafe_quarantine import QuarantineError, pending_rows, restore_diff, restore_rows
+
+
+def _restore(module, conn):
+    """(pending before, restored or None when nothing ran: check mode, or nothing pending)."""
+    p = module.params
+    with conn.cursor() as cur:
+        if not meta_schema_installed(cur):
+            module.exit_json(changed=False, restored={}, pending={}, msg="no product schema: nothing quarantined")
+        pending = pending_rows(cur, p["run_id"])
+        if module.check_mode or not pending:
+            conn.rollback()
+            return pending, None
+        try:
+            restored = restore_rows(cur, p["run_id"], p["tables"] or None)
+        except QuarantineError as exc:
+            conn.rollback()
+            module.fail_json(msg=str(exc), pending=pending)
+    conn.commit()
+    return pending, restored
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(run_id=dict(type="str", required=True),
-                                               tables=dict(type="list", elements="str", default=[])),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = PgsafeModule(argument_spec=dict(run_id=dict(type="str", required=True),
+                                             tables=dict(type="list", elements="str", default=[])),
+                          supports_check_mode=True)
+    conn = module.connect(read_only=module.check_mode)
     try:
-        conn = connect(p, read_only=module.check_mode)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        with conn.cursor() as cur:
-            if not meta_schema_installed(cur):
-                module.exit_json(changed=False, restored={}, pending={}, msg="no product schema: nothing quarantined")
-            cur.execute("SELECT source_schema, source_table, count(*) FROM pgsafe.quarantine_row "
-                        "WHERE run_id = %s AND restored_at IS NULL GROUP BY 1, 2", (p["run_id"],))
-            pending = {qualified(r[0], r[1]): r[2] for r in cur.fetchall()}
-            if module.check_mode or not pending:
-                conn.rollback()
-                module.exit_json(changed=bool(pending), restored={}, pending=pending)
-            try:
-                restored = restore_quarantine(cur, p["run_id"], p["tables"] or None)
-            except TypeChangeError as exc:
-                conn.rollback()
-                module.fail_json(msg=str(exc), pending=pending)
-        conn.commit()
+        pending, restored = _restore(module, conn)
     finally:
         conn.close()
-    module.exit_json(changed=bool(restored), restored=restored, pending={})
+    if restored is None:  # check mode (every pending row would go back), or nothing pending
+        module.exit_json(changed=bool(pending), restored={}, pending=pending,
+                         diff=module.diff_of(*restore_diff(pending, pending)))
+    module.exit_json(changed=bool(restored), restored=restored, pending={},
+                     diff=module.diff_of(*restore_diff(pending, restored)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import re
 
 from ansible.module_utils.pgsafe_hazards import checked
 from ansible.module_utils.pgsafe_identifiers import NAMEDATALEN, IdentifierError, derived_name, quote_ident, split_qualified
-from ansible.module_utils.pgsafe_typechange import TypeChangeError, canonical_type_text, validate_expression
+from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError, canonical_type_text, validate_expression
 
 try:  # the pure parts (normalisation, rendering) are importable without a server
     import psycopg2

@@ -38,7 +38,8 @@ def _counts(cur, objects):
 
 # --------------------------------------------------------------------------- type change
 def type_change_step(cur, fix, options):
-    from ansible.module_utils.pgsafe_typechange import normalise_changes, normalise_fks, unit_statements
+    from ansible.module_utils.pgsafe_typechange_parse import normalise_changes, normalise_fks
+    from ansible.module_utils.pgsafe_typechange_plan import unit_statements
     from ansible.module_utils.pgsafe_typechange_plan import plan_unit
     if not fix["changes"] and not fix["foreign_keys"]:
         return []

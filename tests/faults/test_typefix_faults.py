@@ -59,7 +59,7 @@ def quarantined(server, db):
 
 def normalised(content):
     """Row content with every uuid-looking text value lower-cased and hyphenated (what the cast does)."""
-    from ansible.module_utils.pgsafe_typechange import normalise_uuid
+    from ansible.module_utils.pgsafe_typechange_parse import normalise_uuid
     out = {}
     for key, row in content.items():
         data = json.loads(row)
@@ -396,8 +396,10 @@ def test_run_killed_between_backfill_and_swap_then_rerun_converges(pg_server, pr
 
 # ----------------------------------------------------------------------------- 15: late orphans
 def test_late_orphan_rejected_by_not_valid_fk_or_quarantined_at_validate(pg_server, dev_db, rows_lost):
-    from ansible.module_utils.pgsafe_typechange import (Runner, build_plan, gather_facts, normalise_changes,
-                                                        normalise_fks)
+    from ansible.module_utils.pgsafe_typechange import Runner
+    from ansible.module_utils.pgsafe_typechange_facts import gather_facts
+    from ansible.module_utils.pgsafe_typechange_parse import normalise_changes, normalise_fks
+    from ansible.module_utils.pgsafe_typechange_plan import build_plan
     from ansible.module_utils.pgsafe_connection import connect
     from ansible.module_utils.pgsafe_meta import ensure_meta_schema
     db = dev_db

@@ -12,7 +12,9 @@ import yaml
 from ansible.module_utils.pgsafe_proposal import plan_document, propose, render_proposal_yaml
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots
 from ansible.module_utils.pgsafe_snapshot import ddl_snapshot, live_snapshot, qname
-from ansible.module_utils.pgsafe_typechange import build_plan, gather_facts, normalise_changes, normalise_fks
+from ansible.module_utils.pgsafe_typechange_facts import gather_facts
+from ansible.module_utils.pgsafe_typechange_parse import normalise_changes, normalise_fks
+from ansible.module_utils.pgsafe_typechange_plan import build_plan
 from tests import pg
 
 REFERENCE_PATH = "files/reference/bazaar_vid.sql"

@@ -15,7 +15,7 @@ from ansible.module_utils.pgsafe_proposal import (ADDITION_KINDS, key_parts, pla
                                                   plan_type, propose, render_proposal_yaml, table_matches)
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots
 from ansible.module_utils.pgsafe_snapshot import FORMAT_VERSION, KINDS, qname
-from ansible.module_utils.pgsafe_typechange import canonical_type_text, normalise_changes, normalise_fks
+from ansible.module_utils.pgsafe_typechange_parse import canonical_type_text, normalise_changes, normalise_fks
 
 STEP_KINDS = set(ADDITION_KINDS)
 ROOT = Path(__file__).resolve().parents[2]

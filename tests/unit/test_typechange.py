@@ -6,27 +6,29 @@ from __future__ import annotations
 
 import pytest
 
-from ansible.module_utils.pgsafe_typechange import (
+from ansible.module_utils.pgsafe_locks import backoff_delays
+from ansible.module_utils.pgsafe_quarantine import restore_sql as quarantine_restore_sql
+from ansible.module_utils.pgsafe_typechange_orphans import removal_order
+from ansible.module_utils.pgsafe_typechange_parse import (
     TypeChangeError,
-    backoff_delays,
-    build_plan,
     canonical_type_text,
-    choose_strategy,
-    diff_columns,
-    disk_requirement,
-    disk_verdict,
     fk_action,
-    interpret_precheck,
     normalise_changes,
     normalise_fks,
     normalise_uuid,
-    quarantine_restore_sql,
-    removal_order,
-    rollback_sql,
     uuid_accepts,
     validate_expression,
     varchar_limit,
 )
+from ansible.module_utils.pgsafe_typechange_plan import (
+    build_plan,
+    choose_strategy,
+    diff_columns,
+    disk_requirement,
+    disk_verdict,
+)
+from ansible.module_utils.pgsafe_typechange_precheck import interpret_precheck
+from ansible.module_utils.pgsafe_typechange_rollback import rollback_sql
 
 EXPORTS = ("public", "bazaar-vid_exports")
 ANALYTICS = ("public", "bazaar-vid_export_analytics")

@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+"""SQL pieces of a type change unit: values after the cast, row hashes, FK and view DDL, names, lock order.
+
+Identifiers go through ``psycopg2.sql.Identifier``; the only raw SQL taken from a plan is a validated
+``using`` / ``default`` expression, a type text accepted by ``canonical_type_text``'s strict grammar and
+definitions read from the catalog (``pg_get_constraintdef`` / ``pg_get_viewdef``).
+"""
+from __future__ import annotations
+
+from ansible.module_utils.pgsafe_identifiers import derived_name
+from ansible.module_utils.pgsafe_typechange_parse import canonical_type_text, fk_action
+
+try:  # psycopg2 is needed for the SQL parts only; the pure parts are importable without it
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover
+    sql = None
+
+TRIGGER_NAME = "pgsafe_typechange_sync"
+
+
+def _ident(*parts):
+    return sql.Identifier(*parts)
+
+
+def online_check_name(column):
+    return derived_name(column, suffix="pgsafe_nn")
+
+
+def trigger_function_name(table_oid):
+    return "typechange_sync_{0}".format(table_oid)
+
+
+def _type_sql(type_text):
+    return sql.SQL(canonical_type_text(type_text))  # validated by canonical_type_text's strict grammar
+
+
+def cast_expr(change, ref, alias=None):
+    """After-value expression of a changed column, given the column reference (Composable).
+
+    An explicit ``using`` names columns bare (as in ALTER ... USING); outside the ALTER it is evaluated
+    scoped to the row of ``alias`` so that it cannot pick a column of another table in the query.
+    """
+    if change["using"]:
+        if alias is None:
+            return sql.SQL("({0})").format(sql.SQL(change["using"]))
+        return sql.SQL("(SELECT ({0}) FROM (SELECT {1}.*) AS pgsafe_row)").format(
+            sql.SQL(change["using"]), sql.Identifier(alias))
+    return sql.SQL("CAST({0} AS {1})").format(ref, _type_sql(change["type"]))
+
+
+def after_value(plan_changes, schema, table, column, alias):
+    """The value a column will have after the planned change, for the row of ``alias``."""
+    ref = sql.SQL("{0}.{1}").format(sql.Identifier(alias), sql.Identifier(column))
+    for c in plan_changes:
+        if (c["schema"], c["table"], c["column"]) == (schema, table, column) and c["needs_type"]:
+            return cast_expr(c, ref, alias)
+    return ref
+
+
+def row_hash_expr(columns, alias, plan_changes, schema, table, after_names=None):
+    """Order-independent 64-bit content hash of a row, columns by name, planned casts applied."""
+    parts = []
+    for c in columns:
+        ref = sql.SQL("{0}.{1}").format(sql.Identifier(alias), sql.Identifier((after_names or {}).get(c, c)))
+        expr = ref if after_names is not None else after_value(plan_changes, schema, table, c, alias)
+        parts.append(sql.SQL("({0})::text").format(expr))
+    return sql.SQL("('x' || left(md5(jsonb_build_array({0})::text), 16))::bit(64)::bigint::numeric").format(
+        sql.SQL(", ").join(parts))
+
+
+def table_hash(cur, schema, table, columns, plan_changes, where=None, params=None, after=False):
+    """(count, sum of row hashes) of a table (or the rows matching ``where``)."""
+    q = sql.SQL("SELECT count(*), coalesce(sum({0}), 0) FROM {1} AS t").format(
+        row_hash_expr(columns, "t", plan_changes, schema, table, {c: c for c in columns} if after else None),
+        _ident(schema, table))
+    if where is not None:
+        q = q + sql.SQL(" WHERE ") + where
+    cur.execute(q, params)
+    n, s = cur.fetchone()
+    return {"rows": n, "sum": str(s)}
+
+
+def _fk_sql(fk, not_valid=True):
+    if fk.get("recreate"):  # an existing FK put back as it was: the server's own definition text
+        body = sql.SQL(fk["definition"])
+    else:
+        body = sql.SQL("FOREIGN KEY ({0}) REFERENCES {1} ({2}) ON DELETE {3} ON UPDATE {4}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in fk["columns"]), _ident(fk["ref_schema"], fk["ref_table"]),
+            sql.SQL(", ").join(sql.Identifier(c) for c in fk["ref_columns"]), sql.SQL(fk_action(fk["on_delete"])),
+            sql.SQL(fk_action(fk["on_update"])))
+    return sql.SQL("ALTER TABLE {0} ADD CONSTRAINT {1} {2}{3}").format(
+        _ident(fk["schema"], fk["table"]), sql.Identifier(fk["name"]), body, sql.SQL(" NOT VALID" if not_valid else ""))
+
+
+def drop_fk_statements(plan):
+    return [sql.SQL("ALTER TABLE {0} DROP CONSTRAINT IF EXISTS {1}").format(
+        _ident(f["schema"], f["table"]), sql.Identifier(f["name"])) for f in plan["drop_fks"]]
+
+
+def add_fk_statements(plan):
+    """(name, statement) of every FK added NOT VALID: the existing ones put back, then the declared ones."""
+    out = [(f["name"], _fk_sql(f)) for f in plan["drop_fks"] if f["recreate"]]
+    out += [(f["name"], _fk_sql(dict(f, recreate=False))) for f in plan["foreign_keys"]
+            if f["state"] in ("missing", "different", "recreate")]
+    return out
+
+
+def drop_view_statements(plan):
+    return [sql.SQL("DROP VIEW {0}").format(_ident(v["schema"], v["name"])) for v in plan["views"]]
+
+
+def recreate_view_statements(plan):
+    stmts = []
+    for v in plan["views"]:
+        name = _ident(v["schema"], v["name"])
+        with_opts = sql.SQL("")
+        if v["options"]:
+            opts = []
+            for o in v["options"]:
+                k, _, val = o.partition("=")
+                opts.append(sql.SQL("{0} = {1}").format(sql.Identifier(k), sql.Literal(val)))
+            with_opts = sql.SQL(" WITH ({0})").format(sql.SQL(", ").join(opts))
+        stmts.append(sql.SQL("CREATE VIEW {0}{1} AS ").format(name, with_opts)
+                     + sql.SQL(v["definition"].rstrip().rstrip(";")))
+        stmts.append(sql.SQL("ALTER VIEW {0} OWNER TO {1}").format(name, sql.Identifier(v["owner"])))
+        if v["comment"] is not None:
+            stmts.append(sql.SQL("COMMENT ON VIEW {0} IS {1}").format(name, sql.Literal(v["comment"])))
+        for grantee, priv, grantable in v.get("grants", []):
+            stmts.append(sql.SQL("GRANT {0} ON {1} TO {2}{3}").format(
+                sql.SQL(priv), name, sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee),
+                sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+    return stmts
+
+
+def validate_fk_statements(plan):
+    """(name, statement) of every VALIDATE CONSTRAINT, in order."""
+    names = [(f["schema"], f["table"], f["name"]) for f in plan["drop_fks"] if f["recreate"]]
+    names += [(f["schema"], f["table"], f["name"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
+    return [(name, sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(_ident(schema, table),
+                                                                          sql.Identifier(name)))
+            for schema, table, name in names]
+
+
+def drop_fks(cur, plan):
+    for stmt in drop_fk_statements(plan):
+        cur.execute(stmt)
+
+
+def add_fks_not_valid(cur, plan):
+    added = []
+    for name, stmt in add_fk_statements(plan):
+        cur.execute(stmt)
+        added.append(name)
+    return added
+
+
+def drop_views(cur, plan):
+    for stmt in drop_view_statements(plan):
+        cur.execute(stmt)
+
+
+def recreate_views(cur, plan):
+    for stmt in recreate_view_statements(plan):
+        cur.execute(stmt)
+
+
+def unit_lock_plan(plan):
+    """(table, mode) in a fixed order.  Tables whose rows or columns change: ACCESS EXCLUSIVE; tables only
+    referenced by an FK being added: SHARE ROW EXCLUSIVE (what ADD FOREIGN KEY takes; reads continue)."""
+    strong = {(c["schema"], c["table"]) for c in plan["changes"]
+              if c["needs_type"] or c["needs_default"] or c["needs_not_null"]}
+    strong |= {(f["schema"], f["table"]) for f in plan["foreign_keys"] if f["state"] != "valid"}
+    strong |= {(f["schema"], f["table"]) for f in plan["drop_fks"]}
+    keys = sorted(plan["touched_keys"])
+    return [(k, "ACCESS EXCLUSIVE" if k in strong else "SHARE ROW EXCLUSIVE") for k in keys]
