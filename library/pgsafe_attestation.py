@@ -17,6 +17,13 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Writes nothing; reports the attestation it would record.
+  diff_mode:
+    support: full
+    description: The row recorded (an attestation is only ever appended, so there is nothing before it).
 options:
   plan_fingerprint:
     description: Fingerprint of the rehearsed plan (from M(pgsafe_gate)).
@@ -65,18 +72,25 @@ attestation_id:
   description: Id of the row written (absent in check mode).
   returned: success
   type: int
+queries:
+  description: The statements this module ran, in order (none in check mode).
+  returned: always
+  type: list
+  elements: str
+diff:
+  description: Nothing before, the attestation row after.
+  returned: diff mode
+  type: dict
 """
 
-import json
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_attestations import attestation_row, record_attestation
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             plan_fingerprint=dict(type="str", required=True),
             product_version=dict(type="str", required=True),
             environment=dict(type="str", required=True),
@@ -87,26 +101,19 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
+    row = attestation_row(module.params)
+    diff = module.diff_of({}, row)
     if module.check_mode:
-        module.exit_json(changed=True)
-    try:
-        conn = connect(p)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
+        module.exit_json(changed=True, diff=diff)
+    conn = module.connect()
     try:
         with conn.cursor() as cur:
             ensure_meta_schema(cur)
-            cur.execute(
-                "INSERT INTO pgsafe.attestation (plan_fingerprint, product_version, environment, run_id, "
-                "schema_fingerprint_before, result, details) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
-                (p["plan_fingerprint"], p["product_version"], p["environment"], p["run_id"],
-                 p["schema_fingerprint_before"], p["result"], json.dumps(p["details"], default=str)))
-            attestation_id = cur.fetchone()[0]
+            attestation_id = record_attestation(cur, row)
         conn.commit()
     finally:
         conn.close()
-    module.exit_json(changed=True, attestation_id=attestation_id)
+    module.exit_json(changed=True, attestation_id=attestation_id, diff=diff)
 
 
 if __name__ == "__main__":

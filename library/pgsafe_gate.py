@@ -26,6 +26,13 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Decides the same gates; a closed gate is a warning and C(would_refuse), not a failure.
+  diff_mode:
+    support: none
+    description: Reads only (READ ONLY transaction); nothing changes, so there is nothing to compare.
 options:
   environment:
     description: Environment name, for messages.
@@ -134,46 +141,40 @@ plan_converged:
       the live schema; the run then has nothing left to do and takes no new backup.
   returned: always
   type: bool
+queries:
+  description: The statements this module ran, in order (catalog and attestation reads).
+  returned: always
+  type: list
+  elements: str
 """
 
-import datetime as dt
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
-                                               plan_converged, plan_fingerprint, plan_rehearsed, rehearsed_duration)
-from ansible.module_utils.pgsafe_meta import meta_schema_installed
-from ansible.module_utils.pgsafe_plan import data_since, differences
+from ansible.module_utils.pgsafe_attestations import newest_rehearsal, read_attestations
+from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message, gate_facts,
+                                               gate_outcome, plan_fingerprint)
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
 
-def read_attestations(cur, fingerprint):
-    if not meta_schema_installed(cur):
-        return []
-    cur.execute("SELECT plan_fingerprint, result, attested_at, schema_fingerprint_before, run_id, "
-                "details ->> 'schema_fingerprint_after', environment, details -> 'phases', details -> 'row_effects' "
-                "FROM pgsafe.attestation WHERE plan_fingerprint = %s ORDER BY attested_at DESC", (fingerprint,))
-    keys = ("plan_fingerprint", "result", "attested_at", "schema_fingerprint_before", "run_id",
-            "schema_fingerprint_after", "environment", "phases", "row_effects")
-    rows = [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
-    for row in rows:
-        row["duration_seconds"] = rehearsed_duration(row.pop("phases"))
-    return rows
-
-
-def newest_rehearsal(cur, environment):
-    """The newest passing rehearsal recorded elsewhere (fingerprint, canonical plan), or None."""
-    if not meta_schema_installed(cur):
-        return None
-    cur.execute("SELECT plan_fingerprint, details -> 'canonical' FROM pgsafe.attestation WHERE result = 'passed' "
-                "AND environment <> %s AND details ? 'canonical' ORDER BY attested_at DESC LIMIT 1", (environment,))
-    row = cur.fetchone()
-    return {"fingerprint": row[0], "canonical": row[1]} if row else None
+def _measure(module, fingerprint):
+    """What the gates need from the target, read in one READ ONLY transaction."""
+    conn = module.connect(read_only=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT now(), current_database()")
+            server_now, database = cur.fetchone()
+            measured = dict(now=server_now, database=database, attestations=read_attestations(cur, fingerprint),
+                            live=schema_fingerprint(take_snapshot(cur)))
+            measured["last"] = newest_rehearsal(cur, module.params["environment"]) \
+                if module.params["plan_canonical"] else None
+        conn.rollback()
+    finally:
+        conn.close()
+    return measured
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             environment=dict(type="str", required=True),
             plan=dict(type="dict"),
             plan_fingerprint=dict(type="str"),
@@ -194,49 +195,14 @@ def main():
     )
     p = module.params
     fingerprint = p["plan_fingerprint"] or plan_fingerprint(p["plan"], p["product_version"])
-    try:
-        conn = connect(p, read_only=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT now(), current_database()")
-            server_now, database = cur.fetchone()
-            attestations = read_attestations(cur, fingerprint)
-            live = schema_fingerprint(take_snapshot(cur))
-            last = newest_rehearsal(cur, p["environment"]) if p["plan_canonical"] else None
-        conn.rollback()
-    finally:
-        conn.close()
-    now = dt.datetime.fromisoformat(p["now"]) if p["now"] else server_now
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.timezone.utc)
-    facts = dict(environment=p["environment"], requires_rehearsal=p["require_rehearsal"],
-                 plan_fingerprint=fingerprint, attestations=attestations,
-                 rehearsal_max_age_days=p["rehearsal_max_age_days"], live_schema_fingerprint=live,
-                 confirm_required=p["confirm_required"], confirm_database=p["confirm_database"],
-                 database=database, window=p["window"], now=now,
-                 window_override_reason=p["window_override_reason"], overrides=p["overrides"])
-    if last and last["fingerprint"] != fingerprint and not any(a["plan_fingerprint"] == fingerprint
-                                                               for a in attestations):
-        facts.update(rehearsed_fingerprint=last["fingerprint"],
-                     rehearsed_differences=differences(p["plan_canonical"], last["canonical"] or {}))
+    facts = gate_facts(p, fingerprint, _measure(module, fingerprint))
     try:
         results = evaluate_gates(facts)
     except GateError as exc:
         module.fail_json(msg=str(exc), plan_fingerprint=fingerprint)
-    overridden = any(r.get("overridden") for r in results if r["gate"] in ("maintenance_window", "time_left"))
-    outcome = dict(changed=False, plan_fingerprint=fingerprint, schema_fingerprint=live, gates=results,
-                   window_overridden=overridden, plan_converged=plan_converged(attestations, fingerprint, live),
-                   plan_rehearsed=plan_rehearsed(attestations, fingerprint, live, p["environment"], now,
-                                                 p["rehearsal_max_age_days"]))
-    rehearsed = sorted((a for a in attestations if a.get("result") == "passed"
-                        and a.get("environment", "rehearsal") != p["environment"]),
-                       key=lambda a: a["attested_at"], reverse=True)
-    if p["row_effects"] is not None and rehearsed:
-        outcome["data_since_rehearsal"] = data_since(p["row_effects"], rehearsed[0].get("row_effects") or {})
+    outcome = gate_outcome(p, facts, results)
     if failed_gates(results):
-        message = failure_message(results, "{0} (database {1})".format(p["environment"], database))
+        message = failure_message(results, "{0} (database {1})".format(p["environment"], facts["database"]))
         if not module.check_mode:
             module.fail_json(msg=message, **outcome)
         # --check changes nothing: show the whole plan, and say which gates a real run would stop at.

@@ -26,6 +26,13 @@ version_added: "0.2.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Plans the same way (the plan never changes the target) and writes no journal line.
+  diff_mode:
+    support: none
+    description: Nothing in the target changes; the plan itself (C(markdown), C(differences)) says what a run would do.
 options:
   intent:
     description: The run's intent, sections C(schema_fix), C(schema_additions), C(table_merge), C(table_cleanup),
@@ -133,34 +140,52 @@ differences:
   returned: when expected is given
   type: list
   elements: str
+queries:
+  description: The statements this module ran, in order (the planners' catalog and precheck reads, the journal line).
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_meta import journal, meta_schema_installed
-from ansible.module_utils.pgsafe_plan import (PlanError, canonical, differences, failed_steps, failure_message,
-                                              normalise_intent, normalise_overrides, render_markdown, report_rows,
-                                              row_effects_by_step, summary)
+from ansible.module_utils.pgsafe_connection import connect
+from ansible.module_utils.pgsafe_journal import journal_if_installed
+from ansible.module_utils.pgsafe_module import PgsafeModule
+from ansible.module_utils.pgsafe_plan import (PlanError, failed_steps, journal_details, normalise_intent,
+                                              normalise_overrides, plan_result, planning_options)
 from ansible.module_utils.pgsafe_plan_steps import build_plan
 
 
-def record(params, plan, status):
-    """The plan in the run journal (the product's own record: the target's data is not touched)."""
-    conn = connect(params)
+def _record(module, plan, status):
+    """The plan in the run journal (the product's own record: the target's data is not touched); warns on failure."""
+    try:
+        conn = connect(module.params)
+        try:
+            journal_if_installed(conn, module.params["run_id"], "plan", status, plan["database"], journal_details(plan))
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - the journal is bookkeeping: say so, keep the plan
+        module.warn("the plan was not written to the run journal: " + " ".join(str(exc).split()))
+
+
+def _build(module, intent, overrides):
+    """The plan, built in one READ ONLY transaction; fails the task (refused, nothing changed) on any error."""
+    p = module.params
+    conn = module.connect(read_only=True)
     try:
         with conn.cursor() as cur:
-            if meta_schema_installed(cur):
-                journal(cur, params["run_id"], "plan", status, plan["database"],
-                        {"fingerprint": plan["fingerprint"], "overrides": plan["overrides"],
-                         "canonical": canonical(plan), "summary": summary(plan)})
-        conn.commit()
+            cur.execute("SET TRANSACTION READ ONLY")
+            plan = build_plan(cur, intent, overrides, p["product_version"], planning_options(p))
+        conn.rollback()
+    except Exception as exc:  # noqa: BLE001 - bad names, privileges: say what, nothing changed
+        module.fail_json(msg="planning failed, nothing was changed: " + " ".join(str(exc).split()), refused=True)
     finally:
         conn.close()
+    return plan
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             intent=dict(type="dict", required=True),
             overrides=dict(type="dict", default={}),
             retired_switches=dict(type="dict", default={}),
@@ -182,42 +207,12 @@ def main():
         intent = normalise_intent(p["intent"])
     except PlanError as exc:
         module.fail_json(msg="bad plan input, nothing was changed: {0}".format(exc), refused=True)
-    options = {"reference_sql": p["reference_sql"], "fail_on_skipped": p["fail_on_skipped"],
-               "online_threshold_bytes": p["online_threshold_bytes"], "disk_free_bytes": p["disk_free_bytes"],
-               "host": p.get("login_unix_socket") or p.get("login_host") or "", "run_id": p["run_id"]}
-    try:
-        conn = connect(p, read_only=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc), refused=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            plan = build_plan(cur, intent, overrides, p["product_version"], options)
-        conn.rollback()
-    except Exception as exc:  # noqa: BLE001 - bad names, privileges: say what, nothing changed
-        module.fail_json(msg="planning failed, nothing was changed: " + " ".join(str(exc).split()), refused=True)
-    finally:
-        conn.close()
-    out = dict(changed=False, refused=False, plan=plan, canonical=canonical(plan), fingerprint=plan["fingerprint"],
-               rehearsal_canonical=canonical(plan, gate_overrides=False),
-               rehearsal_fingerprint=plan["rehearsal_fingerprint"],
-               markdown=render_markdown(plan), summary=summary(plan), report_rows=report_rows(plan),
-               row_effects=row_effects_by_step(plan["steps"]))
-    problems = failed_steps(plan) or plan["conflicts"]
-    if p["expected"] is not None:
-        out["differences"] = differences(out["rehearsal_canonical"], p["expected"], "this plan", p["expected_label"])
+    plan = _build(module, intent, overrides)
+    out, problem = plan_result(plan, p["expected"], p["expected_label"])
     if p["record"] and not module.check_mode:
-        try:
-            record(p, plan, "failed" if problems else "completed")
-        except Exception as exc:  # noqa: BLE001 - the journal is bookkeeping: say so, keep the plan
-            module.warn("the plan was not written to the run journal: " + " ".join(str(exc).split()))
-    if problems:
-        out["refused"] = True
-        module.fail_json(msg=failure_message(plan), **out)
-    if p["expected"] is not None and out["differences"]:
-        out["refused"] = True
-        module.fail_json(msg="this plan ({0}) is not {1}: {2}".format(
-            plan["rehearsal_fingerprint"][:12], p["expected_label"], " | ".join(out["differences"])), **out)
+        _record(module, plan, "failed" if failed_steps(plan) or plan["conflicts"] else "completed")
+    if problem:
+        module.fail_json(msg=problem, **out)
     module.exit_json(**out)
 
 

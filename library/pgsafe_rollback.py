@@ -17,10 +17,19 @@ description:
   - Each undone step is journaled as C(rollback:<journal id>), so a rollback interrupted half-way
     resumes where it stopped; the run is marked C(rolled_back) at the end.
   - Check mode returns the plan, read in a READ ONLY transaction, and changes nothing.
+  - Diff mode shows each step the run completed as it left it, then what undoing it does.
 version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads the run's journal in a READ ONLY transaction and returns the undo actions; changes nothing.
+  diff_mode:
+    support: full
+    description: Each step of the run to undo, as the run left it and what its undo does (rollback SQL, set aside,
+      schema restored).
 options:
   run_id:
     description: Run to undo; default the newest run of I(playbooks) that changed something.
@@ -55,44 +64,44 @@ actions:
   returned: always
   type: list
   elements: dict
+queries:
+  description: The statements this module's connections ran, in order (a schema restore's pg_restore not included).
+  returned: always
+  type: list
+  elements: str
+diff:
+  description: Each step as the run left it (before) and what its undo does (after).
+  returned: diff mode, when there is a run to undo
+  type: dict
 """
 
-import json
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_identifiers import derived_name, split_qualified
-from ansible.module_utils.pgsafe_meta import QUARANTINE_SCHEMA, journal, meta_schema_installed
+from ansible.module_utils.pgsafe_journal import journal_undo, mark_run, product_records
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_rollback import (RollbackError, backup_locations, newest_undoable_run, plan_rollback,
-                                                  read_journal)
-
-try:
-    from psycopg2 import sql
-except ImportError:  # pragma: no cover - reported by connect()
-    sql = None
+                                                  read_journal, rollback_diff, undo)
 
 
-def set_aside(cur, action, run_id, rollback_run_id):
-    schema, table = split_qualified(action["table"])
-    name = derived_name(schema, table, suffix="rolledback")
-    cur.execute(sql.SQL("SELECT count(*) FROM {0}.{1}").format(sql.Identifier(schema), sql.Identifier(table)))
-    rows = cur.fetchone()[0]
-    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(sql.Identifier(QUARANTINE_SCHEMA)))
-    cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
-        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(QUARANTINE_SCHEMA)))
-    cur.execute(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
-        sql.Identifier(QUARANTINE_SCHEMA), sql.Identifier(table), sql.Identifier(name)))
-    cur.execute("INSERT INTO pgsafe.quarantined_object (run_id, kind, original_schema, original_name, quarantine_schema,"
-                " quarantine_name, reason, row_count, retain_until) VALUES (%s, 'table', %s, %s, %s, %s, %s, %s, "
-                "now() + interval '30 days')",
-                (rollback_run_id, schema, table, QUARANTINE_SCHEMA, name,
-                 "created by run {0}, set aside by its rollback".format(run_id), rows))
-    return "set aside as {0}.{1} ({2} rows)".format(QUARANTINE_SCHEMA, name, rows)
+def _plan(module, cur):
+    """(run id, undo actions) of the run to undo, read in the current transaction; exits when there is none."""
+    run_id = module.params["run_id"] or newest_undoable_run(cur, module.params["playbooks"])
+    if run_id is None:
+        module.exit_json(changed=False, run_id=None, actions=[], msg="no run to undo: already converged")
+    entries = read_journal(cur, run_id)
+    if not entries:
+        module.fail_json(msg="run {0} has no journal in this database: check the run id (pgsafe.run)".format(run_id))
+    try:
+        actions = plan_rollback(entries)
+        for action in actions:
+            if action["action"] == "restore_schema":
+                action["locations"] = backup_locations(cur, action["backup_id"])
+    except RollbackError as exc:
+        module.fail_json(msg=str(exc), run_id=run_id)
+    return run_id, actions
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             run_id=dict(type="str"),
             playbooks=dict(type="list", elements="str",
                            default=["sprint90_prod", "sprint90_dev", "sprint90_rehearsal", "schema_fix", "cleanup"]),
@@ -102,70 +111,22 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        conn = connect(p, read_only=module.check_mode)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        with conn.cursor() as cur:
-            if not meta_schema_installed(cur):
-                module.exit_json(changed=False, run_id=None, actions=[], msg="no pgsafe run recorded: nothing to undo")
-            run_id = p["run_id"] or newest_undoable_run(cur, p["playbooks"])
-            if run_id is None:
-                module.exit_json(changed=False, run_id=None, actions=[], msg="no run to undo: already converged")
-            entries = read_journal(cur, run_id)
-            if not entries:
-                module.fail_json(msg="run {0} has no journal in this database: check the run id (pgsafe.run)".format(
-                    run_id))
-            try:
-                actions = plan_rollback(entries)
-                for action in actions:
-                    if action["action"] == "restore_schema":
-                        action["locations"] = backup_locations(cur, action["backup_id"])
-            except RollbackError as exc:
-                module.fail_json(msg=str(exc), run_id=run_id)
+    with product_records(module, run_id=None, actions=[], msg="no pgsafe run recorded: nothing to undo") as (conn, cur):
+        run_id, actions = _plan(module, cur)
         conn.rollback()
+        diff = module.diff_of(*rollback_diff(actions, run_id))
         if module.check_mode or not actions:
-            module.exit_json(changed=bool(actions), run_id=run_id, actions=actions)
+            module.exit_json(changed=bool(actions), run_id=run_id, actions=actions, diff=diff)
         conn.autocommit = True
         for action in actions:
-            with conn.cursor() as cur:
-                if action["action"] == "sql":
-                    cur.execute(action["sql"])
-                    action["outcome"] = "rollback SQL executed"
-                elif action["action"] == "set_aside_created_target":
-                    cur.execute("BEGIN")
-                    action["outcome"] = set_aside(cur, action, run_id, p["rollback_run_id"])
-                    cur.execute("COMMIT")
-                elif action["action"] == "restore_schema":
-                    from ansible.module_utils.pgsafe_backup import BackupError
-                    from ansible.module_utils.pgsafe_backup_exec import restore_objects
-                    errors = []
-                    for location in action["locations"]:
-                        try:
-                            restore_objects(p, location, ["schema:" + action["schema"]], bin_dir=p["pg_bin_dir"])
-                            action["outcome"] = "restored from {0}".format(location)
-                            break
-                        except BackupError as exc:
-                            errors.append("{0}: {1}".format(location, exc))
-                    else:
-                        module.fail_json(msg="cannot restore schema {0} from backup {1}: {2}".format(
-                            action["schema"], action["backup_id"], " | ".join(errors)), run_id=run_id, actions=actions)
-                else:
-                    module.fail_json(msg="step {0} (journal {1}) cannot be undone automatically: {2}".format(
-                        action["step"], action["journal_id"], action.get("note")), run_id=run_id, actions=actions)
-                journal(cur, p["rollback_run_id"], "rollback:{0}".format(action["journal_id"]), "completed",
-                        obj=action["object"], details={"undoes_run": run_id, "action": action["action"],
-                                                       "outcome": action.get("outcome")})
-                cur.execute("INSERT INTO pgsafe.journal (run_id, step, object, status, details) "
-                            "VALUES (%s, %s, %s, 'completed', %s::jsonb)",
-                            (run_id, "rollback:{0}".format(action["journal_id"]), action["object"],
-                             json.dumps({"rollback_run_id": p["rollback_run_id"]})))
-        with conn.cursor() as cur:
-            cur.execute("UPDATE pgsafe.run SET status = 'rolled_back' WHERE run_id = %s", (run_id,))
-    finally:
-        conn.close()
-    module.exit_json(changed=True, run_id=run_id, actions=actions)
+            try:
+                undo(conn, p, action, run_id)
+            except RollbackError as exc:
+                module.fail_json(msg=str(exc), run_id=run_id, actions=actions)
+            with conn.cursor() as step_cur:
+                journal_undo(step_cur, p["rollback_run_id"], run_id, action)
+        mark_run(cur, run_id, "rolled_back")
+    module.exit_json(changed=True, run_id=run_id, actions=actions, diff=diff)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Writes nothing; reports whether the product schema would be installed.
+  diff_mode:
+    support: none
+    description: A run record is appended or closed; there is no earlier state to compare.
 options:
   run_id:
     description: Identifier of the run (the artifacts directory name).
@@ -61,9 +68,12 @@ run_id:
   description: The run id recorded.
   returned: always
   type: str
+queries:
+  description: The statements this module ran, in order (the product schema's DDL when it installs it).
+  returned: always
+  type: list
+  elements: str
 """
-
-import json
 
 try:
     import psycopg2
@@ -71,14 +81,27 @@ try:
 except ImportError:  # pragma: no cover - reported by connect()
     psycopg2 = None
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_journal import finish_run, start_run
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, meta_schema_installed
+from ansible.module_utils.pgsafe_module import PgsafeModule
+
+
+def _install(module, conn, cur):
+    """The product schema, installed or upgraded (True when this call created it); fails naming the grant."""
+    p = module.params
+    try:
+        return ensure_meta_schema(cur)
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        conn.rollback()
+        module.fail_json(msg="cannot install the product schema pgsafe in {0}: {1}. Grant CREATE on the "
+                             "database to {2}, or have a DBA run the product schema DDL once "
+                             "(module_utils/pgsafe_meta.py) and give the schema to {2}".format(
+                                 p["login_db"], str(exc).strip(), p["login_user"]))
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             run_id=dict(type="str", required=True),
             state=dict(type="str", default="started", choices=["started", "succeeded", "failed"]),
             playbook=dict(type="str"),
@@ -90,41 +113,24 @@ def main():
         required_if=[("state", "started", ("playbook", "environment"))],
         supports_check_mode=True,
     )
-    params = module.params
-    try:
-        conn = connect(params, read_only=module.check_mode)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    created = False
+    p = module.params
+    conn = module.connect(read_only=module.check_mode)
     try:
         with conn.cursor() as cur:
-            try:
-                created = ensure_meta_schema(cur) if not module.check_mode else False
-            except psycopg2.errors.InsufficientPrivilege as exc:
-                conn.rollback()
-                module.fail_json(msg="cannot install the product schema pgsafe in {0}: {1}. Grant CREATE on the "
-                                     "database to {2}, or have a DBA run the product schema DDL once "
-                                     "(module_utils/pgsafe_meta.py) and give the schema to {2}".format(
-                                         params["login_db"], str(exc).strip(), params["login_user"]))
             if module.check_mode:
                 installed = meta_schema_installed(cur)
                 conn.rollback()
-                module.exit_json(changed=not installed, meta_schema_created=False, run_id=params["run_id"])
-            details = json.dumps(params["details"], sort_keys=True, default=str)
-            if params["state"] == "started":
-                cur.execute(
-                    "INSERT INTO pgsafe.run (run_id, playbook, environment, operator, awx_job_id, details) "
-                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (run_id) DO NOTHING",
-                    (params["run_id"], params["playbook"], params["environment"], params["operator"],
-                     params["awx_job_id"], details))
+                module.exit_json(changed=not installed, meta_schema_created=False, run_id=p["run_id"])
+            created = _install(module, conn, cur)
+            if p["state"] == "started":
+                start_run(cur, p["run_id"], p["playbook"], p["environment"], p["operator"], p["awx_job_id"],
+                          p["details"])
             else:
-                cur.execute(
-                    "UPDATE pgsafe.run SET status = %s, finished_at = now(), details = details || %s::jsonb "
-                    "WHERE run_id = %s", (params["state"], details, params["run_id"]))
+                finish_run(cur, p["run_id"], p["state"], p["details"])
         conn.commit()
     finally:
         conn.close()
-    module.exit_json(changed=True, meta_schema_created=created, run_id=params["run_id"])
+    module.exit_json(changed=True, meta_schema_created=created, run_id=p["run_id"])
 
 
 if __name__ == "__main__":

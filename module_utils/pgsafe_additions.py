@@ -9,12 +9,12 @@ prints them without a connection, as psycopg2 quotes them); ``default`` / ``wher
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
 from ansible.module_utils.pgsafe_hazards import checked
 from ansible.module_utils.pgsafe_identifiers import NAMEDATALEN, IdentifierError, derived_name, quote_ident, split_qualified
+from ansible.module_utils.pgsafe_plan import json_sha256
 from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError, canonical_type_text, validate_expression
 
 try:  # the pure parts (normalisation, rendering) are importable without a server
@@ -266,8 +266,7 @@ def rollback_statements(item, previous_default=None):
 
 def statements_sha256(step):
     """sha256 of the canonical JSON of a step's statements."""
-    text = json.dumps(step["statements"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return json_sha256(step["statements"], ensure_ascii=False)
 
 
 def objects_sha256(steps):

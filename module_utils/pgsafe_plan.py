@@ -218,7 +218,12 @@ def canonical(plan, gate_overrides=True):
 
 def fingerprint(plan, gate_overrides=True):
     """sha256 of the canonical plan (``gate_overrides=False``: the rehearsal fingerprint, what runs)."""
-    text = json.dumps(canonical(plan, gate_overrides), sort_keys=True, separators=(",", ":"), default=str)
+    return json_sha256(canonical(plan, gate_overrides))
+
+
+def json_sha256(value, ensure_ascii=True):
+    """sha256 (hex) of ``value`` as canonical JSON: sorted keys, no whitespace (the one way a plan is hashed)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -368,3 +373,40 @@ def render_markdown(plan):
             lines += ["", "Rollback:", "", "```sql"] + list(step["rollback_sql"]) + ["```"]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the plan module's result
+def planning_options(params):
+    """What the step planners need from the plan module's options."""
+    return {"reference_sql": params["reference_sql"], "fail_on_skipped": params["fail_on_skipped"],
+            "online_threshold_bytes": params["online_threshold_bytes"], "disk_free_bytes": params["disk_free_bytes"],
+            "host": params.get("login_unix_socket") or params.get("login_host") or "", "run_id": params["run_id"]}
+
+
+def journal_details(plan):
+    """What the run journal keeps of a plan (step ``plan``)."""
+    return {"fingerprint": plan["fingerprint"], "overrides": plan["overrides"], "canonical": canonical(plan),
+            "summary": summary(plan)}
+
+
+def plan_result(plan, expected=None, expected_label="the expected plan"):
+    """(the plan module's result, why it refuses or None).
+
+    It refuses a step whose precheck fails, an object two steps change, and, with ``expected`` (a
+    rehearsal canonical plan), any difference from it.
+    """
+    out = dict(changed=False, refused=False, plan=plan, canonical=canonical(plan), fingerprint=plan["fingerprint"],
+               rehearsal_canonical=canonical(plan, gate_overrides=False),
+               rehearsal_fingerprint=plan["rehearsal_fingerprint"],
+               markdown=render_markdown(plan), summary=summary(plan), report_rows=report_rows(plan),
+               row_effects=row_effects_by_step(plan["steps"]))
+    problem = None
+    if expected is not None:
+        out["differences"] = differences(out["rehearsal_canonical"], expected, "this plan", expected_label)
+    if failed_steps(plan) or plan["conflicts"]:
+        problem = failure_message(plan)
+    elif expected is not None and out["differences"]:
+        problem = "this plan ({0}) is not {1}: {2}".format(plan["rehearsal_fingerprint"][:12], expected_label,
+                                                          " | ".join(out["differences"]))
+    out["refused"] = problem is not None
+    return out, problem

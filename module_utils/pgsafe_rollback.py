@@ -19,6 +19,14 @@ from __future__ import annotations
 
 import json
 
+from ansible.module_utils.pgsafe_identifiers import derived_name, split_qualified
+from ansible.module_utils.pgsafe_meta import QUARANTINE_SCHEMA
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by connect()
+    sql = None
+
 UNDO_NOTHING = {"fk:validate", "table_merge", "preflight", "validate", "plan"}
 
 
@@ -86,3 +94,78 @@ def backup_locations(cur, backup_id):
         raise RollbackError("backup {0} is not recorded as verified in pgsafe.backup: restore from another verified "
                             "backup with playbooks/restore.yml".format(backup_id))
     return list(row[0])
+
+
+def rollback_diff(actions, run_id):
+    """(before, after) texts for --diff: each step as the run left it, then what its undo makes of it."""
+    def line(action, state):
+        return "{0} ({1}, journal {2}): {3}\n".format(action["object"], action["step"], action["journal_id"], state)
+
+    before = "".join(line(a, "as run {0} left it".format(run_id)) for a in actions)
+    after = "".join(line(a, _undo_effect(a)) for a in actions)
+    return before, after
+
+
+def _undo_effect(action):
+    kind = action["action"]
+    if kind == "sql":
+        return "undone by its rollback SQL:\n" + "".join("  " + s + "\n" for s in action["sql"].splitlines()).rstrip("\n")
+    if kind == "set_aside_created_target":
+        return "set aside in {0} (never dropped)".format(QUARANTINE_SCHEMA)
+    if kind == "restore_schema":
+        return "schema {0} restored from backup {1}".format(action["schema"], action["backup_id"])
+    return "cannot be undone automatically: {0}".format(action.get("note"))
+
+
+def undo(conn, params, action, run_id):
+    """Carry out one undo ``action`` of run ``run_id`` on ``conn`` (autocommit); sets its ``outcome``.
+
+    Raises RollbackError when it cannot be done (no backup location restores, a manual step).
+    """
+    with conn.cursor() as cur:
+        if action["action"] == "sql":
+            cur.execute(action["sql"])
+            action["outcome"] = "rollback SQL executed"
+        elif action["action"] == "set_aside_created_target":
+            cur.execute("BEGIN")
+            action["outcome"] = set_aside(cur, action, run_id, params["rollback_run_id"])
+            cur.execute("COMMIT")
+        elif action["action"] == "restore_schema":
+            action["outcome"] = restore_schema(params, action)
+        else:
+            raise RollbackError("step {0} (journal {1}) cannot be undone automatically: {2}".format(
+                action["step"], action["journal_id"], action.get("note")))
+
+
+def set_aside(cur, action, run_id, rollback_run_id):
+    """Move a table the run created into the quarantine schema, recorded there (never dropped)."""
+    schema, table = split_qualified(action["table"])
+    name = derived_name(schema, table, suffix="rolledback")
+    cur.execute(sql.SQL("SELECT count(*) FROM {0}.{1}").format(sql.Identifier(schema), sql.Identifier(table)))
+    rows = cur.fetchone()[0]
+    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(sql.Identifier(QUARANTINE_SCHEMA)))
+    cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
+        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(QUARANTINE_SCHEMA)))
+    cur.execute(sql.SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
+        sql.Identifier(QUARANTINE_SCHEMA), sql.Identifier(table), sql.Identifier(name)))
+    cur.execute("INSERT INTO pgsafe.quarantined_object (run_id, kind, original_schema, original_name, quarantine_schema,"
+                " quarantine_name, reason, row_count, retain_until) VALUES (%s, 'table', %s, %s, %s, %s, %s, %s, "
+                "now() + interval '30 days')",
+                (rollback_run_id, schema, table, QUARANTINE_SCHEMA, name,
+                 "created by run {0}, set aside by its rollback".format(run_id), rows))
+    return "set aside as {0}.{1} ({2} rows)".format(QUARANTINE_SCHEMA, name, rows)
+
+
+def restore_schema(params, action):
+    """Restore a removed schema from the first of its backup's locations that works; the outcome."""
+    from ansible.module_utils.pgsafe_backup import BackupError
+    from ansible.module_utils.pgsafe_backup_exec import restore_objects
+    errors = []
+    for location in action["locations"]:
+        try:
+            restore_objects(params, location, ["schema:" + action["schema"]], bin_dir=params["pg_bin_dir"])
+            return "restored from {0}".format(location)
+        except BackupError as exc:
+            errors.append("{0}: {1}".format(location, exc))
+    raise RollbackError("cannot restore schema {0} from backup {1}: {2}".format(
+        action["schema"], action["backup_id"], " | ".join(errors)))

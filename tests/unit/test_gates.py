@@ -2,9 +2,9 @@ import datetime as dt
 
 import pytest
 
-from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message, in_window,
-                                               minutes_left, parse_window, plan_converged, plan_fingerprint,
-                                               rehearsed_duration)
+from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message,
+                                               gate_facts, gate_outcome, in_window, minutes_left, parse_window,
+                                               plan_converged, plan_fingerprint, rehearsed_duration)
 
 UTC = dt.timezone.utc
 SAT_3AM = dt.datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # a Saturday
@@ -172,3 +172,41 @@ def test_rehearsed_duration_leaves_out_the_copy_and_the_attestation():
               {"phase": "schema_fix", "seconds": 40.25}, {"phase": "validate", "seconds": 9}, {"phase": "attest", "seconds": 1}]
     assert rehearsed_duration(phases) == 49.75
     assert rehearsed_duration([]) is None and rehearsed_duration(None) is None
+
+
+GATE_PARAMS = dict(environment="prod", require_rehearsal=True, rehearsal_max_age_days=7, confirm_required=False,
+                   confirm_database=None, window="always", window_override_reason=None, overrides={},
+                   plan_canonical=None, row_effects=None, now=None)
+
+
+def test_gate_facts_take_the_servers_clock_unless_now_is_given():
+    measured = dict(now=WED_NOON, database="db", attestations=[], live="L" * 64, last=None)
+    facts = gate_facts(GATE_PARAMS, "f" * 64, measured)
+    assert facts["now"] == WED_NOON and facts["database"] == "db" and facts["live_schema_fingerprint"] == "L" * 64
+    facts = gate_facts(dict(GATE_PARAMS, now="2026-11-28T03:00:00"), "f" * 64, measured)
+    assert facts["now"] == SAT_3AM  # a naive time is UTC
+    assert "rehearsed_differences" not in facts
+
+
+def test_gate_facts_name_what_differs_from_the_plan_rehearsed_last():
+    ours = {"product_version": "1", "schema_fingerprint": "s", "overrides": {}, "steps": []}
+    theirs = dict(ours, product_version="0")
+    measured = dict(now=WED_NOON, database="db", attestations=[], live="L", last={"fingerprint": "r" * 64,
+                                                                                  "canonical": theirs})
+    facts = gate_facts(dict(GATE_PARAMS, plan_canonical=ours), "f" * 64, measured)
+    assert facts["rehearsed_fingerprint"] == "r" * 64 and facts["rehearsed_differences"]
+    gate = [r for r in evaluate_gates(facts) if r["gate"] == "rehearsal"][0]
+    assert not gate["passed"] and "not the one rehearsed last" in gate["detail"]
+
+
+def test_gate_outcome_reports_the_rehearsal_and_the_data_since():
+    rehearsal = {"plan_fingerprint": "f" * 64, "result": "passed", "attested_at": WED_NOON - dt.timedelta(hours=1),
+                 "schema_fingerprint_before": "L", "schema_fingerprint_after": "A", "run_id": "r1",
+                 "environment": "staging", "row_effects": {}}
+    measured = dict(now=WED_NOON, database="db", attestations=[rehearsal], live="L", last=None)
+    params = dict(GATE_PARAMS, row_effects={})
+    facts = gate_facts(params, "f" * 64, measured)
+    out = gate_outcome(params, facts, evaluate_gates(facts))
+    assert out["changed"] is False and out["plan_rehearsed"] is True and out["plan_converged"] is False
+    assert out["window_overridden"] is False and out["data_since_rehearsal"] == []
+    assert not failed_gates(out["gates"])

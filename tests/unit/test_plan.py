@@ -14,11 +14,14 @@ from ansible.module_utils.pgsafe_plan import (
     differences,
     failure_message,
     fingerprint,
+    json_sha256,
     new_step,
     normalise_intent,
     normalise_overrides,
     number_steps,
     object_conflicts,
+    plan_result,
+    planning_options,
     render_markdown,
     statement,
     summary,
@@ -162,3 +165,43 @@ def test_data_since_the_rehearsal_names_what_moved():
     moved = data_since(now, then)
     assert {"step": "01-type_change", "table": "public.a-b", "measure": "quarantined", "then": 2, "now": 3} in moved
     assert len(moved) == 3 and data_since(then, then) == []
+
+
+def test_json_sha256_is_canonical_json():
+    assert json_sha256({"b": 1, "a": [1, "é"]}) == json_sha256({"a": [1, "é"], "b": 1})
+    assert json_sha256(["é"]) != json_sha256(["é"], ensure_ascii=False)
+    assert len(json_sha256(None)) == 64
+
+
+def _with_rehearsal_fingerprint(plan):
+    plan["rehearsal_fingerprint"] = fingerprint(plan, gate_overrides=False)
+    return plan
+
+
+def test_plan_result_of_a_good_plan_refuses_nothing():
+    plan = _with_rehearsal_fingerprint(a_plan())
+    out, problem = plan_result(plan)
+    assert problem is None and out["refused"] is False and out["changed"] is False
+    assert out["fingerprint"] == plan["fingerprint"] and "differences" not in out
+    assert set(out) >= {"canonical", "rehearsal_canonical", "markdown", "summary", "report_rows", "row_effects"}
+
+
+def test_plan_result_refuses_a_failing_precheck_and_a_plan_that_is_not_the_expected_one():
+    failing = _with_rehearsal_fingerprint(a_plan(precheck={"ok": False, "problems": ["boom"], "notes": [],
+                                                           "offending_rows": []}))
+    out, problem = plan_result(failing)
+    assert out["refused"] and "boom" in problem
+    good = _with_rehearsal_fingerprint(a_plan())
+    other = copy.deepcopy(good)
+    other["product_version"] = "9.9.9"
+    out, problem = plan_result(good, canonical(other, gate_overrides=False), "the rehearsed plan")
+    assert out["refused"] and out["differences"] and "is not the rehearsed plan" in problem
+    out, problem = plan_result(good, canonical(good, gate_overrides=False))
+    assert problem is None and out["differences"] == []
+
+
+def test_planning_options_take_the_socket_before_the_host():
+    params = {"reference_sql": None, "fail_on_skipped": True, "online_threshold_bytes": 1, "disk_free_bytes": None,
+              "login_unix_socket": "/run/postgresql", "login_host": "db", "run_id": "r"}
+    assert planning_options(params)["host"] == "/run/postgresql"
+    assert planning_options(dict(params, login_unix_socket=""))["host"] == "db"
