@@ -45,7 +45,8 @@ import sys, types
 for name, path in (("ansible", []), ("ansible.module_utils", [{root!r} + "/module_utils"])):
     sys.modules[name] = types.ModuleType(name)
     sys.modules[name].__path__ = path
-from ansible.module_utils.pgsafe_snapshot import live_snapshot, read_snapshot_pair
+from ansible.module_utils.pgsafe_snapshot import live_snapshot
+from ansible.module_utils.pgsafe_snapshot_pair import read_snapshot_pair
 from ansible.module_utils.pgsafe_schema_diff import diff_snapshots
 import gc, json, os
 base = dict(login_host="127.0.0.1", login_port={port}, login_user="postgres", ssl_mode="disable",

@@ -227,10 +227,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_connection import (CONNECTION_OPTION_NAMES, ConnectionFailure, connect,
                                                     connection_argument_spec)
 from ansible.module_utils.pgsafe_proposal import declared_candidates, propose, render_proposal_yaml
-from ansible.module_utils.pgsafe_schema_diff import diff_snapshots, flat_items, render_html, render_markdown, summarize
+from ansible.module_utils.pgsafe_schema_diff import diff_snapshots, summarize
+from ansible.module_utils.pgsafe_schema_diff_render import flat_items, render_html, render_markdown
 from ansible.module_utils.pgsafe_snapshot import (DEFAULT_IGNORE_SCHEMAS, SnapshotSourceError, ddl_snapshot,
-                                                  live_snapshot, read_snapshot_file, read_snapshot_pair,
-                                                  schema_fingerprint)
+                                                  live_snapshot, read_snapshot_file, schema_fingerprint)
+from ansible.module_utils.pgsafe_snapshot_pair import read_snapshot_pair
 
 SIDE_OPTIONS = dict(source=dict(type="str", choices=["live", "snapshot", "ddl"], default="live"),
                     path=dict(type="path"), connection=dict(type="dict", default={}), label=dict(type="str"))

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import re
 
-from ansible.module_utils.pgsafe_hazards import hazards_of
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
+from ansible.module_utils.pgsafe_schema_diff_objects import (AE, COMMENT_LOCK, attribute_differences,
+                                                             comment_difference, difference, domain_diffs, enum_diffs,
+                                                             extension_diffs, function_diffs, hazard, object_keys,
+                                                             presence_difference, sequence_diffs,
+                                                             trigger_and_policy_diffs, view_diffs)
 from ansible.module_utils.pgsafe_sizes import human_bytes
-from ansible.module_utils.pgsafe_snapshot import KINDS, TABLE_CHILD_KINDS, check_snapshot, filter_snapshot
+from ansible.module_utils.pgsafe_snapshot import check_snapshot, filter_snapshot
 
 SEVERITY_ORDER = {"blocking": 0, "warning": 1, "info": 2}
 KIND_ORDER = {kind: i for i, kind in enumerate(("schema", "extension", "table", "column", "column_order", "constraint",
                                                  "index", "view", "function", "trigger", "sequence", "enum",
                                                  "domain", "policy"))}
-AE = "ACCESS EXCLUSIVE"
-COMMENT_LOCK = "SHARE UPDATE EXCLUSIVE"
 VOLATILE_DEFAULTS = ("gen_random_uuid", "uuid_generate", "random(", "nextval(", "clock_timestamp", "timeofday")
 TEXT_TYPES = ("text", "character varying")
 TABLE_ATTRIBUTES = ("kind", "persistence", "partition_key", "partition_of", "partition_bound", "rls_enabled",
@@ -43,14 +45,6 @@ _CONSTRAINT_TAIL = re.compile(r"( DEFERRABLE)?( INITIALLY (DEFERRED|IMMEDIATE))?
 
 
 # --------------------------------------------------------------------------- small helpers
-def hazard(rewrite=False, lock=None, data_loss=False, cast_may_fail=False, scan=False, note=""):
-    """One hazard record (every difference carries one)."""
-    flags = {"rewrite": bool(rewrite), "scan": bool(scan), "lock": lock, "data_loss": bool(data_loss),
-             "cast_may_fail": bool(cast_may_fail), "note": note}
-    flags["types"] = hazards_of(flags)  # the typed names every plan and report uses
-    return flags
-
-
 def table_size_text(table):
     """'~134 rows, ~16.0 kB' from a snapshot table (estimates: reltuples and relpages)."""
     if not table:
@@ -93,7 +87,7 @@ def _extra_table_diff(key, table):
                 "pgsafe_quarantine, restorable for the retention period) once nothing is found to use it").format(
                     activity)
         summary = "table not in the code: investigate (empty)"
-    return _diff("table", key, "presence", _brief_table(table), None, "warning", hazard(note=note), summary)
+    return difference("table", key, "presence", _brief_table(table), None, "warning", hazard(note=note), summary)
 
 
 def _extra_schema_diff(key, schema, tables):
@@ -107,7 +101,7 @@ def _extra_schema_diff(key, schema, tables):
             len(with_data), "; ".join("{0}: {1}".format(t["name"], table_activity_text(t)) for t in with_data[:5]))
     note += ". If it is proven unused, remove it through schema removal (a restore-tested backup of the schema " \
             "first; restorable from it)"
-    return _diff("schema", key, "presence", "schema", None, "warning", hazard(note=note),
+    return difference("schema", key, "presence", "schema", None, "warning", hazard(note=note),
                  "schema not in the code: investigate")
 
 
@@ -190,47 +184,7 @@ def normalize_constraint_definition(definition):
     return _CONSTRAINT_TAIL.sub("", definition or "").strip()
 
 
-def _diff(kind, obj, attribute, left, right, severity, hz, summary):
-    return {"kind": kind, "object": obj, "attribute": attribute, "left": left, "right": right,
-            "severity": severity, "hazard": hz, "summary": summary}
-
-
-def _comment_diff(kind, obj, lval, rval):
-    if (lval or None) == (rval or None):
-        return []
-    return [_diff(kind, obj, "comment", lval, rval, "info",
-                  hazard(lock=COMMENT_LOCK, note="COMMENT ON: catalog-only"),
-                  "{0} comment differs".format(kind))]
-
-
-def _attr_diffs(kind, obj, left, right, attributes, classify):
-    out = []
-    for attr in attributes:
-        lval, rval = left.get(attr), right.get(attr)
-        if lval != rval:
-            severity, hz = classify(attr, lval, rval)
-            out.append(_diff(kind, obj, attr, lval, rval, severity, hz,
-                             "{0} {1}: {2} -> {3}".format(kind, attr, _show(lval), _show(rval))))
-    return out
-
-
-def _show(value):
-    if value is None:
-        return "(none)"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) or "(empty)"
-    return str(value)
-
-
 # --------------------------------------------------------------------------- per kind
-def _presence(kind, key, lobj, robj, severity_missing, severity_extra, hz_missing, hz_extra, brief):
-    if lobj is None:
-        return [_diff(kind, key, "presence", None, brief(robj), severity_missing, hz_missing,
-                      "{0} missing (in right only)".format(kind))]
-    return [_diff(kind, key, "presence", brief(lobj), None, severity_extra, hz_extra,
-                  "{0} extra (in left only)".format(kind))]
-
-
 def _brief_table(t):
     return "{0} ({1} columns)".format(t["kind"], len(t["columns"]))
 
@@ -250,13 +204,13 @@ def _column_diffs(tkey, ltable, rtable):
                                       if volatile or rc.get("generated") else "catalog-only, brief ACCESS EXCLUSIVE"))
             if fails:
                 note += "; NOT NULL without a default fails on a non-empty table: add nullable, backfill, then SET NOT NULL"
-            out.append(_diff("column", obj, "presence", None, rc["type"], "blocking",
+            out.append(difference("column", obj, "presence", None, rc["type"], "blocking",
                              hazard(volatile or bool(rc.get("generated")), AE, cast_may_fail=fails, note=note),
                              "column missing (in right only)"))
             continue
         if rc is None:
             breaks_inserts = lc["not_null"] and not lc.get("default") and not lc.get("identity") and not lc.get("generated")
-            out.append(_diff("column", obj, "presence", lc["type"], None, "blocking" if breaks_inserts else "warning",
+            out.append(difference("column", obj, "presence", lc["type"], None, "blocking" if breaks_inserts else "warning",
                              hazard(False, AE, data_loss=True,
                                     note="not in the code: investigate before changing it; DROP COLUMN would lose its "
                                          "data ({0}): back it up first{1}".format(
@@ -268,9 +222,9 @@ def _column_diffs(tkey, ltable, rtable):
         if lc.get("default") != rc.get("default") and normalize_default(lc.get("default")) == normalize_default(
                 rc.get("default")):
             lc = dict(lc, default=rc.get("default"))  # the same default, spelled another way
-        out += _attr_diffs("column", obj, lc, rc, ("type", "not_null", "default", "identity", "generated", "collation"),
+        out += attribute_differences("column", obj, lc, rc, ("type", "not_null", "default", "identity", "generated", "collation"),
                            lambda attr, lv, rv, lc=lc, rc=rc, name=name: _classify_column(attr, lv, rv, lc, rc, ltable, name))
-        out += _comment_diff("column", obj, lc.get("comment"), rc.get("comment"))
+        out += comment_difference("column", obj, lc.get("comment"), rc.get("comment"))
     return out
 
 
@@ -355,25 +309,25 @@ def _constraint_diffs(key, lc, rc, ltable, left_snap):
     if lc.get("type") != rc.get("type") or not same:
         hz = _constraint_add_hazard(rc, ltable)
         hz["note"] = "drop and re-create: " + hz["note"]
-        out.append(_diff("constraint", key, "definition", lc["definition"], rc["definition"],
+        out.append(difference("constraint", key, "definition", lc["definition"], rc["definition"],
                          "blocking" if blocking else "warning", hz, "constraint definition differs"))
     if lc.get("validated") != rc.get("validated"):
         if rc.get("validated"):
-            out.append(_diff("constraint", key, "validated", False, True, "warning",
+            out.append(difference("constraint", key, "validated", False, True, "warning",
                              hazard(False, COMMENT_LOCK, scan=True, note=(
                                  "VALIDATE CONSTRAINT scans the table ({0}) under SHARE UPDATE EXCLUSIVE (writes go "
                                  "on) and fails on violating rows").format(table_size_text(ltable))),
                              "constraint is NOT VALID in left"))
         else:
-            out.append(_diff("constraint", key, "validated", True, False, "info", hazard(),
+            out.append(difference("constraint", key, "validated", True, False, "info", hazard(),
                              "constraint is NOT VALID in right only"))
     for attr in ("deferrable", "initially_deferred"):
         if lc.get(attr) != rc.get(attr):
-            out.append(_diff("constraint", key, attr, lc.get(attr), rc.get(attr), "warning",
+            out.append(difference("constraint", key, attr, lc.get(attr), rc.get(attr), "warning",
                              hazard(False, AE if rc.get("type") != "foreign key" else "SHARE ROW EXCLUSIVE",
                                     note="ALTER CONSTRAINT (foreign keys) or drop and re-create (others)"),
                              "constraint {0} differs".format(attr)))
-    out += _comment_diff("constraint", key, lc.get("comment"), rc.get("comment"))
+    out += comment_difference("constraint", key, lc.get("comment"), rc.get("comment"))
     return out
 
 
@@ -395,7 +349,7 @@ def _paired_renames(kind, missing, extra, left_items, right_items, definition):
             lkey = candidates.pop(0)
             missing.remove(key)
             extra.remove(lkey)
-            renames.append(_diff(kind, key, "name", left_items[lkey]["name"], right_items[key]["name"], "info",
+            renames.append(difference(kind, key, "name", left_items[lkey]["name"], right_items[key]["name"], "info",
                                  hazard(False, AE, note="RENAME: catalog-only, brief ACCESS EXCLUSIVE"),
                                  "{0} {1} exists under another name in left: {2} (same definition)".format(
                                      kind, right_items[key]["name"], left_items[lkey]["name"])))
@@ -436,7 +390,7 @@ def _unique_equivalents(cmissing, cextra, imissing, iextra, lcons, rcons, lidx, 
         cmissing.remove(key)
         if lkey in iextra:
             iextra.remove(lkey)
-        out.append(_diff("constraint", key, "unique_as_index", "unique index {0}".format(lidx[lkey]["name"]),
+        out.append(difference("constraint", key, "unique_as_index", "unique index {0}".format(lidx[lkey]["name"]),
                          con["definition"], "info", hazard(note=(
                              "the same guarantee: a unique index enforces what the UNIQUE constraint declares (ON "
                              "CONFLICT works with either); only ON CONFLICT ON CONSTRAINT needs the constraint (ALTER "
@@ -455,7 +409,7 @@ def _unique_equivalents(cmissing, cextra, imissing, iextra, lcons, rcons, lidx, 
         imissing.remove(key)
         if lkey in cextra:
             cextra.remove(lkey)
-        out.append(_diff("index", key, "unique_as_constraint", "unique constraint {0}".format(lcons[lkey]["name"]),
+        out.append(difference("index", key, "unique_as_constraint", "unique constraint {0}".format(lcons[lkey]["name"]),
                          ridx[key]["definition"], "info", hazard(note=(
                              "the same guarantee: the UNIQUE constraint's own index enforces what the unique index "
                              "declares")),
@@ -483,36 +437,38 @@ def diff_snapshots(left, right, ignore=None):
     right = filter_snapshot(check_snapshot(right), schemas, patterns)
     out = []
 
+    both = {k for k in left["tables"] if k in right["tables"]}
+    tables_and_views = both | {k for k in left["views"] if k in right["views"]}
+    out = _schema_diffs(left, right) + extension_diffs(left, right) + _table_diffs(left, right)
+    out += _constraint_and_index_diffs(left, right, both, tables_and_views)
+    out += view_diffs(left, right) + function_diffs(left, right)
+    out += trigger_and_policy_diffs(left, right, tables_and_views)
+    out += sequence_diffs(left, right) + enum_diffs(left, right) + domain_diffs(left, right)
+    return sort_differences(out)
+
+
+def _schema_diffs(left, right):
+    out = []
     # schemas
-    for key in _keys(left["schemas"], right["schemas"]):
+    for key in object_keys(left["schemas"], right["schemas"]):
         lo, ro = left["schemas"].get(key), right["schemas"].get(key)
         if lo is None:
-            out += _presence("schema", key, lo, ro, "blocking", None, hazard(note="CREATE SCHEMA: no lock on existing "
+            out += presence_difference("schema", key, lo, ro, "blocking", None, hazard(note="CREATE SCHEMA: no lock on existing "
                                                                                   "objects"), None, lambda o: "schema")
         elif ro is None:
             out.append(_extra_schema_diff(key, lo, left["tables"]))
         else:
-            out += _comment_diff("schema", key, lo.get("comment"), ro.get("comment"))
+            out += comment_difference("schema", key, lo.get("comment"), ro.get("comment"))
+    return out
 
-    # extensions
-    for key in _keys(left["extensions"], right["extensions"]):
-        lo, ro = left["extensions"].get(key), right["extensions"].get(key)
-        if lo is None or ro is None:
-            out += _presence("extension", key, lo, ro, "blocking", "info",
-                             hazard(note="CREATE EXTENSION (needs the package on the server)"),
-                             hazard(False, AE, note="DROP EXTENSION fails while objects depend on it"),
-                             lambda o: "version {0}".format(o["version"]))
-            continue
-        out += _attr_diffs("extension", key, lo, ro, ("version", "schema"), lambda a, lv, rv: (
-            ("info", hazard(note="ALTER EXTENSION ... UPDATE")) if a == "version"
-            else ("warning", hazard(False, AE, note="ALTER EXTENSION ... SET SCHEMA moves its objects"))))
-        out += _comment_diff("extension", key, lo.get("comment"), ro.get("comment"))
 
+def _table_diffs(left, right):
+    out = []
     # tables, columns, column order
-    for key in _keys(left["tables"], right["tables"]):
+    for key in object_keys(left["tables"], right["tables"]):
         lt, rt = left["tables"].get(key), right["tables"].get(key)
         if lt is None:
-            out += _presence("table", key, lt, rt, "blocking", "warning",
+            out += presence_difference("table", key, lt, rt, "blocking", "warning",
                              hazard(note="CREATE TABLE: no lock on existing tables (FKs lock the referenced tables "
                                          "briefly)"), None, _brief_table)
             continue
@@ -522,24 +478,26 @@ def diff_snapshots(left, right, ignore=None):
         if lt is rt:  # the same object (read_snapshot_pair shares the objects equal on both sides)
             continue
         if any(lt.get(a) != rt.get(a) for a in TABLE_ATTRIBUTES):
-            out += _attr_diffs("table", key, lt, rt, TABLE_ATTRIBUTES, _classify_table_attr(lt))
-        out += _comment_diff("table", key, lt.get("comment"), rt.get("comment"))
+            out += attribute_differences("table", key, lt, rt, TABLE_ATTRIBUTES, _classify_table_attr(lt))
+        out += comment_difference("table", key, lt.get("comment"), rt.get("comment"))
         if lt["columns"] != rt["columns"]:
             out += _column_diffs(key, lt, rt)
             order = column_order_difference(key, lt, rt)
             if order:
                 out.append(order)
+    return out
 
-    # constraints (only on tables present on both sides: a missing table takes its constraints with it) and
-    # indexes (constraint-backed ones are covered by their constraint; their comments still compared)
-    both = {k for k in left["tables"] if k in right["tables"]}
+
+def _constraint_and_index_diffs(left, right, both, lviews_tables):
+    """Constraints (only on tables present on both sides: a missing table takes its constraints with it) and
+    indexes (constraint-backed ones are covered by their constraint; their comments still compared)."""
+    out = []
     lcons = {k: v for k, v in left["constraints"].items() if v["table"] in both}
     rcons = {k: v for k, v in right["constraints"].items() if v["table"] in both}
     missing = [k for k in rcons if k not in lcons]
     extra = [k for k in lcons if k not in rcons]
     out += _paired_renames("constraint", missing, extra, lcons, rcons,
                            lambda c: (c.get("type"), normalize_constraint_definition(c["definition"])))
-    lviews_tables = both | {k for k in left["views"] if k in right["views"]}
     lidx = {k: v for k, v in left["indexes"].items() if v["table"] in lviews_tables}
     ridx = {k: v for k, v in right["indexes"].items() if v["table"] in lviews_tables}
     imissing = [k for k in ridx if k not in lidx and not ridx[k]["constraint_backed"]]
@@ -548,26 +506,29 @@ def diff_snapshots(left, right, ignore=None):
     out += _unique_equivalents(missing, extra, imissing, iextra, lcons, rcons, lidx, ridx)
     for key in missing:
         con = rcons[key]
-        out.append(_diff("constraint", key, "presence", None, con["definition"],
+        out.append(difference("constraint", key, "presence", None, con["definition"],
                          "blocking" if con["type"] in ("primary key", "unique", "foreign key") else "warning",
                          _constraint_add_hazard(con, left["tables"][con["table"]]), "{0} missing".format(con["type"])))
     for key in extra:
         con = lcons[key]
-        out.append(_diff("constraint", key, "presence", con["definition"], None, "warning",
+        out.append(difference("constraint", key, "presence", con["definition"], None, "warning",
                          hazard(False, AE, note="DROP CONSTRAINT: catalog-only, brief ACCESS EXCLUSIVE; until then it "
                                                 "may reject writes the code expects to succeed"),
                          "{0} extra".format(con["type"])))
     for key in sorted(key for key, con in lcons.items() if key in rcons and rcons[key] is not con):
         out += _constraint_diffs(key, lcons[key], rcons[key], left["tables"][lcons[key]["table"]], left)
+    return out + _index_diffs(left, imissing, iextra, lidx, ridx)
 
-    missing, extra = imissing, iextra
+
+def _index_diffs(left, missing, extra, lidx, ridx):
+    out = []
     for key in missing:
         idx = ridx[key]
-        out.append(_diff("index", key, "presence", None, idx["definition"], "warning",
+        out.append(difference("index", key, "presence", None, idx["definition"], "warning",
                          _index_add_hazard(idx, left["tables"].get(idx["table"])), "index missing"))
     for key in extra:
         idx = lidx[key]
-        out.append(_diff("index", key, "presence", idx["definition"], None, "info",
+        out.append(difference("index", key, "presence", idx["definition"], None, "info",
                          hazard(False, AE, note="DROP INDEX CONCURRENTLY avoids the ACCESS EXCLUSIVE lock; "
                                                 "no data lost"), "index extra"))
     for key in sorted(key for key, idx in lidx.items() if key in ridx and ridx[key] is not idx):
@@ -577,117 +538,14 @@ def diff_snapshots(left, right, ignore=None):
         if li["definition"] != ri["definition"] and not (li["constraint_backed"] and ri["constraint_backed"]):
             hz = _index_add_hazard(ri, left["tables"].get(ri["table"]))
             hz["note"] = "drop and re-create: " + hz["note"]
-            out.append(_diff("index", key, "definition", li["definition"], ri["definition"], "warning", hz,
+            out.append(difference("index", key, "definition", li["definition"], ri["definition"], "warning", hz,
                              "index definition differs"))
         if li["valid"] != ri["valid"] and ri["valid"]:
-            out.append(_diff("index", key, "valid", False, True, "warning",
+            out.append(difference("index", key, "valid", False, True, "warning",
                              _index_add_hazard(ri, left["tables"].get(ri["table"])),
                              "index is INVALID in left (a failed CREATE INDEX CONCURRENTLY): drop and rebuild"))
-        out += _comment_diff("index", key, li.get("comment"), ri.get("comment"))
-
-    # views
-    for key in _keys(left["views"], right["views"]):
-        lo, ro = left["views"].get(key), right["views"].get(key)
-        if lo is None or ro is None:
-            out += _presence("view", key, lo, ro, "blocking", "warning",
-                             hazard(note="CREATE VIEW: catalog-only" if (ro or {}).get("kind") == "view" else
-                                    "CREATE MATERIALIZED VIEW runs its query"),
-                             hazard(False, AE, note="DROP VIEW: no table data lost; dependent views go with CASCADE"),
-                             lambda o: o["kind"])
-            continue
-        out += _attr_diffs("view", key, lo, ro, ("kind", "definition"), lambda a, lv, rv: (
-            "warning", hazard(False, AE, note="CREATE OR REPLACE VIEW (same columns) or drop and re-create")))
-        out += _comment_diff("view", key, lo.get("comment"), ro.get("comment"))
-        for col in ro["columns"]:
-            if col in lo["columns"]:
-                out += _comment_diff("column", "{0}.{1}".format(key, '"' + col.replace('"', '""') + '"'),
-                                     lo["columns"][col].get("comment"), ro["columns"][col].get("comment"))
-
-    # functions
-    for key in _keys(left["functions"], right["functions"]):
-        lo, ro = left["functions"].get(key), right["functions"].get(key)
-        if lo is None or ro is None:
-            out += _presence("function", key, lo, ro, "blocking", "warning",
-                             hazard(note="CREATE FUNCTION: catalog-only"),
-                             hazard(note="DROP FUNCTION: catalog-only; fails while views, defaults or triggers use it"),
-                             lambda o: "{0} returns {1}".format(o["kind"], o.get("result") or "void"))
-            continue
-        out += _attr_diffs("function", key, lo, ro, ("kind", "result", "language", "volatility", "security_definer",
-                                                     "strict", "config", "body_sha256"), lambda a, lv, rv: (
-            "warning", hazard(note=("return type changes need DROP and CREATE" if a in ("kind", "result") else
-                                    "CREATE OR REPLACE FUNCTION: catalog-only"))))
-        out += _comment_diff("function", key, lo.get("comment"), ro.get("comment"))
-
-    # triggers and policies (on tables present on both sides)
-    for kind, name, attrs in (("triggers", "trigger", ("definition", "enabled")),
-                              ("policies", "policy", ("command", "permissive", "roles", "using", "with_check"))):
-        lo_all = {k: v for k, v in left[kind].items() if v["table"] in lviews_tables}
-        ro_all = {k: v for k, v in right[kind].items() if v["table"] in lviews_tables}
-        for key in _keys(lo_all, ro_all):
-            lo, ro = lo_all.get(key), ro_all.get(key)
-            if lo is None or ro is None:
-                out += _presence(name, key, lo, ro, "blocking", "warning",
-                                 hazard(False, "SHARE ROW EXCLUSIVE" if name == "trigger" else AE,
-                                        note="CREATE {0}: catalog-only, brief lock".format(name.upper())),
-                                 hazard(False, AE, note="DROP {0}: catalog-only, brief lock".format(name.upper())),
-                                 lambda o: o.get("definition") or "{0} {1}".format(o.get("command"), _show(o.get("roles"))))
-                continue
-            out += _attr_diffs(name, key, lo, ro, attrs, lambda a, lv, rv, name=name: (
-                "warning", hazard(False, AE, note="drop and re-create the {0}: catalog-only, brief lock".format(name))))
-            out += _comment_diff(name, key, lo.get("comment"), ro.get("comment"))
-
-    # sequences, enums, domains
-    for key in _keys(left["sequences"], right["sequences"]):
-        lo, ro = left["sequences"].get(key), right["sequences"].get(key)
-        if lo is None or ro is None:
-            out += _presence("sequence", key, lo, ro, "blocking", "warning", hazard(note="CREATE SEQUENCE"),
-                             hazard(False, AE, note="DROP SEQUENCE loses its current value; defaults using it fail"),
-                             lambda o: o["type"])
-            continue
-        out += _attr_diffs("sequence", key, lo, ro, ("type", "increment", "min", "max", "cache", "cycle", "owned_by"),
-                           lambda a, lv, rv: ("warning", hazard(False, AE, note="ALTER SEQUENCE: catalog-only")))
-        if lo.get("start") != ro.get("start"):
-            out.append(_diff("sequence", key, "start", lo.get("start"), ro.get("start"), "info", hazard(),
-                             "sequence start differs (the current value matters, not the start)"))
-        out += _comment_diff("sequence", key, lo.get("comment"), ro.get("comment"))
-    for key in _keys(left["enums"], right["enums"]):
-        lo, ro = left["enums"].get(key), right["enums"].get(key)
-        if lo is None or ro is None:
-            out += _presence("enum", key, lo, ro, "blocking", "warning", hazard(note="CREATE TYPE ... AS ENUM"),
-                             hazard(False, AE, note="DROP TYPE fails while columns use it"),
-                             lambda o: _show(o["labels"]))
-            continue
-        if lo["labels"] != ro["labels"]:
-            lacking = [lab for lab in ro["labels"] if lab not in lo["labels"]]
-            surplus = [lab for lab in lo["labels"] if lab not in ro["labels"]]
-            if surplus:
-                sev, hz = "warning", hazard(True, AE, cast_may_fail=True, note=(
-                    "removing enum labels means a new type and ALTER COLUMN ... TYPE on every column using it "
-                    "(rewrite); rows holding {0} block it").format(_show(surplus)))
-            elif lacking:
-                sev, hz = "blocking", hazard(note="ALTER TYPE ... ADD VALUE: catalog-only, no rewrite")
-            else:
-                sev, hz = "info", hazard(note="label order differs: only sort order is affected")
-            out.append(_diff("enum", key, "labels", lo["labels"], ro["labels"], sev, hz, "enum labels differ"))
-        out += _comment_diff("enum", key, lo.get("comment"), ro.get("comment"))
-    for key in _keys(left["domains"], right["domains"]):
-        lo, ro = left["domains"].get(key), right["domains"].get(key)
-        if lo is None or ro is None:
-            out += _presence("domain", key, lo, ro, "blocking", "warning", hazard(note="CREATE DOMAIN"),
-                             hazard(False, AE, note="DROP DOMAIN fails while columns use it"),
-                             lambda o: o["base_type"])
-            continue
-        out += _attr_diffs("domain", key, lo, ro, ("base_type", "not_null", "default", "collation", "constraints"),
-                           lambda a, lv, rv: ("warning", hazard(False, AE, scan=a in ("not_null", "constraints"),
-                                                                cast_may_fail=a in ("not_null", "constraints", "base_type"),
-                                                                note="ALTER DOMAIN: new constraints are checked "
-                                                                     "against every column using the domain")))
-        out += _comment_diff("domain", key, lo.get("comment"), ro.get("comment"))
-    return sort_differences(out)
-
-
-def _keys(left_items, right_items):
-    return sorted(set(left_items) | set(right_items))
+        out += comment_difference("index", key, li.get("comment"), ri.get("comment"))
+    return out
 
 
 def sort_differences(diffs):
@@ -709,7 +567,7 @@ def column_order_difference(key, ltable, rtable):
             "column list see it). Postgres cannot reorder columns in place: a rebuild means a copy of the whole "
             "table ({0}) under ACCESS EXCLUSIVE, plus re-creating its indexes, constraints, the foreign keys that "
             "point at it, and dependent views. Not worth it; left as is.").format(size)
-    return _diff("column_order", key, "order", lorder, rorder, "info",
+    return difference("column_order", key, "order", lorder, rorder, "info",
                  hazard(True, AE, note=note),
                  "column order differs ({0} columns in another position)".format(len(moved)))
 
@@ -728,101 +586,5 @@ def summarize(differences):
             "total": len(main)}
 
 
-def flat_items(differences, comparison=None):
-    """Flat dicts (one per difference) for report sections' ``items``."""
-    items = []
-    for d in differences:
-        hz = d["hazard"]
-        items.append({"comparison": comparison, "severity": d["severity"], "kind": d["kind"], "object": d["object"],
-                      "attribute": d["attribute"], "left": _cell(d["left"]), "right": _cell(d["right"]),
-                      "rewrite": hz["rewrite"], "lock": hz["lock"] or "", "data_loss": hz["data_loss"],
-                      "cast_may_fail": hz["cast_may_fail"], "note": hz["note"]})
-        if comparison is None:
-            del items[-1]["comparison"]
-    return items
-
-
-def _cell(value):
-    if value is None:
-        return "(absent)"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def render_markdown(result, left_label="left", right_label="right"):
-    """Markdown for people: counts, then one table per object kind, then column order explained."""
-    lines = ["### {0} vs {1}".format(left_label, right_label), "",
-             "{0} differences: {1} blocking, {2} warning, {3} info; {4} tables with another column order.".format(
-                 result["total"], result["counts"]["blocking"], result["counts"]["warning"], result["counts"]["info"],
-                 len(result["column_order"])), ""]
-    by_kind = {}
-    for d in result["differences"]:
-        by_kind.setdefault(d["kind"], []).append(d)
-    for kind in sorted(by_kind, key=lambda k: KIND_ORDER.get(k, 99)):
-        lines += ["#### {0}".format(kind), "",
-                  "| severity | object | attribute | {0} | {1} | hazard |".format(left_label, right_label),
-                  "|---|---|---|---|---|---|"]
-        for d in by_kind[kind]:
-            lines.append("| {0} | `{1}` | {2} | {3} | {4} | {5} |".format(
-                d["severity"], d["object"].replace("|", "\\|"), d["attribute"], _md(d["left"]), _md(d["right"]),
-                _md(_hazard_text(d["hazard"]))))
-        lines.append("")
-    if result["column_order"]:
-        lines += ["#### column order (informational)", ""]
-        for d in result["column_order"]:
-            lines += ["- `{0}`: {1}: {2} vs {3}. {4}".format(d["object"], d["summary"], _md(d["left"]),
-                                                            _md(d["right"]), d["hazard"]["note"])]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _md(value):
-    return _cell(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _hazard_text(hz):
-    flags = [name for name in ("rewrite", "scan", "data_loss", "cast_may_fail") if hz.get(name)]
-    head = ", ".join(flags + ([hz["lock"]] if hz.get("lock") else [])) or "none"
-    return "{0}: {1}".format(head, hz.get("note") or "")
-
-
-def _escape(text):
-    """html.escape (quote=True) without importing html (and its 2,000 entities) for one function."""
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-            .replace("'", "&#x27;"))
-
-
-def render_html(result, left_label="left", right_label="right"):
-    """A side-by-side HTML table per object kind (a fragment, embedded in report.html)."""
-    esc = _escape
-    parts = ["<h3>{0} vs {1}</h3>".format(esc(left_label), esc(right_label)),
-             "<p>{0} differences: <b>{1} blocking</b>, {2} warning, {3} info; {4} tables with another column "
-             "order.</p>".format(result["total"], result["counts"]["blocking"], result["counts"]["warning"],
-                                 result["counts"]["info"], len(result["column_order"]))]
-    by_kind = {}
-    for d in result["differences"]:
-        by_kind.setdefault(d["kind"], []).append(d)
-    colours = {"blocking": "#fdd", "warning": "#ffd", "info": "#eef"}
-    for kind in sorted(by_kind, key=lambda k: KIND_ORDER.get(k, 99)):
-        parts.append("<h4>{0}</h4><table><tr><th>severity</th><th>object</th><th>attribute</th><th>{1}</th>"
-                     "<th>{2}</th><th>hazard</th></tr>".format(esc(kind), esc(left_label), esc(right_label)))
-        for d in by_kind[kind]:
-            parts.append('<tr style="background:{0}"><td>{1}</td><td><code>{2}</code></td><td>{3}</td>'
-                         "<td><code>{4}</code></td><td><code>{5}</code></td><td>{6}</td></tr>".format(
-                             colours.get(d["severity"], "#fff"), esc(d["severity"]), esc(d["object"]),
-                             esc(d["attribute"]), esc(_cell(d["left"])), esc(_cell(d["right"])),
-                             esc(_hazard_text(d["hazard"]))))
-        parts.append("</table>")
-    if result["column_order"]:
-        parts.append("<h4>column order (informational)</h4><table><tr><th>table</th><th>{0}</th><th>{1}</th>"
-                     "<th>explanation</th></tr>".format(esc(left_label), esc(right_label)))
-        for d in result["column_order"]:
-            parts.append("<tr><td><code>{0}</code></td><td>{1}</td><td>{2}</td><td>{3}</td></tr>".format(
-                esc(d["object"]), esc(_cell(d["left"])), esc(_cell(d["right"])), esc(d["hazard"]["note"])))
-        parts.append("</table>")
-    return "\n".join(parts)
-
-
-__all__ = ["diff_snapshots", "summarize", "flat_items", "render_markdown", "render_html", "type_change_hazard",
-           "column_order_difference", "normalize_constraint_definition", "hazard", "KINDS", "TABLE_CHILD_KINDS"]
+__all__ = ["diff_snapshots", "summarize", "type_change_hazard", "column_order_difference",
+           "normalize_constraint_definition", "hazard", "human_bytes"]

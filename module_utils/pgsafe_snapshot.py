@@ -27,13 +27,11 @@ import fnmatch
 import gc
 import hashlib
 import json
-import marshal
 import operator
-import os
-import pickle
 
 from ansible.module_utils.pgsafe_identifiers import quote_ident
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
+from ansible.module_utils.pgsafe_snapshot_queries import QUERIES
 
 FORMAT_VERSION = 1
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -60,186 +58,6 @@ CONTYPE = {"p": "primary key", "u": "unique", "c": "check", "f": "foreign key", 
 PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
 VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
 POLCMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
-
-# Filter on a namespace alias ``n``: %(ignore)s is an array of schema names.
-_NS_FILTER = ("n.nspname <> ALL(%(ignore)s) AND n.nspname NOT LIKE 'pg\\_temp\\_%%' "
-              "AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'")
-
-
-def _not_extension_member(alias, catalog):
-    # refclassid (always pg_extension for deptype 'e') lets the server read only the extensions' entries
-    # through pg_depend's reference index instead of scanning all of pg_depend.
-    return ("NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.refclassid = 'pg_extension'::regclass "
-            "AND e.classid = '{1}'::regclass AND e.objid = {0}.oid AND e.deptype = 'e')".format(alias, catalog))
-
-
-def _comment(alias, catalog, subid="0"):
-    """LEFT JOIN of pg_description for a comment (joins, never one function call per row)."""
-    return ("LEFT JOIN pg_description d_{0} ON d_{0}.objoid = {0}.oid AND d_{0}.classoid = '{1}'::regclass "
-            "AND d_{0}.objsubid = {2}".format(alias, catalog, subid))
-
-
-QUERIES = {
-    "schemas": """
-        SELECT n.nspname, d_n.description
-          FROM pg_namespace n {c}
-         WHERE {ns} AND {ext}
-    """.format(c=_comment("n", "pg_namespace"), ns=_NS_FILTER, ext=_not_extension_member("n", "pg_namespace")),
-    "relations": """
-        SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.reltuples::float8,
-               c.relpages::bigint * current_setting('block_size')::bigint,
-               CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_stat_get_live_tuples(c.oid) END,
-               CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_stat_get_tuples_inserted(c.oid)
-                    + pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid) END,
-               c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
-               CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-               CASE WHEN c.relispartition THEN
-                   (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid) END,
-               CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
-               CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
-               d_c.description
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {c}
-         WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {ns} AND {ext}
-    """.format(c=_comment("c", "pg_class"), ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
-    # Columns come bare (no joins: 20,000 rows stay cheap); defaults and comments come apart.
-    "columns": """
-        SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-               NULLIF(a.attidentity::text || a.attgenerated::text, ''),
-               CASE WHEN a.attcollation NOT IN (0, 100) THEN a.attcollation END
-          FROM pg_attribute a
-          JOIN pg_class c ON c.oid = a.attrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {ns}
-    """.format(ns=_NS_FILTER),
-    # Defaults print with relation 0 (no relation open per row: that is what makes pg_get_expr slow),
-    # unless they reference a column
-    # (an expression with a column reference: a generated column).
-    "defaults": """
-        SELECT ad.adrelid, ad.adnum,
-               pg_get_expr(ad.adbin, CASE WHEN ad.adbin::text LIKE '%%{VAR %%' THEN ad.adrelid ELSE 0 END)
-          FROM pg_attrdef ad
-    """,
-    "column_comments": """
-        SELECT objoid, objsubid, description FROM pg_description
-         WHERE classoid = 'pg_class'::regclass AND objsubid > 0
-    """,
-    "collations": """
-        SELECT co.oid, co.collname, n.nspname FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
-    """,
-    "opclasses": """
-        SELECT oc.oid, oc.opcname, n.nspname FROM pg_opclass oc JOIN pg_namespace n ON n.oid = oc.opcnamespace
-         WHERE NOT oc.opcdefault
-    """,
-    # Foreign keys, primary keys and unique constraints are spelled from their parts (pg_get_constraintdef
-    # costs a catalog walk per row); checks and exclusions are printed by the server.
-    "constraints": """
-        SELECT con.conrelid, con.conname, con.contype,
-               CASE WHEN con.contype NOT IN ('f', 'p', 'u') THEN pg_get_constraintdef(con.oid) END,
-               con.condeferrable, con.condeferred, con.convalidated, array_to_string(con.conkey, ' '), con.confrelid,
-               array_to_string(con.confkey, ' '), con.confupdtype, con.confdeltype, con.confmatchtype, con.conindid,
-               d_con.description
-          FROM pg_constraint con
-          JOIN pg_class c ON c.oid = con.conrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          {c}
-         WHERE con.conrelid <> 0 AND con.conparentid = 0 AND con.contype <> 'n' AND {ns}
-    """.format(c=_comment("con", "pg_constraint"), ns=_NS_FILTER),
-    # Index definitions are assembled from their parts too (pg_get_indexdef looks up the default
-    # operator class of every key: slow); only expression keys are printed by the server.
-    "indexes": """
-        SELECT i.indrelid, ic.relname, am.amname, i.indisunique, i.indisprimary, i.indisvalid AND i.indisready,
-               i.indnkeyatts, i.indkey::text, i.indclass::text, i.indcollation::text, i.indoption::text,
-               CASE WHEN i.indexprs IS NOT NULL THEN
-                    ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
-                            FROM generate_series(1, i.indnatts) k)::text[] END,
-               pg_get_expr(i.indpred, i.indrelid, true), ic.reloptions, i.indexrelid, d_ic.description
-          FROM pg_index i
-          JOIN pg_class ic ON ic.oid = i.indexrelid
-          JOIN pg_class c ON c.oid = i.indrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          JOIN pg_am am ON am.oid = ic.relam
-          {c}
-         WHERE c.relkind IN ('r', 'p', 'm', 'f') AND NOT ic.relispartition AND {ns}
-    """.format(c=_comment("ic", "pg_class"), ns=_NS_FILTER),
-    "functions": """
-        SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
-               CASE WHEN p.prokind IN ('f', 'w') THEN pg_get_function_result(p.oid) END,
-               l.lanname, p.provolatile, p.prosecdef, p.proisstrict, p.proconfig,
-               encode(sha256(convert_to(coalesce(p.prosrc, '') || coalesce('/*bin*/' || p.probin, ''), 'UTF8')), 'hex'),
-               d_p.description
-          FROM pg_proc p
-          JOIN pg_namespace n ON n.oid = p.pronamespace
-          JOIN pg_language l ON l.oid = p.prolang
-          {c}
-         WHERE {ns} AND {ext}
-    """.format(c=_comment("p", "pg_proc"), ns=_NS_FILTER, ext=_not_extension_member("p", "pg_proc")),
-    "triggers": """
-        SELECT n.nspname, c.relname, t.tgname,
-               pg_get_triggerdef(t.oid), quote_ident(t.tgname),
-               t.tgenabled, d_t.description
-          FROM pg_trigger t
-          JOIN pg_class c ON c.oid = t.tgrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          {c}
-         WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {ns} AND {ext}
-    """.format(c=_comment("t", "pg_trigger"), ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
-    "sequences": """
-        SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin,
-               s.seqmax, s.seqcache, s.seqcycle,
-               (SELECT quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) || '.' || quote_ident(ta.attname)
-                  FROM pg_depend dep JOIN pg_class tc ON tc.oid = dep.refobjid
-                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-                  JOIN pg_attribute ta ON ta.attrelid = dep.refobjid AND ta.attnum = dep.refobjsubid
-                 WHERE dep.classid = 'pg_class'::regclass AND dep.objid = c.oid AND dep.deptype IN ('a', 'i')
-                   AND dep.refclassid = 'pg_class'::regclass LIMIT 1),
-               EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_class'::regclass AND dep.objid = c.oid
-                          AND dep.deptype = 'i'),
-               d_c.description
-          FROM pg_sequence s
-          JOIN pg_class c ON c.oid = s.seqrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          {c}
-         WHERE {ns} AND {ext}
-    """.format(c=_comment("c", "pg_class"), ns=_NS_FILTER, ext=_not_extension_member("c", "pg_class")),
-    "extensions": """
-        SELECT x.extname, x.extversion, n.nspname, d_x.description
-          FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
-          {c}
-         WHERE x.extname <> 'plpgsql'
-    """.format(c=_comment("x", "pg_extension")),
-    "enums": """
-        SELECT n.nspname, t.typname,
-               ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)::text[],
-               d_t.description
-          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-          {c}
-         WHERE t.typtype = 'e' AND {ns} AND {ext}
-    """.format(c=_comment("t", "pg_type"), ns=_NS_FILTER, ext=_not_extension_member("t", "pg_type")),
-    "domains": """
-        SELECT n.nspname, t.typname, format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault,
-               CASE WHEN t.typcollation <> bt.typcollation THEN co.collname END,
-               ARRAY(SELECT k.conname || ': ' || pg_get_constraintdef(k.oid) FROM pg_constraint k
-                      WHERE k.contypid = t.oid ORDER BY k.conname)::text[],
-               d_t.description
-          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-          JOIN pg_type bt ON bt.oid = t.typbasetype
-          LEFT JOIN pg_collation co ON co.oid = t.typcollation
-          {c}
-         WHERE t.typtype = 'd' AND {ns} AND {ext}
-    """.format(c=_comment("t", "pg_type"), ns=_NS_FILTER, ext=_not_extension_member("t", "pg_type")),
-    "policies": """
-        SELECT n.nspname, c.relname, p.polname, p.polcmd, p.polpermissive,
-               ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r) END
-                       FROM unnest(p.polroles) r ORDER BY 1)::text[],
-               pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid), d_p.description
-          FROM pg_policy p
-          JOIN pg_class c ON c.oid = p.polrelid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          {c}
-         WHERE {ns}
-    """.format(c=_comment("p", "pg_policy"), ns=_NS_FILTER),
-}
-
 
 def qname(*parts):
     """Quoted qualified name: ``"schema"."table"`` or ``"schema"."table"."column"``."""
@@ -373,7 +191,7 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
     autocommit = bool(getattr(cur.connection, "autocommit", False))
     cur.execute("BEGIN" if autocommit else "SAVEPOINT pgsafe_snapshot")
     try:
-        with _no_cyclic_gc():
+        with no_cyclic_gc():
             return _take_snapshot(cur, ignore_schemas, ignore_patterns)
     finally:
         if autocommit:
@@ -385,7 +203,7 @@ def take_snapshot(cur, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=()
 
 
 @contextlib.contextmanager
-def _no_cyclic_gc():
+def no_cyclic_gc():
     """Snapshots are tens of thousands of small acyclic dicts: the cyclic collector would only rescan them."""
     collecting = gc.isenabled()
     gc.disable()
@@ -413,7 +231,16 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
     for schema, comment in _rows(cur, "schemas", ignore_schemas):
         if not flt.ignored(schema):
             snap["schemas"][_q(schema)] = {"name": schema, "comment": comment}
+    rels, names_by_oid = _read_relations(cur, snap, flt, ignore_schemas)
+    columns = _read_columns(cur, rels, flt, ignore_schemas)
+    backing = _read_constraints(cur, snap, rels, names_by_oid, columns, flt, ignore_schemas)
+    _read_indexes(cur, snap, rels, columns, backing, flt, ignore_schemas)
+    _read_other_kinds(cur, snap, flt, ignore_schemas)
+    return snap
 
+
+def _read_relations(cur, snap, flt, ignore_schemas):
+    """Tables and views into ``snap``; {oid: (schema, name, key, object, is a table, quoted schema)}, names by oid."""
     rels = {}  # oid -> (schema, name, key, owner dict, is a table, quoted schema)
     quoted_schemas = {}
     rows = _rows(cur, "relations", ignore_schemas)
@@ -443,10 +270,34 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
                 "analyzed": (reltuples or 0.0) >= 0, "live_rows": int(live_rows or 0), "writes": int(writes or 0),
             }
         rels[oid] = (schema, name, key, obj, relkind not in ("v", "m"), qschema)
+    return rels, names_by_oid
 
+
+class _Columns:
+    """Column names by (relation oid, attnum), relations with collated columns, collations, operator classes."""
+
+    def __init__(self, attnames, collated_rels, collations, opclasses):
+        self.attnames, self.collated_rels, self.collations, self.opclasses = \
+            attnames, collated_rels, collations, opclasses
+
+    def names(self, relid, numbers_text):
+        attnames = self.attnames
+        if not numbers_text:
+            return []
+        if " " not in numbers_text:  # one key: the common case
+            item = attnames.get((relid, int(numbers_text)))
+            return [item[0] if item else "#" + numbers_text]
+        numbers = numbers_text.split()
+        found = [attnames.get((relid, int(num))) for num in numbers]
+        if None not in found:
+            return [item[0] for item in found]
+        return [item[0] if item else "#" + numbers[pos] for pos, item in enumerate(found)]
+
+
+def _read_columns(cur, rels, flt, ignore_schemas):
+    """Every relation's columns into its object (``columns``); the names index keys and constraints use."""
     collations = {oid: (name, nsp) for oid, name, nsp in _rows(cur, "collations", ignore_schemas)}
     opclasses = {oid: (name, nsp) for oid, name, nsp in _rows(cur, "opclasses", ignore_schemas)}
-    nondefault_opclasses = {str(oid) for oid in opclasses}
     attnames = {}  # (rel oid, attnum) -> (name, collation oid)
     defaults = {(relid, num): text for relid, num, text in _rows(cur, "defaults", ignore_schemas)}
     comments = {(relid, num): text for relid, num, text in _rows(cur, "column_comments", ignore_schemas)}
@@ -480,19 +331,12 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
             "generated": "stored" if flags == "s" else None,
             "collation": collation, "comment": get_comment(attkey),
         }
+    return _Columns(attnames, collated_rels, collations, opclasses)
 
-    def colnames(relid, numbers_text):
-        if not numbers_text:
-            return []
-        if " " not in numbers_text:  # one key: the common case
-            item = attnames.get((relid, int(numbers_text)))
-            return [item[0] if item else "#" + numbers_text]
-        numbers = numbers_text.split()
-        found = [attnames.get((relid, int(num))) for num in numbers]
-        if None not in found:
-            return [item[0] for item in found]
-        return [item[0] if item else "#" + numbers[pos] for pos, item in enumerate(found)]
 
+def _read_constraints(cur, snap, rels, names_by_oid, columns, flt, ignore_schemas):
+    """Constraints into ``snap``; {index oid: constraint} of the ones an index backs."""
+    colnames = columns.names
     backing = {}  # index oid -> constraint
     for (relid, name, contype, definition, deferrable, deferred, validated, conkey, frelid, confkey, upd, dele,
          match, indid, comment) in _rows(cur, "constraints", ignore_schemas):
@@ -524,7 +368,13 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
         elif indid:
             backing[indid] = item
         snap["constraints"][rel[2] + "." + _q(name)] = item
+    return backing
 
+
+def _read_indexes(cur, snap, rels, columns, backing, flt, ignore_schemas):
+    colnames, attnames, collated_rels = columns.names, columns.attnames, columns.collated_rels
+    collations, opclasses = columns.collations, columns.opclasses
+    nondefault_opclasses = {str(oid) for oid in opclasses}
     for (relid, name, method, unique, primary, valid, nkey, indkey_text, indclass_text, indcoll_text, indoption_text,
          expr_keys, predicate, options, indexrelid, comment) in _rows(cur, "indexes", ignore_schemas):
         rel = rels.get(relid)
@@ -554,6 +404,9 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
             "comment": comment,
         }
 
+
+def _read_other_kinds(cur, snap, flt, ignore_schemas):
+    """Functions, triggers, sequences, extensions, enums, domains and policies into ``snap``."""
     for (schema, name, args, prokind, result, language, volatility, secdef, strict, config, body_sha,
          comment) in _rows(cur, "functions", ignore_schemas):
         if flt.ignored(schema, name):
@@ -605,7 +458,6 @@ def _take_snapshot(cur, ignore_schemas, ignore_patterns):
             "schema": schema, "table": parent, "name": name, "command": POLCMD.get(cmd, cmd),
             "permissive": bool(permissive), "roles": list(roles or []), "using": qual, "with_check": check,
             "comment": comment}
-    return snap
 
 
 def check_snapshot(snapshot):
@@ -777,159 +629,3 @@ def ddl_snapshot(scratch_params, ddl_text, ignore_schemas=DEFAULT_IGNORE_SCHEMAS
         admin.close()
     snap["meta"]["source"] = label
     return snap, name
-
-
-# --------------------------------------------------------------------------- two schemas read side by side
-def _send(stream, tag, payload):
-    stream.write(tag + len(payload).to_bytes(8, "big") + payload)
-    stream.flush()
-
-
-def _receive(stream):
-    head = stream.read(9)
-    if len(head) < 9:
-        return None, None
-    size = int.from_bytes(head[1:], "big")
-    payload = stream.read(size)
-    if len(payload) < size:
-        return None, None
-    return head[:1], payload
-
-
-def _is_snapshot(value):
-    return isinstance(value, dict) and "format_version" in value and all(kind in value for kind in KINDS)
-
-
-def _encoded(snapshot, kind):
-    """{key: marshal bytes} of one kind's objects, in the snapshot's order."""
-    dumps = marshal.dumps
-    return {key: dumps(obj) for key, obj in snapshot[kind].items()}
-
-
-def _digests(encoded):
-    """{key: (hash, length)} of encoded objects: a 64-bit SipHash and the size of each one's bytes.
-
-    Both processes share one hash seed (the child is forked), so equal bytes give equal digests; two
-    different objects of the same key would have to collide in 64 bits at the same length to be taken
-    for equal.
-    """
-    return {key: (hash(data), len(data)) for key, data in encoded.items()}
-
-
-def read_snapshot_pair(left_call, right_call):
-    """Take two snapshots at the same time: ``[left, right]``; a call's exception is returned in its place.
-
-    ``right_call`` runs in a forked child (reading a schema is CPU work on both ends; threads would
-    share one core).  Rebuilding a whole snapshot from a byte stream costs about as much as taking it,
-    so both processes marshal each of their objects, the child sends a digest of each (``_digests``),
-    the parent asks for the objects whose digest differs from its own object's, and takes its own
-    (equal) objects for the rest.  The right snapshot returned is equal, value for value, to the one
-    the child took; objects equal on both sides are shared, so callers must not modify them.  Without
-    fork (or for results that are not snapshots) the results are sent whole.
-    """
-    if not hasattr(os, "fork"):
-        outcomes = []
-        for call in (left_call, right_call):
-            try:
-                outcomes.append(call())
-            except Exception as exc:  # noqa: BLE001 - returned in its place
-                outcomes.append(exc)
-        return outcomes
-    to_child_r, to_child_w = os.pipe()
-    to_parent_r, to_parent_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into the caller's code, never run its atexit handlers
-        status = 0
-        try:
-            os.close(to_child_w)
-            os.close(to_parent_r)
-            with os.fdopen(to_parent_w, "wb") as out, os.fdopen(to_child_r, "rb") as requests:
-                _serve_snapshot(right_call, out, requests)
-        except BaseException:  # noqa: BLE001
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(to_child_r)
-    os.close(to_parent_w)
-    right = None
-    try:
-        # The pipes close before the wait whatever happens here (even KeyboardInterrupt): a child
-        # blocked writing to the parent then fails and exits instead of waiting forever.
-        with os.fdopen(to_child_w, "wb") as requests, os.fdopen(to_parent_r, "rb") as replies:
-            try:
-                left = left_call()
-            except Exception as exc:  # noqa: BLE001 - returned in its place
-                left = exc
-            try:
-                right = _fetch_snapshot(left, requests, replies)
-            except OSError:  # the child went away mid-exchange
-                right = None
-    finally:
-        _, status = os.waitpid(pid, 0)
-    if right is None:
-        right = RuntimeError("reading the right side died without a result (wait status {0})".format(status))
-    return [left, right]
-
-
-def _serve_snapshot(call, out, requests):
-    try:
-        result = call()
-    except BaseException as exc:  # noqa: BLE001 - sent to the parent
-        try:
-            payload = pickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - unpicklable: keep its type and message
-            payload = pickle.dumps(RuntimeError("{0}: {1}".format(type(exc).__name__, exc)))
-        _send(out, b"E", payload)
-        return
-    if not _is_snapshot(result):
-        _send(out, b"M", marshal.dumps(result))
-        return
-    gc.disable()  # acyclic plain data, and this process ends after the exchange
-    rest = {key: value for key, value in result.items() if key not in KINDS}
-    encoded = {kind: _encoded(result, kind) for kind in KINDS}
-    _send(out, b"D", marshal.dumps((rest, {kind: _digests(encoded[kind]) for kind in KINDS})))
-    tag, wanted = _receive(requests)
-    if tag != b"W":
-        return
-    _send(out, b"O", marshal.dumps({kind: {key: encoded[kind][key] for key in keys}
-                                    for kind, keys in marshal.loads(wanted).items()}))  # noqa: S302
-
-
-def _fetch_snapshot(left, requests, replies):
-    own = left if _is_snapshot(left) else None
-    with _no_cyclic_gc():
-        return _exchange(own, requests, replies)
-
-
-def _exchange(own, requests, replies):
-    # Digest our own side while the child digests its own: then compare.
-    mine = {kind: _digests(_encoded(own, kind)) for kind in KINDS} if own is not None else {}
-    tag, payload = _receive(replies)
-    if tag == b"E":
-        try:
-            return pickle.loads(payload)  # noqa: S301 - from our own forked child
-        except Exception as exc:  # noqa: BLE001
-            return RuntimeError("reading the right side failed and its error could not be read: {0}".format(exc))
-    if tag == b"M":
-        return marshal.loads(payload)  # noqa: S302 - from our own forked child
-    if tag != b"D":
-        return None
-    rest, digests = marshal.loads(payload)  # noqa: S302 - from our own forked child
-    wanted = {}
-    for kind in KINDS:
-        ours = mine.get(kind, {})
-        differing = [key for key, digest in digests[kind].items() if ours.get(key) != digest]
-        if differing:
-            wanted[kind] = differing
-    _send(requests, b"W", marshal.dumps(wanted))
-    tag, payload = _receive(replies)
-    if tag != b"O":
-        return None
-    received = marshal.loads(payload)  # noqa: S302 - from our own forked child
-    right = dict(rest)
-    loads = marshal.loads
-    for kind in KINDS:
-        theirs = received.get(kind, {})
-        right[kind] = {key: loads(theirs[key]) if key in theirs else own[kind][key]  # noqa: S302 - our child's
-                       for key in digests[kind]}
-    return right

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ansible.module_utils.pgsafe_schema_diff import (column_order_difference, diff_snapshots, flat_items,
-                                                     normalize_constraint_definition, render_html, render_markdown,
-                                                     summarize, type_change_hazard)
+from ansible.module_utils.pgsafe_schema_diff import (column_order_difference, diff_snapshots,
+                                                     normalize_constraint_definition, summarize, type_change_hazard)
+from ansible.module_utils.pgsafe_schema_diff_render import flat_items, render_html, render_markdown
 from ansible.module_utils.pgsafe_snapshot import (FORMAT_VERSION, KINDS, canonical, check_snapshot, filter_snapshot,
                                                   qname, schema_fingerprint)
 

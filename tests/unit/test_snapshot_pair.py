@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.pgsafe_snapshot import FORMAT_VERSION, KINDS, read_snapshot_pair
+from ansible.module_utils.pgsafe_snapshot import FORMAT_VERSION, KINDS
+from ansible.module_utils.pgsafe_snapshot_pair import read_snapshot_pair
 
 
 class Unpicklable(Exception):
