@@ -23,6 +23,13 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Takes the readings and compares them; stores nothing and installs no extension.
+  diff_mode:
+    support: none
+    description: A reading is only ever appended to its series; the result's timeline shows the series.
 options:
   mode:
     description: Capture a baseline, or take a sample.
@@ -129,19 +136,26 @@ svg:
   description: The timeline as an SVG chart.
   returned: always
   type: str
+queries:
+  description: The statements this module ran, in order (statistics and catalog reads, the stored reading).
+  returned: always
+  type: list
+  elements: str
 """
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
-from ansible.module_utils.pgsafe_monitor import METRICS, MonitorError, breaches, collect, ensure_statements_extension, \
-    limits, rates, series_samples, store_sample, timeline_svg
+from ansible.module_utils.pgsafe_module import PgsafeModule
+from ansible.module_utils.pgsafe_monitor import MonitorError, collect, ensure_statements_extension, judge, \
+    reading_kind, reading_notes, series_samples, store_sample, timeline_of, timeline_points, timeline_rows, \
+    timeline_svg
 
 
-def _read(module, p, previous=None):
-    conn = connect(p, read_only=True, settings={"statement_timeout": "60s", "lock_timeout": "2s"})
+def _read(module, previous=None):
+    """One reading and the series' stored samples (read only; committed, so it counts as no rollback)."""
+    p = module.params
+    conn = module.connect(read_only=True, settings={"statement_timeout": "60s", "lock_timeout": "2s"})
     try:
         with conn.cursor() as cur:
             reading = collect(cur, p["changed_tables"], p["log_path"], p["log_file"], previous)
@@ -152,9 +166,25 @@ def _read(module, p, previous=None):
     return reading, samples
 
 
+def _with_connection(module, work):
+    conn = module.connect()
+    try:
+        return work(conn)
+    finally:
+        conn.close()
+
+
+def _store(conn, module, kind, reading, found):
+    with conn.cursor() as cur:
+        ensure_meta_schema(cur)
+        stored = store_sample(cur, module.params["series"], kind, reading, found)
+    conn.commit()
+    return stored
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             mode=dict(type="str", default="sample", choices=["baseline", "sample"]),
             series=dict(type="str", required=True),
             changed_tables=dict(type="list", elements="str", default=[]),
@@ -168,73 +198,30 @@ def main():
     )
     p = module.params
     notes = []
-    try:
-        if p["create_extension"] and not module.check_mode:
-            conn = connect(p)
-            try:
-                created, note = ensure_statements_extension(conn)
-            finally:
-                conn.close()
-            if created:
-                notes.append(note)
-        first, samples = _read(module, p)
-        baselines = [s for s in samples if s["kind"] == "baseline"]
-        kind = p["mode"]
-        if kind == "sample" and not baselines:
-            kind = "baseline"
-            notes.append("no baseline for series {0}: captured one now; samples compare with it from the next "
-                         "run".format(p["series"]))
-        if kind == "baseline":
-            time.sleep(max(0.0, p["baseline_seconds"]))
-            reading, _ = _read(module, p, previous=first)
-            reading_rates = rates(first, reading)
-            baseline_rates = reading_rates
-            limit_by_metric = limits(p["thresholds"], baseline_rates)
-            found = []
-        else:
-            previous = samples[-1]["metrics"]
-            reading, _ = _read(module, p, previous=previous)
-            reading_rates = rates(previous, reading)
-            baseline_rates = (baselines[-1]["metrics"] or {}).get("rates") or {}
-            limit_by_metric = limits(p["thresholds"], baseline_rates)
-            found = breaches(reading_rates, limit_by_metric, baseline_rates)
-    except (ConnectionFailure, MonitorError) as exc:
-        module.fail_json(msg=str(exc))
-    if not reading["statements"]["available"]:
-        notes.append(reading["statements"]["note"])
-    if not reading["log"]["available"]:
-        notes.append(reading["log"]["note"])
-    reading["rates"] = reading_rates
-    stored = None
-    if not module.check_mode:
-        conn = connect(p)
-        try:
-            with conn.cursor() as cur:
-                ensure_meta_schema(cur)
-                stored = store_sample(cur, p["series"], kind, reading, found)
-            conn.commit()
-        finally:
-            conn.close()
-    row = {"id": stored, "kind": kind, "taken_at": reading["at"], "metrics": reading, "breaches": found}
+    if p["create_extension"] and not module.check_mode:
+        created, note = _with_connection(module, ensure_statements_extension)
+        notes += [note] if created else []
+    first, samples = _read(module)
+    kind, note = reading_kind(p["mode"], samples, p["series"])
+    notes += [note] if note else []
     if kind == "baseline":
-        samples = [s for s in samples if s["kind"] != "baseline"]  # the newest baseline starts the timeline
-    timeline = samples + [row]
-    timeline = timeline[[i for i, s in enumerate(timeline) if s["kind"] == "baseline"][-1]:] \
-        if any(s["kind"] == "baseline" for s in timeline) else timeline
-    rows = []
-    for s in timeline:
-        r = {"taken_at": s["taken_at"], "kind": s["kind"]}
-        rr = (s["metrics"] or {}).get("rates") or {}
-        r.update({name: rr.get(name) for name, _ in METRICS})
-        r["breaches"] = ", ".join("{0}={1:g}>{2:g}".format(b["metric"], b["value"], b["limit"])
-                                  for b in s["breaches"] or [])
-        rows.append(r)
+        time.sleep(max(0.0, p["baseline_seconds"]))
+    previous = first if kind == "baseline" else samples[-1]["metrics"]
+    reading, _ = _read(module, previous=previous)
+    try:
+        reading_rates, baseline_rates, limit_by_metric, found = judge(kind, previous, reading, samples, p["thresholds"])
+    except MonitorError as exc:
+        module.fail_json(msg=str(exc))
+    notes += reading_notes(reading)
+    reading["rates"] = reading_rates
+    stored = None if module.check_mode else _with_connection(
+        module, lambda conn: _store(conn, module, kind, reading, found))
+    timeline = timeline_of(samples, {"id": stored, "kind": kind, "taken_at": reading["at"], "metrics": reading,
+                                     "breaches": found})
     module.exit_json(
-        changed=not module.check_mode, rows=rows, kind=kind, ok=not found, rates=reading_rates, baseline_rates=baseline_rates,
-        limits=limit_by_metric, breaches=found, metrics=reading, notes=notes, stored_id=stored,
-        timeline=[{"taken_at": s["taken_at"], "kind": s["kind"], "rates": (s["metrics"] or {}).get("rates") or {},
-                   "breaches": s["breaches"]} for s in timeline],
-        svg=timeline_svg(timeline, limit_by_metric))
+        changed=not module.check_mode, rows=timeline_rows(timeline), kind=kind, ok=not found, rates=reading_rates,
+        baseline_rates=baseline_rates, limits=limit_by_metric, breaches=found, metrics=reading, notes=notes,
+        stored_id=stored, timeline=timeline_points(timeline), svg=timeline_svg(timeline, limit_by_metric))
 
 
 if __name__ == "__main__":

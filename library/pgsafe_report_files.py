@@ -19,6 +19,13 @@ description:
     check run's plan is its report)."
 version_added: "0.1.0"
 author: pgsafe maintainers
+attributes:
+  check_mode:
+    support: full
+    description: Writes nothing and reports nothing written.
+  diff_mode:
+    support: none
+    description: The files are the run's reports, written whole; their paths are returned in C(written).
 options:
   directory:
     description: The run's artifacts directory.

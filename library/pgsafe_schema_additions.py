@@ -32,6 +32,13 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Plans in a READ ONLY transaction and returns the steps with their exact SQL and C(sha256).
+  diff_mode:
+    support: full
+    description: Each object before and after its step.
 options:
   additions:
     description:
@@ -111,63 +118,26 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_additions import (JOURNAL_STEP, AdditionError, apply_addition, normalise_additions,
-                                                   objects_sha256, plan_additions)
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
+from ansible.module_utils.pgsafe_additions import AdditionError, normalise_additions, objects_sha256, plan_additions
+from ansible.module_utils.pgsafe_additions_apply import StepFailed, additions_diff, apply_steps, moved_objects
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
-def moved_objects(steps, expected):
-    """Why the steps differ from the reviewed plan (empty when they run exactly what was planned)."""
-    actual = objects_sha256(steps)
-    out = ["{0}: not among the additions (the reviewed plan had it)".format(o) for o in expected if o not in actual]
-    for obj in dict.fromkeys(s["object"] for s in steps if not s["converged"]):
-        if obj not in expected:
-            out.append("{0}: not in the reviewed plan".format(obj))
-        elif expected[obj] != actual[obj]:
-            out.append("{0}: the statements it would run differ from the planned ones (sha256 {1}, planned {2})".format(
-                obj, actual[obj], expected[obj]))
-    return out
-
-
-def _journal(conn, run_id, step, status, error=None):
-    details = {"kind": step["kind"], "position": step["position"], "sha256": step["sha256"], "hazards": step["hazards"],
-               "statements": [s["sql"] for s in step["statements"]]}
-    if error:
-        details["error"] = error
-    with conn.cursor() as cur:
-        journal(cur, run_id, JOURNAL_STEP, status, step["object"], details,
-                rollback_sql="\n".join(s + ";" for s in step["rollback_sql"]) or None)
-    conn.commit()
-
-
-def _apply(module, conn, steps, result):
-    p = module.params
-    with conn.cursor() as cur:
-        ensure_meta_schema(cur)
-    conn.commit()
-    for step in steps:
-        if step["converged"]:
-            continue
-        _journal(conn, p["run_id"], step, "started")
-        try:
-            executed = apply_addition(conn, step, p["lock_timeout"], p["statement_timeout"])
-        except AdditionError as exc:
-            result["queries"].extend(exc.executed)
-            result["changed"] = bool(result["queries"])
-            _journal(conn, p["run_id"], step, "failed", error=str(exc))
-            module.fail_json(msg="{0} (applied before it: {1})".format(exc, ", ".join(result["applied"]) or "nothing"),
-                             **result)
-        result["queries"].extend(executed)
-        result["applied"].append(step["object"])
-        result["changed"] = True
-        _journal(conn, p["run_id"], step, "completed")
+def _refusal(steps, expected):
+    """Why the planned steps must not run (a failing precheck, the database moved since the review), or None."""
+    problems = [x for s in steps for x in s["precheck"]["problems"]]
+    if problems:
+        return "precheck failed, nothing changed: " + " | ".join(problems)
+    moved = moved_objects(steps, expected) if expected is not None else []
+    if moved:
+        return ("the database moved since the plan, nothing changed: " + " | ".join(moved)
+                + " (plan again in check mode and review it)")
+    return None
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             additions=dict(type="list", elements="dict", default=[]),
             expected_sha256=dict(type="dict"),
             lock_timeout=dict(type="str", default="5s"),
@@ -182,30 +152,23 @@ def main():
         items = normalise_additions(p["additions"])
     except AdditionError as exc:
         module.fail_json(msg=str(exc), **result)
-    try:
-        conn = connect(p, read_only=module.check_mode)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc), **result)
+    conn = module.connect(read_only=module.check_mode)
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
             steps = plan_additions(cur, items)
         conn.rollback()
-        result.update(steps=steps, sha256=objects_sha256(steps))
-        if module._diff:
-            result["diff"] = {key: "".join("{0} ({1}): {2}\n".format(s["object"], s["kind"], s[key]) for s in steps)
-                              for key in ("before", "after")}
-        problems = [x for s in steps for x in s["precheck"]["problems"]]
-        if problems:
-            module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(problems), **result)
-        moved = moved_objects(steps, p["expected_sha256"]) if p["expected_sha256"] is not None else []
-        if moved:
-            module.fail_json(msg="the database moved since the plan, nothing changed: " + " | ".join(moved)
-                             + " (plan again in check mode and review it)", **result)
+        result.update(steps=steps, sha256=objects_sha256(steps), diff=module.diff_of(*additions_diff(steps)))
+        if result["diff"] is None:
+            del result["diff"]
+        refusal = _refusal(steps, p["expected_sha256"])
+        if refusal:
+            module.fail_json(msg=refusal, **result)
         if module.check_mode:
-            result["changed"] = any(not s["converged"] for s in steps)
-            module.exit_json(**result)
-        _apply(module, conn, steps, result)
+            module.exit_json(**dict(result, changed=any(not s["converged"] for s in steps)))
+        apply_steps(conn, steps, p["run_id"], p["lock_timeout"], p["statement_timeout"], result)
+    except StepFailed as exc:
+        module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # noqa: BLE001 - database errors: name them
         module.fail_json(msg="schema additions failed: {0} (re-run: the plan resumes from the state left)".format(
             " ".join(str(exc).split())), **result)

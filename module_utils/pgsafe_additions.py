@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 """Additive schema steps (``schema_additions``: add_column, create_index, set_not_null, set_default, drop_default),
-each done the way that keeps writers running; see library/pgsafe_schema_additions.py for the choices (volatile defaults
-refused on tables with rows, CONCURRENTLY, NOT VALID + VALIDATE before SET NOT NULL).
+each done the way that keeps writers running (applied by module_utils/pgsafe_additions_apply.py); see
+library/pgsafe_schema_additions.py for the choices (volatile defaults refused on tables with rows, CONCURRENTLY,
+NOT VALID + VALIDATE before SET NOT NULL).
 
 Each statement runs in a transaction of its own (autocommit for CONCURRENTLY): no ACCESS EXCLUSIVE lock is held across
 a scan; plans are state-aware, so a re-run resumes.  Identifiers go through ``psycopg2.sql.Identifier`` (``render``
@@ -19,11 +20,9 @@ from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError, canoni
 
 try:  # the pure parts (normalisation, rendering) are importable without a server
     import psycopg2
-    from psycopg2 import extensions as pg_extensions
     from psycopg2 import sql
 except ImportError:  # pragma: no cover
     psycopg2 = None
-    pg_extensions = None
     sql = None
 
 SAMPLE_LIMIT, GROUP_SAMPLE = 20, 5  # offending rows reported; duplicate groups sampled
@@ -631,67 +630,3 @@ def plan_additions(cur, items, default_schema="public"):
             pending[(item["schema"], item["table"], item["column"])] = item
         steps.append(step)
     return steps
-
-
-# --------------------------------------------------------------------------- apply
-def _set_session(cur, lock_timeout, statement_timeout, local):
-    cur.execute("SELECT set_config('lock_timeout', %s, %s)", (str(lock_timeout), local))
-    if statement_timeout is not None:
-        cur.execute("SELECT set_config('statement_timeout', %s, %s)", (str(statement_timeout), local))
-
-
-def _run_statement(conn, statement, lock_timeout, statement_timeout):
-    """One planned statement: in a transaction of its own (SET LOCAL timeouts), or in autocommit (CONCURRENTLY)."""
-    if statement["transactional"]:
-        conn.autocommit = False
-        with conn.cursor() as cur:
-            _set_session(cur, lock_timeout, statement_timeout, True)
-            cur.execute(statement["sql"])
-        conn.commit()
-        return
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
-        before = cur.fetchone()
-        _set_session(cur, lock_timeout, statement_timeout, False)
-        try:
-            cur.execute(statement["sql"])
-        finally:
-            _set_session(cur, before[0], before[1], False)
-
-
-def apply_addition(conn, step, lock_timeout="5s", statement_timeout=None):
-    """Run exactly step["statements"] in order (each transactional one in a transaction of its own under SET LOCAL
-    lock_timeout, CONCURRENTLY ones in autocommit), then re-plan: AdditionError unless converged.  Returns the SQL run;
-    a converged step runs nothing.  AdditionError.executed lists what ran; the next plan resumes from the state left.
-    """
-    if step["converged"] or not step["statements"]:
-        return []
-    if not step["precheck"]["ok"]:
-        raise AdditionError("{0}: precheck failed, nothing run: {1}".format(
-            step["object"], " | ".join(step["precheck"]["problems"])))
-    if conn.get_transaction_status() != pg_extensions.TRANSACTION_STATUS_IDLE:
-        raise AdditionError("{0}: the connection has an open transaction: commit or roll it back first".format(step["object"]))
-    autocommit, executed = conn.autocommit, []
-    try:
-        for statement in step["statements"]:
-            try:
-                _run_statement(conn, statement, lock_timeout, statement_timeout)
-            except psycopg2.Error as exc:
-                if not conn.autocommit:
-                    conn.rollback()
-                raise AdditionError("{0}: {1} failed: {2} (done before it: {3}); re-run to resume from the state left".format(
-                    step["object"], statement["sql"], " ".join(str(exc).split()), "; ".join(executed) or "nothing"),
-                    executed) from None
-            executed.append(statement["sql"])
-        conn.autocommit = False
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            again = plan_additions(cur, [step["item"]])[0]
-    finally:
-        conn.rollback()
-        conn.autocommit = autocommit
-    if not again["converged"]:
-        raise AdditionError("{0}: not converged after its statements ran (now: {1}; problems: {2})".format(
-            step["object"], again["before"], " | ".join(again["precheck"]["problems"]) or "none"), executed)
-    return executed

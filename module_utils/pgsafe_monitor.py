@@ -287,6 +287,62 @@ def breaches(sample_rates, limit_by_metric, baseline_rates=None):
     return out
 
 
+def reading_kind(mode, samples, series):
+    """(what this reading records, a note or None): a sample of a series without a baseline captures one."""
+    if mode == "sample" and not any(s["kind"] == "baseline" for s in samples):
+        return "baseline", ("no baseline for series {0}: captured one now; samples compare with it from the next "
+                            "run".format(series))
+    return mode, None
+
+
+def judge(kind, previous, reading, samples, thresholds):
+    """(rates, baseline rates, limits, breaches) of ``reading`` against the ``previous`` one.
+
+    A baseline's own rates are the baseline (it breaches nothing); a sample is compared with the
+    newest baseline of its series.
+    """
+    reading_rates = rates(previous, reading)
+    if kind == "baseline":
+        return reading_rates, reading_rates, limits(thresholds, reading_rates), []
+    baselines = [s for s in samples if s["kind"] == "baseline"]
+    baseline_rates = (baselines[-1]["metrics"] or {}).get("rates") or {}
+    limit_by_metric = limits(thresholds, baseline_rates)
+    return reading_rates, baseline_rates, limit_by_metric, breaches(reading_rates, limit_by_metric, baseline_rates)
+
+
+def timeline_of(samples, row):
+    """The series' readings from its newest baseline on, ending with ``row`` (this reading)."""
+    if row["kind"] == "baseline":
+        samples = [s for s in samples if s["kind"] != "baseline"]  # the newest baseline starts the timeline
+    timeline = samples + [row]
+    starts = [i for i, s in enumerate(timeline) if s["kind"] == "baseline"]
+    return timeline[starts[-1]:] if starts else timeline
+
+
+def timeline_rows(timeline):
+    """The timeline flattened for reports: taken_at, kind, one key per metric, breaches as text."""
+    rows = []
+    for s in timeline:
+        r = {"taken_at": s["taken_at"], "kind": s["kind"]}
+        rr = (s["metrics"] or {}).get("rates") or {}
+        r.update({name: rr.get(name) for name, _ in METRICS})
+        r["breaches"] = ", ".join("{0}={1:g}>{2:g}".format(b["metric"], b["value"], b["limit"])
+                                  for b in s["breaches"] or [])
+        rows.append(r)
+    return rows
+
+
+def timeline_points(timeline):
+    """The timeline as returned: taken_at, kind, rates, breaches per reading."""
+    return [{"taken_at": s["taken_at"], "kind": s["kind"], "rates": (s["metrics"] or {}).get("rates") or {},
+             "breaches": s["breaches"]} for s in timeline]
+
+
+def reading_notes(reading):
+    """What this reading could not watch (pg_stat_statements, the server log) and why."""
+    return [reading[part]["note"] for part in ("statements", "log") if not reading[part]["available"]]
+
+
 # --------------------------------------------------------------------------- storage
 def series_samples(cur, series):
     """Every baseline/sample of a series, oldest first (empty when the product schema is missing)."""

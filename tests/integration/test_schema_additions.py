@@ -8,8 +8,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.pgsafe_additions import (AdditionError, apply_addition, not_null_constraint_name,
-                                                   plan_additions, render)
+from ansible.module_utils.pgsafe_additions import AdditionError, not_null_constraint_name, plan_additions, render
+from ansible.module_utils.pgsafe_additions_apply import apply_addition
 from tests.typefix_support import run_module
 
 EXPORTS = "bazaar-vid_exports"

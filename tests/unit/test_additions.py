@@ -303,7 +303,7 @@ def test_module_documentation_matches_its_argument_spec():
     def capture(argument_spec, **_):
         raise Captured(argument_spec)
 
-    mod.AnsibleModule = capture
+    mod.PgsafeModule = capture
     with pytest.raises(Captured) as got:
         mod.main()
     argument_spec = got.value.args[0]
@@ -316,3 +316,22 @@ def test_module_documentation_matches_its_argument_spec():
         assert doc.get("default") == option.get("default"), name
         assert bool(doc.get("required")) == bool(option.get("required")), name
         assert doc.get("elements") == option.get("elements"), name
+
+
+def test_moved_objects_name_what_differs_from_the_reviewed_plan():
+    from ansible.module_utils.pgsafe_additions import objects_sha256
+    from ansible.module_utils.pgsafe_additions_apply import additions_diff, moved_objects
+
+    def step(obj, sql_text, converged=False):
+        return {"object": obj, "kind": "add_column", "converged": converged, "before": "absent", "after": "present",
+                "statements": [{"sql": sql_text, "lock_level": "ACCESS EXCLUSIVE", "transactional": True}]}
+
+    steps = [step("a", "ALTER a"), step("b", "ALTER b")]
+    reviewed = objects_sha256(steps)
+    assert moved_objects(steps, reviewed) == []
+    moved = moved_objects([step("a", "ALTER a2"), step("c", "ALTER c")], reviewed)
+    assert moved[0] == "b: not among the additions (the reviewed plan had it)"
+    assert moved[1].startswith("a: the statements it would run differ") and moved[2] == "c: not in the reviewed plan"
+    assert moved_objects([step("c", "ALTER c", converged=True), *steps], reviewed) == []  # converged: runs nothing
+    assert additions_diff(steps) == ("a (add_column): absent\nb (add_column): absent\n",
+                                     "a (add_column): present\nb (add_column): present\n")

@@ -58,7 +58,17 @@ def test_every_module_declares_attributes_and_returns_its_queries(path):
     source = path.read_text()
     if "PgsafeModule" in source:
         assert "queries" in returned, f"{path.name}: returns queries (PgsafeModule adds them) but RETURN omits it"
+    if never_connects(source):
+        # A module that opens no database connection (it writes files on the controller) has no connection
+        # options to share and no queries to return: a plain AnsibleModule, its documentation without them.
+        assert "pgsafe_connection" not in doc.get("extends_documentation_fragment", []), path.name
+        return
     assert "AnsibleModule(" not in source, f"{path.name}: build the module with PgsafeModule (queries, connect)"
+
+
+def never_connects(source: str) -> bool:
+    """Imports nothing that reaches a database: no psycopg2, no pgsafe module_utils (connection, runner, engines)."""
+    return "psycopg2" not in source and "ansible.module_utils.pgsafe_" not in source
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])

@@ -3,7 +3,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible.module_utils.pgsafe_monitor import MonitorError, _count_errors, breaches, limits, rates, timeline_svg
+from ansible.module_utils.pgsafe_monitor import (MonitorError, _count_errors, breaches, judge, limits, rates, reading_kind,
+                                                 timeline_of, timeline_points, timeline_rows, timeline_svg)
 
 
 def reading(epoch, rollbacks=0, deadlocks=0, temp=0, seq=0, errors=None, calls=0, total=0.0, invalid=(), reset=""):
@@ -63,3 +64,36 @@ def test_timeline_svg_is_well_formed_and_marks_breaches():
     red = [c for c in root.iter("{http://www.w3.org/2000/svg}circle") if c.get("fill") == "#c00"]
     assert len(red) == 2  # the rollback spike and the invalid index
     assert "limit 30" in svg and ET.fromstring(timeline_svg([], {})) is not None  # noqa: S314
+
+
+def stored(i, kind, rollbacks_rate=None, found=()):
+    return {"id": i, "kind": kind, "taken_at": "2026-01-01T00:0{0}:00Z".format(i),
+            "metrics": {"rates": {"rollbacks_per_minute": rollbacks_rate}}, "breaches": list(found)}
+
+
+def test_a_sample_without_a_baseline_captures_one():
+    assert reading_kind("sample", [], "r1") == ("baseline", "no baseline for series r1: captured one now; samples "
+                                                            "compare with it from the next run")
+    assert reading_kind("sample", [stored(1, "baseline")], "r1") == ("sample", None)
+    assert reading_kind("baseline", [stored(1, "baseline")], "r1") == ("baseline", None)
+
+
+def test_judge_a_baseline_by_its_own_rates_and_a_sample_by_the_newest_baseline():
+    first, second = reading(0, rollbacks=0), reading(60, rollbacks=200)
+    got, base, lim, found = judge("baseline", first, second, [], {})
+    assert got is base and got["rollbacks_per_minute"] == 200 and lim["rollbacks_per_minute"] == 600 and found == []
+    samples = [stored(1, "baseline", 5), stored(2, "sample", 7)]
+    samples[0]["metrics"]["rates"] = {"rollbacks_per_minute": 5}
+    got, base, lim, found = judge("sample", first, second, samples, {})
+    assert base == {"rollbacks_per_minute": 5} and lim["rollbacks_per_minute"] == 30
+    assert [b["metric"] for b in found] == ["rollbacks_per_minute"]
+
+
+def test_the_timeline_starts_at_the_newest_baseline():
+    samples = [stored(1, "sample"), stored(2, "baseline", 1), stored(3, "sample", 2)]
+    row = stored(4, "sample", 90, [{"metric": "rollbacks_per_minute", "value": 90, "limit": 30}])
+    assert [s["id"] for s in timeline_of(samples, row)] == [2, 3, 4]
+    assert [s["id"] for s in timeline_of(samples, stored(4, "baseline"))] == [4]  # a new baseline starts afresh
+    rows = timeline_rows(timeline_of(samples, row))
+    assert rows[-1]["rollbacks_per_minute"] == 90 and rows[-1]["breaches"] == "rollbacks_per_minute=90>30"
+    assert timeline_points([row])[0]["rates"] == {"rollbacks_per_minute": 90}
