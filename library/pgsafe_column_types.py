@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 ---
 module: pgsafe_column_types
 short_description: Bring columns across related tables to declared types, then create and validate FKs
+version_added: "0.1.0"
+author: pgsafe maintainers
 description:
   - "Plans one unit from the declared C(changes) and C(foreign_keys) and the live catalog (columns, FKs,
     indexes, dependent views, defaults), prechecks it on the real data with the exact cast that will run, then
@@ -31,18 +33,9 @@ description:
   - Check mode plans in a READ ONLY transaction (no DDL, no writes, no lock stronger than ACCESS SHARE) and returns
     the plan with its hazards. Diff mode shows column and FK definitions before/after.
   - Idempotent; a second run reports C(changed=false) and C(already converged).
-version_added: "0.1.0"
-author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
   - pgsafe_guard
-attributes:
-  check_mode:
-    support: full
-    description: Plans and prechecks in a READ ONLY transaction; returns the plan, its hazards and what would run.
-  diff_mode:
-    support: full
-    description: Column and foreign key definitions before and after.
 options:
   changes:
     description: Columns to bring to a type.
@@ -182,6 +175,13 @@ options:
       - The C(statements_sha256) of the plan's type change step (M(pgsafe_plan)). The module renders the statements
         it is about to run and refuses, changing nothing, when they differ (the database moved since the plan).
     type: str
+attributes:
+  check_mode:
+    support: full
+    description: Plans and prechecks in a READ ONLY transaction; returns the plan, its hazards and what would run.
+  diff_mode:
+    support: full
+    description: Column and foreign key definitions before and after.
 """
 
 EXAMPLES = r"""
@@ -204,10 +204,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+queries:
+  description: Every statement the module ran (catalog reads, precheck scans, the change and its journal), in order.
+  returned: always
+  type: list
+  elements: str
 converged:
   description: True when nothing was (or needed to be) done.
   returned: always
   type: bool
+attempts:
+  description: Every locking attempt with its outcome and duration.
+  returned: always
+  type: list
+  elements: dict
 message:
   description: One line summary ("already converged", "converted ...").
   returned: always
@@ -236,11 +246,6 @@ counts:
   description: Rows per changed table before/after/quarantined.
   returned: success
   type: dict
-attempts:
-  description: Every locking attempt with its outcome and duration.
-  returned: always
-  type: list
-  elements: dict
 rollback_sql:
   description: SQL that undoes the change and restores the quarantined rows (also in pgsafe.journal.rollback_sql).
   returned: when a change was planned
@@ -249,17 +254,12 @@ diff:
   description: Column and FK definitions before/after.
   returned: diff mode
   type: dict
-queries:
-  description: The statements this module's connections ran, in order.
-  returned: always
-  type: list
-  elements: str
 """
 
 import time
 
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
-from ansible.module_utils.pgsafe_locks import LockError, check_retries
+from ansible.module_utils.pgsafe_locks import LockError, locking_connection
 from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_plan import statements_digest
 from ansible.module_utils.pgsafe_typechange import Runner, ensure_typechange_schema
@@ -377,8 +377,6 @@ def _converged_after(conn, changes, fks):
 def main():
     module = PgsafeModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
-    if check_retries(p["retries"]):
-        module.fail_json(msg=check_retries(p["retries"]))
     result = {"changed": False, "converged": False, "hazards": [], "attempts": [], "quarantined": {}, "counts": {}}
     try:
         changes = normalise_changes(p["changes"])
@@ -386,7 +384,7 @@ def main():
     except Exception as exc:  # noqa: BLE001 - bad input: say which
         module.fail_json(msg=str(exc), **result)
     # statement_timeout applies to the change steps (Runner), not to the precheck scans.
-    conn = module.connect(read_only=module.check_mode, settings={"lock_timeout": p["lock_timeout"]})
+    conn = locking_connection(module, "retries")
     try:
         unit = _plan(module, conn, changes, fks, result)
         plan = unit["plan"]

@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 ---
 module: pgsafe_quarantine_restore
 short_description: Restore the rows a run set aside in pgsafe.quarantine_row
+version_added: "0.1.0"
+author: pgsafe maintainers
 description:
   - Re-inserts every not yet restored row quarantined by C(run_id) (parents before children, the reverse of
     their removal), in one transaction, and checks that each restored row hashes (sha256 of its jsonb) exactly like
@@ -17,17 +19,8 @@ description:
   - Marks restored rows with C(restored_at); a second run restores nothing (C(changed=false)).
   - Check mode counts what would be restored, in a READ ONLY transaction.
   - Diff mode shows, per table, the rows in quarantine before and after (and how many went back).
-version_added: "0.1.0"
-author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
-attributes:
-  check_mode:
-    support: full
-    description: Counts what would be restored, in a READ ONLY transaction.
-  diff_mode:
-    support: full
-    description: Rows in quarantine per table before, and after the restore (with how many were restored).
 options:
   run_id:
     description: The run whose quarantined rows to restore.
@@ -38,6 +31,13 @@ options:
     type: list
     elements: str
     default: []
+attributes:
+  check_mode:
+    support: full
+    description: Counts what would be restored, in a READ ONLY transaction.
+  diff_mode:
+    support: full
+    description: Rows in quarantine per table before, and after the restore (with how many were restored).
 """
 
 EXAMPLES = r"""
@@ -47,6 +47,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+queries:
+  description: Queries run - the pending count, then each row re-inserted and marked restored.
+  returned: always
+  type: list
+  elements: str
 restored:
   description: Rows restored per table.
   returned: always
@@ -59,11 +64,6 @@ diff:
   description: Rows in quarantine per table before and after (text, one line per table).
   returned: diff mode
   type: dict
-queries:
-  description: The statements this module's connection ran, in order.
-  returned: always
-  type: list
-  elements: str
 """
 
 from ansible.module_utils.pgsafe_meta import meta_schema_installed

@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 ---
 module: pgsafe_table_retire
 short_description: Retire unused tables into a quarantine schema, restore them, or purge them after retention
+version_added: "0.1.0"
+author: pgsafe maintainers
 description:
   - I(state=retired) moves each table of I(tables) into the quarantine schema (C(ALTER TABLE ... SET SCHEMA),
     collision-free derived name, recorded in C(pgsafe.quarantined_object) with a retention date) when an exact
@@ -23,8 +25,6 @@ description:
   - Check mode plans in a READ ONLY transaction (no lock, no DDL). Diff mode shows where each table is before
     and after. A second run reports changed=false.
   - The backup guard is the caller's job (roles C(table_cleanup) and C(table_merge) run it first).
-version_added: "0.1.0"
-author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
   - pgsafe_guard
@@ -61,6 +61,12 @@ options:
     description: lock_timeout for the ACCESS EXCLUSIVE lock on each table.
     type: str
     default: 5s
+  lock_retries:
+    description:
+      - How many times a table's transaction is retried when its lock is not obtained within I(lock_timeout) (or
+        it hits a deadlock), after 0.5 s doubling up to 5 s; then the module fails closed for that table. 0 to 20.
+    type: int
+    default: 0
   fail_on_skipped:
     description: Fail (after moving the tables that qualify) when a table was skipped or blocked.
     type: bool
@@ -71,6 +77,13 @@ options:
         first move the module renders each table's statements and refuses, moving nothing, when one differs (the
         database moved since the plan)."
     type: dict
+attributes:
+  check_mode:
+    support: full
+    description: Plans in a READ ONLY transaction (no lock, no DDL); restore and purge say what they would do.
+  diff_mode:
+    support: full
+    description: Where each table is before and after.
 """
 
 EXAMPLES = r"""
@@ -88,9 +101,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+queries:
+  description: What ran on the database, in order (plan reads, each LOCK TABLE and move, journal rows).
+  returned: always
+  type: list
+  elements: str
 tables:
   description: One entry per table - table, action (retire|retired|skip|blocked|converged|absent|restore|restored|
     purge|purged), reason, row_count, dependencies, quarantine_table, retain_until.
+  returned: always
+  type: list
+  elements: dict
+attempts:
+  description: Every transaction that takes a lock, with its outcome (ok, or the SQLSTATE of a lock timeout) and time.
   returned: always
   type: list
   elements: dict
@@ -115,18 +138,40 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_identifiers import qualified
+from ansible.module_utils.pgsafe_locks import LockError, lock_retries_option, locking_connection, run_step
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_plan import statements_digest
 from ansible.module_utils.pgsafe_plan_steps import plan_object_key
 from ansible.module_utils.pgsafe_retire import (RetireError, ensure_retire_schema, normalize_table_spec, plan,
                                                 planned_statements, purge_table, purgeable, restorable, restore_table,
                                                 retire_table)
 
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", default="retired", choices=["retired", "restored", "purged"]),
+    tables=dict(type="list", elements="raw", default=[]),
+    run_id=dict(type="str", required=True),
+    retention_days=dict(type="int", default=30),
+    reason=dict(type="str", default="unused table (Sprint 90 cleanup)"),
+    restore_run_id=dict(type="str"),
+    **guard_argument_spec(),
+    lock_timeout=dict(type="str", default="5s"),
+    **lock_retries_option(),
+    fail_on_skipped=dict(type="bool", default=False),
+    expected_statements_sha256=dict(type="dict"),
+)
+AFTER = {"retired": "in {quarantine_table}", "retire": "would move to quarantine", "restored": "in place",
+         "restore": "in place", "purged": "dropped after backup", "purge": "would be dropped"}
 
-def _retire(module, conn):
+
+def _step(module, conn, attempts, what, work):
+    """One table's transaction: lock timeouts retried (lock_retries), check mode rolled back."""
+    return run_step(conn, work, module.params["lock_retries"], attempts, what, dry_run=module.check_mode)
+
+
+def _retire(module, conn, attempts):
     params = module.params
     with conn.cursor() as cur:
         planned = plan(cur, params["tables"])
@@ -153,20 +198,13 @@ def _retire(module, conn):
         if entry["action"] != "retire":
             results.append(entry)
             continue
-        try:
-            with conn.cursor() as cur:
-                done = retire_table(cur, params["run_id"], entry, retention_days=params["retention_days"],
-                                    reason=params["reason"], leaving=leaving,
-                                    details={"backup_id": params["backup_id"], "guard": guard})
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-        results.append(done)
+        results.append(_step(module, conn, attempts, "retire " + entry["table"], lambda cur, entry=entry: retire_table(
+            cur, params["run_id"], entry, retention_days=params["retention_days"], reason=params["reason"],
+            leaving=leaving, details={"backup_id": params["backup_id"], "guard": guard})))
     return results
 
 
-def _restore(module, conn):
+def _restore(module, conn, attempts):
     params = module.params
     with conn.cursor() as cur:
         records = []
@@ -179,19 +217,12 @@ def _restore(module, conn):
             records.extend(found)
         if params["restore_run_id"]:
             records.extend(restorable(cur, run_id=params["restore_run_id"]))
-    results = []
-    for record in records:
-        try:
-            with conn.cursor() as cur:
-                results.append(restore_table(cur, params["run_id"], record, apply=not module.check_mode))
-            conn.rollback() if module.check_mode else conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-    return results
+    return [_step(module, conn, attempts, "restore " + qualified(record["schema"], record["name"]),
+                  lambda cur, record=record: restore_table(cur, params["run_id"], record, apply=not module.check_mode))
+            for record in records]
 
 
-def _purge(module, conn):
+def _purge(module, conn, attempts):
     params = module.params
     wanted = {(s["schema"], s["name"]) for s in map(normalize_table_spec, params["tables"])}
     with conn.cursor() as cur:
@@ -199,52 +230,13 @@ def _purge(module, conn):
     conn.rollback()
     if module.check_mode:
         return [dict(r, action="purge", reason="retention expired {0}".format(r["retain_until"])) for r in records]
-    results = []
-    for record in records:
-        try:
-            with conn.cursor() as cur:
-                results.append(purge_table(cur, params["run_id"], record, params["backup_id"]))
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-    return results
+    return [_step(module, conn, attempts, "purge " + record["table"], lambda cur, record=record: purge_table(
+        cur, params["run_id"], record, params["backup_id"])) for record in records]
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
-            state=dict(type="str", default="retired", choices=["retired", "restored", "purged"]),
-            tables=dict(type="list", elements="raw", default=[]),
-            run_id=dict(type="str", required=True),
-            retention_days=dict(type="int", default=30),
-            reason=dict(type="str", default="unused table (Sprint 90 cleanup)"),
-            restore_run_id=dict(type="str"),
-            **guard_argument_spec(),
-            lock_timeout=dict(type="str", default="5s"),
-            fail_on_skipped=dict(type="bool", default=False),
-            expected_statements_sha256=dict(type="dict"),
-        ),
-        required_if=[("state", "purged", ("backup_id",))],
-        supports_check_mode=True,
-    )
-    params = module.params
-    try:
-        conn = connect(params, read_only=module.check_mode, settings={"lock_timeout": params["lock_timeout"]})
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        handler = {"retired": _retire, "restored": _restore, "purged": _purge}[params["state"]]
-        results = handler(module, conn)
-    except (RetireError, BackupError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - database errors: name them, nothing was committed for that table
-        module.fail_json(msg="{0} failed: {1} (the table being handled was left as it was; fix and re-run)".format(
-            params["state"], " ".join(str(exc).split())))
-    finally:
-        conn.close()
+def _outcome(params, results):
+    """The module's result from the per-table results: skipped, blocked and the report's rows."""
     done_actions = {"retired", "restored", "purged", "retire", "restore", "purge"}
-    changed = any(r["action"] in done_actions for r in results)
     skipped = [{"table": r["table"], "row_count": r.get("row_count"), "reason": r["reason"]}
                for r in results if r["action"] == "skip"]
     blocked = [{"table": r["table"], "reason": r["reason"]} for r in results if r["action"] == "blocked"]
@@ -254,20 +246,40 @@ def main():
                                                                        else None),
                      "retain_until": r.get("retain_until")} for r in results]
     report_items = [{k: ("" if v is None else v) for k, v in item.items()} for item in report_items]
-    out = {"changed": changed, "tables": results, "skipped": skipped, "blocked": blocked,
-           "report_items": report_items}
-    if module._diff:
-        out["diff"] = {
-            "before": "\n".join("{0}: {1}".format(r["table"], "in place" if r["action"] not in ("restored", "restore")
-                                                  else "in quarantine") for r in results) + "\n",
-            "after": "\n".join("{0}: {1}".format(r["table"], {
-                "retired": "in " + str(r.get("quarantine_table")), "retire": "would move to quarantine",
-                "restored": "in place", "restore": "in place", "purged": "dropped after backup",
-                "purge": "would be dropped"}.get(r["action"], "unchanged ({0})".format(r["action"])))
-                for r in results) + "\n"}
-    if params["fail_on_skipped"] and (skipped or blocked):
+    return {"changed": any(r["action"] in done_actions for r in results), "tables": results, "skipped": skipped,
+            "blocked": blocked, "report_items": report_items}
+
+
+def _where(results):
+    """(before, after) text: where each table is."""
+    before = "\n".join("{0}: {1}".format(r["table"], "in place" if r["action"] not in ("restored", "restore")
+                                          else "in quarantine") for r in results) + "\n"
+    after = "\n".join("{0}: {1}".format(r["table"], AFTER[r["action"]].format(
+        quarantine_table=r.get("quarantine_table")) if r["action"] in AFTER else "unchanged ({0})".format(r["action"]))
+        for r in results) + "\n"
+    return before, after
+
+
+def main():
+    module = PgsafeModule(argument_spec=ARGUMENT_SPEC, required_if=[("state", "purged", ("backup_id",))],
+                          supports_check_mode=True)
+    params = module.params
+    conn = locking_connection(module)
+    attempts = []
+    try:
+        handler = {"retired": _retire, "restored": _restore, "purged": _purge}[params["state"]]
+        results = handler(module, conn, attempts)
+    except (RetireError, BackupError, LockError, ValueError) as exc:
+        module.fail_json(msg=str(exc), attempts=attempts)
+    except Exception as exc:  # noqa: BLE001 - database errors: name them, nothing was committed for that table
+        module.fail_json(msg="{0} failed: {1} (the table being handled was left as it was; fix and re-run)".format(
+            params["state"], " ".join(str(exc).split())), attempts=attempts)
+    finally:
+        conn.close()
+    out = dict(_outcome(params, results), attempts=attempts, diff=module.diff_of(*_where(results)))
+    if params["fail_on_skipped"] and (out["skipped"] or out["blocked"]):
         module.fail_json(msg="tables left in place: " + "; ".join("{0}: {1}".format(x["table"], x["reason"])
-                                                                  for x in skipped + blocked), **out)
+                                                                  for x in out["skipped"] + out["blocked"]), **out)
     module.exit_json(**out)
 
 

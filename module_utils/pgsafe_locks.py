@@ -111,3 +111,33 @@ def check_retries(retries, most=20):
     if retries < 0 or retries > most:
         return "retries must be between 0 and {0} (bounded retries)".format(most)
     return None
+
+
+def run_step(conn, work, retries=0, attempts_log=None, what="transaction", dry_run=False):
+    """One step of a module in a transaction of its own: committed through run_with_retries, or rolled back when
+    ``dry_run`` (check mode).  Any failure rolls the transaction back before it is raised."""
+    if dry_run:
+        try:
+            with conn.cursor() as cur:
+                return work(cur)
+        finally:
+            conn.rollback()
+    try:
+        return run_with_retries(conn, work, retries, attempts_log=attempts_log, what=what)
+    except Exception:
+        conn.rollback()
+        raise
+
+
+def lock_retries_option():
+    """The option of every module that takes strong locks: bounded retries after a lock timeout or deadlock."""
+    return dict(lock_retries=dict(type="int", default=0))
+
+
+def locking_connection(module, retries_option="lock_retries"):
+    """The connection of a module that takes strong locks: its retries checked (bounded), its ``lock_timeout``
+    set on the session, READ ONLY in check mode."""
+    problem = check_retries(module.params[retries_option])
+    if problem:
+        module.fail_json(msg=problem)
+    return module.connect(read_only=module.check_mode, settings={"lock_timeout": module.params["lock_timeout"]})

@@ -30,256 +30,20 @@ import json
 import re
 
 from ansible.module_utils.pgsafe_identifiers import qualified, split_qualified
+from ansible.module_utils.pgsafe_locks import lock_statements
+from ansible.module_utils.pgsafe_merge_ddl import (MergeError, added_foreign_keys, parse_create_table,
+                                                   statements_for_table)
 from ansible.module_utils.pgsafe_meta import journal
+from ansible.module_utils.pgsafe_quarantine import pk_object, row_sha256, write_rows
 from ansible.module_utils.pgsafe_retire import (dependencies, exact_count, privilege_problems, quarantine_record,
                                                 retire_table, table_oid)
 
 POLICIES = ("fail", "keep_target")
-_CONSTRAINT_WORDS = ("CONSTRAINT", "PRIMARY", "FOREIGN", "UNIQUE", "CHECK", "EXCLUDE", "LIKE")
-_COLUMN_STOP_WORDS = ("NOT", "NULL", "DEFAULT", "CONSTRAINT", "PRIMARY", "REFERENCES", "UNIQUE", "CHECK",
-                      "COLLATE", "GENERATED")
-
-
-class MergeError(Exception):
-    """The merge cannot go ahead; the message names the table/column/rows and the fix."""
 
 
 def _sql():
     from psycopg2 import sql
     return sql
-
-
-# --------------------------------------------------------------------------- DDL parsing (pure)
-def split_statements(text):
-    """Split SQL text on top-level semicolons (quotes, dollar quotes and comments respected)."""
-    out, buf, i, n = [], [], 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "-" and text.startswith("--", i):
-            j = text.find("\n", i)
-            i = n if j == -1 else j + 1
-            continue
-        if ch == "/" and text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            i = n if j == -1 else j + 2
-            continue
-        if ch in ("'", '"'):
-            j = i + 1
-            while j < n:
-                if text[j] == ch:
-                    if j + 1 < n and text[j + 1] == ch:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            buf.append(text[i:j + 1])
-            i = j + 1
-            continue
-        if ch == "$":
-            m = re.match(r"\$[A-Za-z_]*\$", text[i:])
-            if m:
-                tag = m.group(0)
-                j = text.find(tag, i + len(tag))
-                j = n if j == -1 else j + len(tag)
-                buf.append(text[i:j])
-                i = j
-                continue
-        if ch == ";":
-            stmt = "".join(buf).strip()
-            if stmt:
-                out.append(stmt)
-            buf = []
-            i += 1
-            continue
-        buf.append(ch)
-        i += 1
-    stmt = "".join(buf).strip()
-    if stmt:
-        out.append(stmt)
-    return out
-
-
-def _read_identifier(text, i):
-    """(name, next index) of an identifier at ``text[i]`` (quoted or bare; bare folds to lower case)."""
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i < len(text) and text[i] == '"':
-        j, buf = i + 1, []
-        while j < len(text):
-            if text[j] == '"':
-                if j + 1 < len(text) and text[j + 1] == '"':
-                    buf.append('"')
-                    j += 2
-                    continue
-                return "".join(buf), j + 1
-            buf.append(text[j])
-            j += 1
-        raise MergeError("unterminated quoted identifier in {0!r}".format(text[:80]))
-    m = re.match(r"[A-Za-z_][A-Za-z0-9_$]*", text[i:])
-    if not m:
-        raise MergeError("expected an identifier at {0!r}".format(text[i:i + 40]))
-    return m.group(0).lower(), i + m.end()
-
-
-def _read_qualified(text, i):
-    first, i = _read_identifier(text, i)
-    if i < len(text) and text[i] == ".":
-        second, i = _read_identifier(text, i + 1)
-        return (first, second), i
-    return (None, first), i
-
-
-def _split_top_level(body):
-    parts, depth, buf, quote = [], 0, [], None
-    for ch in body:
-        if quote:
-            buf.append(ch)
-            if ch == quote:
-                quote = None
-            continue
-        if ch in ("'", '"'):
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(buf).strip())
-            buf = []
-            continue
-        buf.append(ch)
-    if "".join(buf).strip():
-        parts.append("".join(buf).strip())
-    return parts
-
-
-def _ident_list(text):
-    return [_read_identifier(part, 0)[0] for part in _split_top_level(text)]
-
-
-def statements_for_table(ddl_text, table):
-    """The CREATE TABLE, ALTER TABLE ... ADD CONSTRAINT, CREATE INDEX and COMMENT statements of ``table`` in a DDL
-    file, in file order (tools like drizzle-kit add foreign keys apart, after every CREATE TABLE)."""
-    wanted = []
-    for stmt in split_statements(ddl_text):
-        head = re.sub(r"\s+", " ", stmt[:200]).upper()
-        if head.startswith("ALTER TABLE"):
-            m = re.match(r"(?is)ALTER\s+TABLE\s+(IF\s+EXISTS\s+)?(ONLY\s+)?", stmt)
-            (_schema, name), j = _read_qualified(stmt, m.end())
-            if name == table and re.match(r"(?is)\s*ADD\s+(CONSTRAINT\s|PRIMARY\s|UNIQUE\s|FOREIGN\s|CHECK\s)",
-                                          stmt[j:]):
-                wanted.append(stmt)
-        elif head.startswith("CREATE TABLE"):
-            m = re.match(r"(?is)CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?", stmt)
-            (_schema, name), _ = _read_qualified(stmt, m.end())
-            if name == table:
-                wanted.append(stmt)
-        elif head.startswith("CREATE INDEX") or head.startswith("CREATE UNIQUE INDEX"):
-            m = re.search(r"(?is)\sON\s+(ONLY\s+)?", stmt)
-            if m:
-                (_schema, name), _ = _read_qualified(stmt, m.end())
-                if name == table:
-                    wanted.append(stmt)
-        elif head.startswith("COMMENT ON COLUMN") or head.startswith("COMMENT ON TABLE"):
-            m = re.match(r"(?is)COMMENT\s+ON\s+(COLUMN|TABLE)\s+", stmt)
-            (first, second), _ = _read_qualified(stmt, m.end())
-            if table in (first, second):
-                wanted.append(stmt)
-    if not wanted or not wanted[0].upper().startswith("CREATE TABLE"):
-        raise MergeError("the reference DDL has no CREATE TABLE for {0}: give target_definition the statement, "
-                         "or fix the reference file".format(table))
-    return wanted
-
-
-def _parse_foreign_key(rest):
-    """{columns, ref_schema, ref_table, ref_columns} of ``FOREIGN KEY (...) REFERENCES t (...) ...``."""
-    cols = _ident_list(rest[rest.index("(") + 1:rest.index(")")])
-    k = re.search(r"(?i)REFERENCES\s+", rest)
-    (ref_schema, ref_table), j = _read_qualified(rest, k.end())
-    tail = rest[j:]
-    ref_cols = _ident_list(tail[tail.index("(") + 1:tail.index(")")]) if "(" in tail else []
-    return {"columns": cols, "ref_schema": ref_schema, "ref_table": ref_table, "ref_columns": ref_cols}
-
-
-def added_foreign_keys(statements):
-    """Foreign keys added by ``ALTER TABLE ... ADD [CONSTRAINT name] FOREIGN KEY`` statements."""
-    fks = []
-    for stmt in statements:
-        m = re.search(r"(?is)\bADD\s+(CONSTRAINT\s+)?", stmt)
-        if not stmt.upper().lstrip().startswith("ALTER TABLE") or not m:
-            continue
-        rest = stmt[m.end():]
-        if m.group(1):
-            _cname, j = _read_identifier(rest, 0)
-            rest = rest[j:].strip()
-        if rest.upper().startswith("FOREIGN KEY"):
-            fks.append(_parse_foreign_key(rest))
-    return fks
-
-
-def parse_create_table(stmt):
-    """Columns, primary key and foreign keys of a CREATE TABLE statement (what the precheck needs)."""
-    m = re.match(r"(?is)CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?", stmt)
-    if not m:
-        raise MergeError("not a CREATE TABLE statement: {0!r}".format(stmt[:80]))
-    _name, i = _read_qualified(stmt, m.end())
-    start, end = stmt.index("(", i), stmt.rindex(")")
-    columns, pk, fks = [], [], []
-    for item in _split_top_level(stmt[start + 1:end]):
-        words = item.split()
-        first = words[0].upper() if words else ""
-        if first in _CONSTRAINT_WORDS:
-            rest = item
-            if first == "CONSTRAINT":
-                _cname, j = _read_identifier(item, len("CONSTRAINT"))
-                rest = item[j:].strip()
-            up = rest.upper()
-            if up.startswith("PRIMARY KEY"):
-                pk = _ident_list(rest[rest.index("(") + 1:rest.index(")")])
-            elif up.startswith("FOREIGN KEY"):
-                fks.append(_parse_foreign_key(rest))
-            continue
-        name, j = _read_identifier(item, 0)
-        tokens = re.findall(r'"[^"]*"|\([^)]*\)|[^\s(]+', item[j:])
-        type_tokens = []
-        for tok in tokens:
-            if tok.upper() in _COLUMN_STOP_WORDS:
-                break
-            type_tokens.append(tok)
-        type_text = " ".join(type_tokens).replace(" (", "(")
-        up = item.upper()
-        columns.append({"name": name, "type": canonical_type(type_text), "not_null": "NOT NULL" in up or "PRIMARY KEY" in up,
-                        "has_default": " DEFAULT " in " " + up + " " or "GENERATED" in up})
-        if "PRIMARY KEY" in up:
-            pk = [name]
-    for col in columns:
-        if col["name"] in pk:
-            col["not_null"] = True
-    return {"columns": columns, "primary_key": pk, "foreign_keys": fks}
-
-
-_TYPE_ALIASES = {
-    "varchar": "character varying", "char": "character", "bpchar": "character", "timestamptz": "timestamp with time zone",
-    "timestamp": "timestamp without time zone", "timetz": "time with time zone", "time": "time without time zone",
-    "int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint", "bool": "boolean",
-    "float8": "double precision", "float4": "real", "decimal": "numeric", "float": "double precision",
-}
-
-
-def canonical_type(type_text):
-    """A type spelled the way format_type() spells it (``varchar(50)`` -> ``character varying(50)``)."""
-    text = re.sub(r"\s+", " ", type_text.strip()).lower()
-    m = re.match(r"^([a-z0-9_ ]+?)\s*(\([0-9, ]+\))?(\[\])?$", text)
-    if not m:
-        return type_text
-    base, mod, arr = m.group(1).strip(), (m.group(2) or "").replace(" ", ""), m.group(3) or ""
-    base = _TYPE_ALIASES.get(base, base)
-    if mod.startswith("(") and mod.count(",") == 1 and base == "numeric":
-        mod = mod.replace(",", ",")
-    if base.startswith(("timestamp", "time ")) and mod:
-        word = base.split(" ", 1)
-        return "{0}{1} {2}{3}".format(word[0], mod, word[1], arr)
-    return base + mod + arr
 
 
 # --------------------------------------------------------------------------- mapping (pure)
@@ -465,11 +229,18 @@ class Context:
         return sql.SQL(" AND ").join(
             sql.SQL("t.{0} = {1}").format(sql.Identifier(k), self.expr(self.t2s[k], k)) for k in self.target_pk)
 
-    def source_pk_json(self):
+    def source_key_columns(self):
+        """The source's primary key, or the source columns mapped onto the target's."""
+        return self.source_pk or [self.t2s[k] for k in self.target_pk]
+
+    def source_pk_json(self, alias="s"):
+        return pk_object(self.source_key_columns(), alias)
+
+    def keys_in(self, cur, keys, alias="s"):
+        """A condition (values bound in) true for the source rows (aliased ``alias``) whose key is in ``keys``."""
         sql = _sql()
-        cols = self.source_pk or [self.t2s[k] for k in self.target_pk]
-        return sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(
-            sql.SQL("{0}, s.{1}").format(sql.Literal(c), sql.Identifier(c)) for c in cols))
+        cond = sql.SQL("{0} = ANY(%s::jsonb[])").format(self.source_pk_json(alias))
+        return sql.SQL(cur.mogrify(cond.as_string(cur), ([json.dumps(k, sort_keys=True) for k in keys],)).decode())
 
 
 # --------------------------------------------------------------------------- precheck
@@ -502,67 +273,73 @@ def _bad_values(cur, src_type, tgt_type, values):
     return bad
 
 
-def precheck(cur, ctx):
-    """Rows whose mapped values would not arrive intact: [{kind, column, count, rows: [{pk, value}]}]."""
+def _uncastable(cur, ctx, s, t):
+    """The source values of a mapped column that do not cast to the target type at all (a problem), or None."""
+    sql = _sql()
+    tcol = ctx.tgt_by_name[t]
+    scol_ref = sql.SQL("s.{0}").format(sql.Identifier(s))
+    cur.execute("SAVEPOINT pgsafe_precheck")
+    try:
+        cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1} IS NOT NULL AND {2} IS NULL").format(
+            ctx.source_ref(), scol_ref, ctx.expr(s, t)))
+        cur.execute("RELEASE SAVEPOINT pgsafe_precheck")
+        return None
+    except Exception:  # noqa: BLE001
+        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_precheck")
+        cur.execute("RELEASE SAVEPOINT pgsafe_precheck")
+    cur.execute(sql.SQL("SELECT DISTINCT {0}::text FROM {1} s WHERE {0} IS NOT NULL").format(
+        scol_ref, ctx.source_ref()))
+    values = [r[0] for r in cur.fetchall()]
+    bad = _bad_values(cur, ctx.src_by_name[s]["type"], tcol["type"], values)
+    cur.execute(sql.SQL("SELECT {0}, {1}::text FROM {2} s WHERE {1}::text = ANY(%s) ORDER BY 1 "
+                        "LIMIT %s").format(ctx.source_pk_json(), scol_ref, ctx.source_ref()), (bad, ctx.sample_limit))
+    rows = [{"pk": r[0], "value": r[1]} for r in cur.fetchall()]
+    cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1}::text = ANY(%s)").format(
+        ctx.source_ref(), scol_ref), (bad,))
+    return {"kind": "cast", "column": "{0} -> {1} ({2} -> {3})".format(
+        s, t, ctx.src_by_name[s]["type"], tcol["type"]), "count": cur.fetchone()[0], "rows": rows,
+        "message": "values that do not cast to {0}".format(tcol["type"])}
+
+
+def _lossy(cur, ctx, s, t):
+    """Values the cast would change (truncate, round, re-spell), as a problem unless lossy casts are allowed."""
+    sql = _sql()
+    tcol = ctx.tgt_by_name[t]
+    scol_ref = sql.SQL("s.{0}").format(sql.Identifier(s))
+    lossy = sql.SQL("{0} IS NOT NULL AND CAST({1} AS {2}) IS DISTINCT FROM {0}").format(
+        scol_ref, ctx.expr(s, t), sql.SQL(ctx.src_by_name[s]["type"]))
+    cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1}").format(ctx.source_ref(), lossy))
+    n = cur.fetchone()[0]
+    if not n or ctx.allow_lossy_casts:
+        return None
+    cur.execute(sql.SQL("SELECT {0}, {1}::text, ({2})::text FROM {3} s WHERE {4} ORDER BY 1 "
+                        "LIMIT %s").format(ctx.source_pk_json(), scol_ref, ctx.expr(s, t), ctx.source_ref(),
+                                           lossy), (ctx.sample_limit,))
+    return {"kind": "lossy", "column": "{0} -> {1} ({2} -> {3})".format(
+        s, t, ctx.src_by_name[s]["type"], tcol["type"]), "count": n,
+        "rows": [{"pk": r[0], "value": r[1], "would_become": r[2]} for r in cur.fetchall()],
+        "message": "the cast changes these values (set allow_lossy_casts to accept)"}
+
+
+def _nulls(cur, ctx, s, t):
+    """NULLs bound for a NOT NULL target column, as a problem, or None."""
+    sql = _sql()
+    scol_ref = sql.SQL("s.{0}").format(sql.Identifier(s))
+    cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1} IS NULL").format(ctx.source_ref(), scol_ref))
+    n = cur.fetchone()[0]
+    if not n:
+        return None
+    cur.execute(sql.SQL("SELECT {0} FROM {1} s WHERE {2} IS NULL ORDER BY 1 LIMIT %s").format(
+        ctx.source_pk_json(), ctx.source_ref(), scol_ref), (ctx.sample_limit,))
+    return {"kind": "not_null", "column": "{0} -> {1}".format(s, t), "count": n,
+            "rows": [{"pk": r[0], "value": None} for r in cur.fetchall()],
+            "message": "NULL into NOT NULL column {0}".format(t)}
+
+
+def _fk_problems(cur, ctx):
+    """Source rows pointing at a missing parent of one of the target's foreign keys."""
     sql = _sql()
     problems = []
-    if ctx.source_oid is None:
-        return problems
-    limit = ctx.sample_limit
-    pk_json = ctx.source_pk_json()
-    for s, t in ctx.pairs:
-        tcol = ctx.tgt_by_name[t]
-        scol_ref = sql.SQL("s.{0}").format(sql.Identifier(s))
-        if ctx.differs(s, t):
-            # 1. values that do not cast at all
-            cur.execute("SAVEPOINT pgsafe_precheck")
-            try:
-                cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1} IS NOT NULL AND {2} IS NULL").format(
-                    ctx.source_ref(), scol_ref, ctx.expr(s, t)))
-                cur.execute("RELEASE SAVEPOINT pgsafe_precheck")
-                castable = True
-            except Exception:  # noqa: BLE001
-                cur.execute("ROLLBACK TO SAVEPOINT pgsafe_precheck")
-                cur.execute("RELEASE SAVEPOINT pgsafe_precheck")
-                castable = False
-            if not castable:
-                cur.execute(sql.SQL("SELECT DISTINCT {0}::text FROM {1} s WHERE {0} IS NOT NULL").format(
-                    scol_ref, ctx.source_ref()))
-                values = [r[0] for r in cur.fetchall()]
-                bad = _bad_values(cur, ctx.src_by_name[s]["type"], tcol["type"], values)
-                cur.execute(sql.SQL("SELECT {0}, {1}::text FROM {2} s WHERE {1}::text = ANY(%s) ORDER BY 1 "
-                                    "LIMIT %s").format(pk_json, scol_ref, ctx.source_ref()), (bad, limit))
-                rows = [{"pk": r[0], "value": r[1]} for r in cur.fetchall()]
-                cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1}::text = ANY(%s)").format(
-                    ctx.source_ref(), scol_ref), (bad,))
-                problems.append({"kind": "cast", "column": "{0} -> {1} ({2} -> {3})".format(
-                    s, t, ctx.src_by_name[s]["type"], tcol["type"]), "count": cur.fetchone()[0], "rows": rows,
-                    "message": "values that do not cast to {0}".format(tcol["type"])})
-            else:
-                # 2. values the cast would change (truncate, round, re-spell)
-                lossy = sql.SQL("{0} IS NOT NULL AND CAST({1} AS {2}) IS DISTINCT FROM {0}").format(
-                    scol_ref, ctx.expr(s, t), sql.SQL(ctx.src_by_name[s]["type"]))
-                cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1}").format(ctx.source_ref(), lossy))
-                n = cur.fetchone()[0]
-                if n and not ctx.allow_lossy_casts:
-                    cur.execute(sql.SQL("SELECT {0}, {1}::text, ({2})::text FROM {3} s WHERE {4} ORDER BY 1 "
-                                        "LIMIT %s").format(pk_json, scol_ref, ctx.expr(s, t), ctx.source_ref(),
-                                                           lossy), (limit,))
-                    problems.append({"kind": "lossy", "column": "{0} -> {1} ({2} -> {3})".format(
-                        s, t, ctx.src_by_name[s]["type"], tcol["type"]), "count": n,
-                        "rows": [{"pk": r[0], "value": r[1], "would_become": r[2]} for r in cur.fetchall()],
-                        "message": "the cast changes these values (set allow_lossy_casts to accept)"})
-        if tcol["not_null"]:
-            cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE {1} IS NULL").format(ctx.source_ref(), scol_ref))
-            n = cur.fetchone()[0]
-            if n:
-                cur.execute(sql.SQL("SELECT {0} FROM {1} s WHERE {2} IS NULL ORDER BY 1 LIMIT %s").format(
-                    pk_json, ctx.source_ref(), scol_ref), (limit,))
-                problems.append({"kind": "not_null", "column": "{0} -> {1}".format(s, t), "count": n,
-                                 "rows": [{"pk": r[0], "value": None} for r in cur.fetchall()],
-                                 "message": "NULL into NOT NULL column {0}".format(t)})
-    if any(p["kind"] == "cast" for p in problems):
-        return problems  # FK probes would cast the same values again
     for fk in ctx.target_fks:
         if not all(c in ctx.t2s for c in fk["columns"]):
             continue
@@ -582,11 +359,32 @@ def precheck(cur, ctx):
         n = cur.fetchone()[0]
         if n:
             cur.execute(sql.SQL("SELECT {0} FROM {1} s WHERE {2} ORDER BY 1 LIMIT %s").format(
-                pk_json, ctx.source_ref(), where), (limit,))
+                ctx.source_pk_json(), ctx.source_ref(), where), (ctx.sample_limit,))
             problems.append({"kind": "fk", "column": ", ".join(fk["columns"]), "count": n,
                              "rows": [{"pk": r[0]} for r in cur.fetchall()],
                              "message": "no parent row in {0}".format(qualified(fk["ref_schema"], fk["ref_table"]))})
     return problems
+
+
+def precheck(cur, ctx):
+    """Rows whose mapped values would not arrive intact: [{kind, column, count, rows: [{pk, value}]}]."""
+    problems = []
+    if ctx.source_oid is None:
+        return problems
+    for s, t in ctx.pairs:
+        if ctx.differs(s, t):
+            found = _uncastable(cur, ctx, s, t)  # 1. values that do not cast at all
+            if found is None:
+                found = _lossy(cur, ctx, s, t)  # 2. values the cast would change
+            if found is not None:
+                problems.append(found)
+        if ctx.tgt_by_name[t]["not_null"]:
+            found = _nulls(cur, ctx, s, t)
+            if found is not None:
+                problems.append(found)
+    if any(p["kind"] == "cast" for p in problems):
+        return problems  # FK probes would cast the same values again
+    return problems + _fk_problems(cur, ctx)
 
 
 def collisions(cur, ctx):
@@ -639,8 +437,8 @@ def proof(cur, ctx, quarantined_keys_sql, run_id):
     target_rows, target_hash = cur.fetchone()
     cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE ({1}) AND NOT EXISTS (SELECT 1 FROM pgsafe.quarantine_row q "
                         "WHERE q.run_id = %s AND q.source_schema = %s AND q.source_table = %s "
-                        "AND q.row_sha256 = encode(sha256(convert_to(to_jsonb(s)::text, 'UTF8')), 'hex'))").format(
-        ctx.source_ref(), quarantined_keys_sql), (run_id, ctx.source_schema, ctx.source_name))
+                        "AND q.row_sha256 = {2})").format(ctx.source_ref(), quarantined_keys_sql, row_sha256("s")),
+                (run_id, ctx.source_schema, ctx.source_name))
     unquarantined = cur.fetchone()[0]
     ok = (missing == 0 and extra == 0 and source_rows == target_rows and source_hash == target_hash
           and unquarantined == 0)
@@ -725,8 +523,7 @@ def plan(cur, ctx):
 
 
 def lock_statement(ctx):
-    sql = _sql()
-    return sql.SQL("LOCK TABLE {0} IN SHARE ROW EXCLUSIVE MODE").format(ctx.source_ref())
+    return lock_statements([((ctx.source_schema, ctx.source_name), "SHARE ROW EXCLUSIVE")])[0]
 
 
 def insert_statement(ctx):
@@ -777,16 +574,11 @@ def apply(cur, ctx, run_id, retention_days=30, retire_source=True):
     _identical, differing = collisions(cur, ctx)
     if differing:
         keys = [d["pk"] for d in differing]
-        quarantined_keys = sql.SQL("{0} = ANY(%s::jsonb[])").format(ctx.source_pk_json())
-        quarantined_keys = sql.SQL(cur.mogrify(quarantined_keys.as_string(cur),
-                                               ([json.dumps(k, sort_keys=True) for k in keys],)).decode())
-        cur.execute(sql.SQL("""
-            INSERT INTO pgsafe.quarantine_row (run_id, source_schema, source_table, source_pk, reason, row_data,
-                                               row_sha256)
-            SELECT %s, %s, %s, {0}, %s, to_jsonb(s), encode(sha256(convert_to(to_jsonb(s)::text, 'UTF8')), 'hex')
-              FROM {1} s WHERE {2}""").format(ctx.source_pk_json(), ctx.source_ref(), quarantined_keys),
-            (run_id, ctx.source_schema, ctx.source_name,
-             "merge into {0}: key exists there with different values (policy keep_target)".format(ctx.target)))
+        quarantined_keys = ctx.keys_in(cur, keys, "s")
+        write_rows(cur, run_id, (ctx.source_schema, ctx.source_name), ctx.source_key_columns(),
+                   ctx.keys_in(cur, keys, "t"), (),
+                   "merge into {0}: key exists there with different values (policy keep_target)".format(ctx.target),
+                   move=False)
     else:
         quarantined_keys = sql.SQL("false")
     cur.execute(insert_statement(ctx))

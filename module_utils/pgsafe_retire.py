@@ -24,6 +24,7 @@ import json
 import re
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, split_qualified
+from ansible.module_utils.pgsafe_locks import lock_statements, lock_tables
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS, QUARANTINE_SCHEMA, journal
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -222,37 +223,7 @@ def dependencies(cur, schema, name, leaving=()):
                       "description": "{0} {1} ({2}{3})".format(kind, obj, description,
                                                              "" if via == "table" else ", via " + via),
                       "blocking": not leaves_too})
-    # Functions that mention the name in their body without a recorded dependency (plain SQL/PL bodies).
-    cur.execute("""
-        SELECT p.oid, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc
-          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname <> ALL(%s) AND p.prosrc ILIKE %s
-           AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
-                            AND e.deptype = 'e')
-    """, (list(SYSTEM_SCHEMAS + PRODUCT_SCHEMAS), like_pattern(name)))
-    recorded = {d["object"] for d in found if d["kind"] == "function"}
-    for _poid, fschema, fname, fargs, body in cur.fetchall():
-        if not mentions(body, name):
-            continue
-        label = "{0}({1})".format(qualified(fschema, fname), fargs)
-        if label in recorded:
-            continue
-        found.append({"direction": "inbound", "kind": "function body", "object": label,
-                      "description": "function {0} mentions {1} in its body".format(label, name),
-                      "blocking": True})
-    # Triggers of other tables whose function mentions the table are covered above (the function is
-    # listed); list them too so the report names the table that fires them.
-    cur.execute("""
-        SELECT n.nspname, c.relname, t.tgname, p.prosrc FROM pg_trigger t
-          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-          JOIN pg_proc p ON p.oid = t.tgfoid
-         WHERE NOT t.tgisinternal AND t.tgrelid <> %s AND p.prosrc ILIKE %s
-    """, (oid, like_pattern(name)))
-    for tschema, tname, tgname, body in cur.fetchall():
-        if mentions(body, name) and (tschema, tname) not in leaving:
-            found.append({"direction": "inbound", "kind": "trigger", "object": qualified(tschema, tname),
-                          "description": "trigger {0} on {1} runs a function that mentions {2}".format(
-                              tgname, qualified(tschema, tname), name), "blocking": True})
+    found += _mentioned_by(cur, oid, name, found, leaving)
     # Outbound: what this table references (informational: detached while it is retired, re-added on restore).
     cur.execute("""
         SELECT c.conname, n.nspname, r.relname FROM pg_constraint c
@@ -271,6 +242,44 @@ def dependencies(cur, schema, name, leaving=()):
         found.append({"direction": "own", "kind": "trigger", "object": qualified(schema, name),
                       "description": "own trigger {0} (moves with the table)".format(tgname), "blocking": False})
     return found
+
+
+def _mentioned_by(cur, oid, name, found, leaving):
+    """Functions whose body mentions the table without a recorded dependency, and triggers of other tables that
+    run a function mentioning it (pg_depend does not record names used inside a function body)."""
+    more = []
+    # Functions that mention the name in their body without a recorded dependency (plain SQL/PL bodies).
+    cur.execute("""
+        SELECT p.oid, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname <> ALL(%s) AND p.prosrc ILIKE %s
+           AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
+                            AND e.deptype = 'e')
+    """, (list(SYSTEM_SCHEMAS + PRODUCT_SCHEMAS), like_pattern(name)))
+    recorded = {d["object"] for d in found if d["kind"] == "function"}
+    for _poid, fschema, fname, fargs, body in cur.fetchall():
+        if not mentions(body, name):
+            continue
+        label = "{0}({1})".format(qualified(fschema, fname), fargs)
+        if label in recorded:
+            continue
+        more.append({"direction": "inbound", "kind": "function body", "object": label,
+                     "description": "function {0} mentions {1} in its body".format(label, name),
+                     "blocking": True})
+    # Triggers of other tables whose function mentions the table are covered above (the function is
+    # listed); list them too so the report names the table that fires them.
+    cur.execute("""
+        SELECT n.nspname, c.relname, t.tgname, p.prosrc FROM pg_trigger t
+          JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_proc p ON p.oid = t.tgfoid
+         WHERE NOT t.tgisinternal AND t.tgrelid <> %s AND p.prosrc ILIKE %s
+    """, (oid, like_pattern(name)))
+    for tschema, tname, tgname, body in cur.fetchall():
+        if mentions(body, name) and (tschema, tname) not in leaving:
+            more.append({"direction": "inbound", "kind": "trigger", "object": qualified(tschema, tname),
+                         "description": "trigger {0} on {1} runs a function that mentions {2}".format(
+                             tgname, qualified(tschema, tname), name), "blocking": True})
+    return more
 
 
 def privilege_problems(cur, oid, qualified_name):
@@ -340,9 +349,7 @@ def _taken_names(cur, schema_a, schema_b):
 
 
 def _lock(cur, schema, name, mode="ACCESS EXCLUSIVE"):
-    sql = _sql()
-    cur.execute(sql.SQL("LOCK TABLE {0}.{1} IN " + mode + " MODE").format(sql.Identifier(schema),
-                                                                         sql.Identifier(name)))
+    lock_tables(cur, [((schema, name), mode)])
 
 
 def outbound_foreign_keys(cur, oid):
@@ -434,11 +441,9 @@ def retire_statements(cur, schema, name, qname, detached, quarantine_schema=QUAR
 
 def planned_statements(cur, spec, quarantine_schema=QUARANTINE_SCHEMA):
     """retire_statements of a table as it is now (read-only): LOCK first, as retire_table takes it."""
-    sql = _sql()
     oid = table_oid(cur, spec["schema"], spec["name"])
     qname = quarantine_name_for(spec["schema"], spec["name"], _taken_names(cur, spec["schema"], quarantine_schema))
-    lock = sql.SQL("LOCK TABLE {0}.{1} IN ACCESS EXCLUSIVE MODE").format(
-        sql.Identifier(spec["schema"]), sql.Identifier(spec["name"])).as_string(cur)
+    lock = lock_statements([((spec["schema"], spec["name"]), "ACCESS EXCLUSIVE")])[0].as_string(cur)
     return [lock] + retire_statements(cur, spec["schema"], spec["name"], qname, outbound_foreign_keys(cur, oid),
                                       quarantine_schema)
 

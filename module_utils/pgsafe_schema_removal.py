@@ -163,42 +163,54 @@ def outside_dependents(cur, schema, inside, removing=()):
     """Objects outside ``schema`` (and outside the other schemas being removed) that depend on it."""
     inside_keys = {(o["classid"], o["objid"]) for o in inside}
     removing = set(removing) | {schema}
+    found = _recorded_dependents(cur, schema, inside_keys, removing) if inside_keys else []
+    found += _code_references(cur, schema, removing, found)
+    found += _setting_references(cur, schema, removing, found)
+    return found
+
+
+def _recorded_dependents(cur, schema, inside_keys, removing):
+    """Dependencies pg_depend records on the schema's objects, from objects outside the schemas being removed."""
     found = []
-    if inside_keys:
-        cur.execute("""
-            SELECT DISTINCT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
-                   pg_describe_object(d.classid, d.objid, d.objsubid),
-                   pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
-              FROM pg_depend d
-             WHERE d.deptype IN ('n', 'a')
-               AND (d.refclassid, d.refobjid) IN (SELECT * FROM unnest(%s::oid[], %s::oid[]))
-        """, ([k[0] for k in inside_keys], [k[1] for k in inside_keys]))
-        rows = cur.fetchall()
-        # Parts of inside objects (a table's rowtype, an owned sequence ...) reference inside objects too.
-        cur.execute("""
-            SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
-                   pg_describe_object(d.classid, d.objid, d.objsubid),
-                   pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
-              FROM pg_depend d JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND d.refobjid = t.oid
-             WHERE d.deptype IN ('n', 'a') AND t.typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)
-        """, (schema,))
-        rows += cur.fetchall()
-        seen = set()
-        for classid, objid, _sub, _rc, _ro, desc, refdesc in rows:
-            if (classid, objid, desc) in seen:
+    cur.execute("""
+        SELECT DISTINCT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
+               pg_describe_object(d.classid, d.objid, d.objsubid),
+               pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
+          FROM pg_depend d
+         WHERE d.deptype IN ('n', 'a')
+           AND (d.refclassid, d.refobjid) IN (SELECT * FROM unnest(%s::oid[], %s::oid[]))
+    """, ([k[0] for k in inside_keys], [k[1] for k in inside_keys]))
+    rows = cur.fetchall()
+    # Parts of inside objects (a table's rowtype, an owned sequence ...) reference inside objects too.
+    cur.execute("""
+        SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid,
+               pg_describe_object(d.classid, d.objid, d.objsubid),
+               pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)
+          FROM pg_depend d JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND d.refobjid = t.oid
+         WHERE d.deptype IN ('n', 'a') AND t.typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)
+    """, (schema,))
+    rows += cur.fetchall()
+    seen = set()
+    for classid, objid, _sub, _rc, _ro, desc, refdesc in rows:
+        if (classid, objid, desc) in seen:
+            continue
+        seen.add((classid, objid, desc))
+        dep_schema, _oc, _oo = _object_schema(cur, classid, objid)
+        if dep_schema in removing or dep_schema is None and (classid, objid) in inside_keys:
+            continue
+        if dep_schema is None:
+            ident = _identify(cur, classid, objid)
+            if ident["type"] in ("extension",) or ident["schema"] in removing:
                 continue
-            seen.add((classid, objid, desc))
-            dep_schema, _oc, _oo = _object_schema(cur, classid, objid)
-            if dep_schema in removing or dep_schema is None and (classid, objid) in inside_keys:
-                continue
-            if dep_schema is None:
-                ident = _identify(cur, classid, objid)
-                if ident["type"] in ("extension",) or ident["schema"] in removing:
-                    continue
-            found.append({"kind": "recorded dependency", "object": desc, "schema": dep_schema,
-                          "description": "{0} depends on {1}".format(desc, refdesc), "blocking": True,
-                          "recorded": True})
-    # Textual references Postgres does not record.
+        found.append({"kind": "recorded dependency", "object": desc, "schema": dep_schema,
+                      "description": "{0} depends on {1}".format(desc, refdesc), "blocking": True,
+                      "recorded": True})
+    return found
+
+
+def _code_references(cur, schema, removing, recorded):
+    """Function bodies and view definitions that name the schema (textual references Postgres does not record)."""
+    found = list(recorded)
     cur.execute("""
         SELECT n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.prosrc
           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -223,6 +235,12 @@ def outside_dependents(cur, schema, inside, removing=()):
             found.append({"kind": "view", "object": qualified(vschema, vname), "schema": vschema, "blocking": True,
                           "description": "view {0} refers to {1}".format(qualified(vschema, vname), schema),
                           "recorded": False})
+    return found[len(recorded):]
+
+
+def _setting_references(cur, schema, removing, recorded):
+    """Column defaults, RLS policies and role search_path settings that name the schema."""
+    found = list(recorded)
     cur.execute("""
         SELECT n.nspname, c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid)
           FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -257,7 +275,7 @@ def outside_dependents(cur, schema, inside, removing=()):
             found.append({"kind": "search_path", "object": "role {0} in database {1}".format(role, dbname),
                           "schema": None, "blocking": True, "recorded": False,
                           "description": "role {0} (database {1}) has {2}".format(role, dbname, cfg)})
-    return found
+    return found[len(recorded):]
 
 
 def informational(cur, schema, info):

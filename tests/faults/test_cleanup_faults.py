@@ -32,7 +32,7 @@ def merge_params(server, db, **extra):
 
 def create_target(server, db):
     """The prefixed metric table as the code declares it (dev lacks it)."""
-    from ansible.module_utils.pgsafe_merge import statements_for_table
+    from ansible.module_utils.pgsafe_merge_ddl import statements_for_table
     for stmt in statements_for_table(REFERENCE_SQL, "bazaar-vid_api_usage_metric"):
         server.execute(db, stmt)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from ansible.module_utils import pgsafe_audit as audit
 from ansible.module_utils import pgsafe_merge as merge
+from ansible.module_utils import pgsafe_merge_ddl as merge_ddl
 from ansible.module_utils import pgsafe_retire as retire
 from ansible.module_utils import pgsafe_schema_removal as removal
 
@@ -12,36 +13,36 @@ from tests.cleanup_helpers import DEV_MAP, REFERENCE_SQL
 
 # --------------------------------------------------------------------------- DDL extraction
 def test_reference_statements_for_the_metric_table_are_its_table_two_foreign_keys_and_five_indexes():
-    stmts = merge.statements_for_table(REFERENCE_SQL, "bazaar-vid_api_usage_metric")
+    stmts = merge_ddl.statements_for_table(REFERENCE_SQL, "bazaar-vid_api_usage_metric")
     assert stmts[0].startswith('CREATE TABLE "bazaar-vid_api_usage_metric"')
     added = [s for s in stmts[1:] if s.startswith('ALTER TABLE "bazaar-vid_api_usage_metric" ADD CONSTRAINT')]
     indexes = [s for s in stmts[1:] if 'ON "bazaar-vid_api_usage_metric"' in s and s.startswith("CREATE INDEX")]
     assert len(stmts) == 8 and len(added) == 2 and len(indexes) == 5
     assert not any("bazaar-vid_exports" in s for s in stmts)
-    assert {(tuple(f["columns"]), f["ref_table"]) for f in merge.added_foreign_keys(stmts)} == {
+    assert {(tuple(f["columns"]), f["ref_table"]) for f in merge_ddl.added_foreign_keys(stmts)} == {
         (("userId",), "bazaar-vid_user"), (("projectId",), "bazaar-vid_project")}
 
 
 def test_missing_table_in_reference_is_an_error_naming_it():
     with pytest.raises(merge.MergeError, match="no CREATE TABLE for nope"):
-        merge.statements_for_table(REFERENCE_SQL, "nope")
+        merge_ddl.statements_for_table(REFERENCE_SQL, "nope")
 
 
 def test_split_statements_respects_quotes_dollar_quotes_and_comments():
     text = "CREATE TABLE \"a;b\" (x text DEFAULT 'c;d'); -- e;f\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;"
-    assert merge.split_statements(text) == ["CREATE TABLE \"a;b\" (x text DEFAULT 'c;d')",
+    assert merge_ddl.split_statements(text) == ["CREATE TABLE \"a;b\" (x text DEFAULT 'c;d')",
                                             "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql"]
 
 
 def test_parse_create_table_columns_keys_and_foreign_keys():
-    parsed = merge.parse_create_table(merge.statements_for_table(REFERENCE_SQL, "bazaar-vid_api_usage_metric")[0])
+    parsed = merge_ddl.parse_create_table(merge_ddl.statements_for_table(REFERENCE_SQL, "bazaar-vid_api_usage_metric")[0])
     cols = {c["name"]: c for c in parsed["columns"]}
     assert parsed["primary_key"] == ["id"]
     assert cols["provider"] == {"name": "provider", "type": "character varying(50)", "not_null": True,
                                 "has_default": False}
     assert cols["timestamp"]["type"] == "timestamp with time zone" and cols["timestamp"]["has_default"]
     assert cols["userId"]["not_null"] is False and cols["id"]["not_null"] is True
-    inline = merge.parse_create_table(
+    inline = merge_ddl.parse_create_table(
         'CREATE TABLE "t" (id uuid PRIMARY KEY, "userId" varchar(255), '
         'CONSTRAINT "t_u_fk" FOREIGN KEY ("userId") REFERENCES "public"."bazaar-vid_user" (id))')
     assert [(f["columns"], f["ref_schema"], f["ref_table"], f["ref_columns"]) for f in inline["foreign_keys"]] == [
@@ -53,7 +54,7 @@ def test_parse_create_table_columns_keys_and_foreign_keys():
     ("timestamp(3)", "timestamp(3) without time zone"), ("int4", "integer"), ("jsonb", "jsonb"),
     ("numeric(8, 2)", "numeric(8,2)"), ("text[]", "text[]")])
 def test_canonical_type_matches_format_type(given, canonical):
-    assert merge.canonical_type(given) == canonical
+    assert merge_ddl.canonical_type(given) == canonical
 
 
 # --------------------------------------------------------------------------- mapping
