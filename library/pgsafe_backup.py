@@ -31,6 +31,14 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Nothing is dumped or written; privileges, row security and free space are checked in a READ ONLY
+        transaction and the plan is returned.
+  diff_mode:
+    support: none
 options:
   destination:
     description: Directory (on the host running the task) that receives C(<backup_id>/).
@@ -151,17 +159,22 @@ failure_kind:
   description: On failure, the class of failure (lock_conflict, disk_space, disk_full, rls, permission, unreachable, killed, ...).
   returned: failure
   type: str
+queries:
+  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import BackupError
-from ansible.module_utils.pgsafe_backup_exec import plan_backup, record_backup, take_backup
-from ansible.module_utils.pgsafe_connection import connection_argument_spec
+from ansible.module_utils.pgsafe_backup import reported_failures
+from ansible.module_utils.pgsafe_backup_exec import plan_backup, take_backup
+from ansible.module_utils.pgsafe_backup_records import record_backup
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             destination=dict(type="path", required=True),
             covers=dict(type="list", elements="str", default=["database"]),
             backup_id=dict(type="str"),
@@ -180,15 +193,16 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        if module.check_mode:
+    if module.check_mode:
+        with reported_failures(module, "backup"):
             plan = plan_backup(p, p["covers"], p["destination"], p["space_factor"])
-            if not plan["space_ok"]:
-                module.fail_json(msg="cannot back up: " + plan["space_message"], failure_kind="disk_space",
-                                 estimate_bytes=plan["estimate_bytes"], free_bytes=plan["free_bytes"])
-            module.exit_json(changed=True, backup_id=p["backup_id"] or "(generated at run time)",
-                             tables=plan["tables"], estimate_bytes=plan["estimate_bytes"],
-                             free_bytes=plan["free_bytes"], covers=plan["covers"])
+        if not plan["space_ok"]:
+            module.fail_json(msg="cannot back up: " + plan["space_message"], failure_kind="disk_space",
+                             estimate_bytes=plan["estimate_bytes"], free_bytes=plan["free_bytes"])
+        module.exit_json(changed=True, backup_id=p["backup_id"] or "(generated at run time)",
+                         tables=plan["tables"], estimate_bytes=plan["estimate_bytes"],
+                         free_bytes=plan["free_bytes"], covers=plan["covers"])
+    with reported_failures(module, "backup"):
         result = take_backup(p, p["destination"], p["covers"], backup_id=p["backup_id"], fmt=p["format"],
                              jobs=p["jobs"], compression=p["compression"], reason=p["reason"],
                              operator=p["operator"], run_id=p["run_id"],
@@ -196,12 +210,6 @@ def main():
                              lock_timeout=p["lock_timeout"])
         if p["record"]:
             record_backup(p, result["manifest"], result["manifest_sha256"], [result["path"]])
-    except OSError as exc:
-        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("backup", exc), failure_kind="io")
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), failure_kind=exc.kind, **exc.details)
-    except Exception as exc:  # a database error: reported without a traceback, naming nothing secret
-        module.fail_json(msg="{0} failed: {1}".format("backup", " ".join(str(exc).split())), failure_kind="database")
     manifest = result.pop("manifest")
     module.exit_json(changed=True, covers=manifest["covers"], **result)
 

@@ -19,6 +19,12 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is copied or recorded.
+  diff_mode:
+    support: none
 options:
   src:
     description: The complete backup directory to copy.
@@ -63,17 +69,22 @@ locations:
   returned: always
   type: list
   elements: str
+queries:
+  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import BackupError, load_manifest
-from ansible.module_utils.pgsafe_backup_exec import add_backup_locations, copy_backup
-from ansible.module_utils.pgsafe_connection import connection_argument_spec
+from ansible.module_utils.pgsafe_backup import load_manifest, reported_failures
+from ansible.module_utils.pgsafe_backup_exec import copy_backup
+from ansible.module_utils.pgsafe_backup_records import add_backup_locations
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             src=dict(type="path", required=True),
             destination=dict(type="path"),
             extra_locations=dict(type="list", elements="str", default=[]),
@@ -82,7 +93,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
+    with reported_failures(module, "copy", database_errors=False):
         manifest = load_manifest(p["src"])[0]
         if module.check_mode:
             module.exit_json(changed=True, backup_id=manifest["backup_id"], locations=[])
@@ -94,10 +105,6 @@ def main():
         if p["record"] and locations:
             add_backup_locations(p, manifest["backup_id"], locations)
             changed = True
-    except OSError as exc:
-        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("copy", exc), failure_kind="io")
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), failure_kind=exc.kind)
     module.exit_json(changed=changed, backup_id=manifest["backup_id"], path=path, locations=locations,
                      report_item={"location": ", ".join(locations), "check": "copy, sha256 of every file checked",
                                   "result": "ok" if changed else "already there, identical"})

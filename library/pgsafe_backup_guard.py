@@ -23,7 +23,19 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Read only in any mode; in check mode a missing backup is a warning, not a failure.
+  diff_mode:
+    support: none
 options:
+  source:
+    description:
+      - The database whose backups are searched, when it is not this task's own (the rehearsal looks up its
+        source's backup), with the same option names as this module's connection; fill it with
+        C(hostvars[<host>] | pgsafe_connection). Default this module's connection.
+    type: dict
   covers:
     description: Objects the destructive step touches - C(database), C(schema:<name>) or C(schema.table).
     type: list
@@ -97,59 +109,34 @@ msg:
   description: The refusal, when there is no covering backup.
   returned: when not found
   type: str
+queries:
+  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  returned: always
+  type: list
+  elements: str
 """
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import (BackupError, find_covering_backup, guard_failure_message,
-                                                load_manifest, verify_files)
-from ansible.module_utils.pgsafe_backup_exec import fetch_backup_records
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-
-
-def files_verify(record, backup_root):
-    """The first location whose files match the manifest, or (None, reasons)."""
-    candidates = list(record.get("locations") or [])
-    if backup_root:
-        candidates.append(os.path.join(backup_root, record["backup_id"]))
-    reasons = []
-    for path in candidates:
-        if not os.path.isdir(path):
-            reasons.append("{0}: not found".format(path))
-            continue
-        try:
-            manifest, sha = load_manifest(path)
-        except BackupError as exc:
-            reasons.append(str(exc))
-            continue
-        problems = verify_files(path, manifest)
-        if sha != record.get("manifest_sha256"):
-            problems.append({"message": "manifest.json differs from the recorded one"})
-        if problems:
-            reasons.append("{0}: {1}".format(path, "; ".join(p["message"] for p in problems[:3])))
-            continue
-        return path, reasons
-    return None, reasons
+from ansible.module_utils.pgsafe_backup import BackupError, find_usable_backup, guard_failure_message
+from ansible.module_utils.pgsafe_backup_records import fetch_backup_records
+from ansible.module_utils.pgsafe_connection import second_connection_option
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             covers=dict(type="list", elements="str", required=True),
             max_age_minutes=dict(type="int", default=180),
             backup_root=dict(type="path"),
             require_restore_tested=dict(type="bool", default=True),
             inventory=dict(type="str", default="inventories/<env>"),
             inventory_host=dict(type="str", default="<host>"),
+            source=second_connection_option(),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        conn = connect(p, read_only=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
+    conn = module.connect(p["source"], read_only=True)
     try:
         with conn.cursor() as cur:
             records, now = fetch_backup_records(cur)
@@ -159,29 +146,16 @@ def main():
     finally:
         conn.close()
     try:
-        candidates = list(records)
-        record, decision = None, None
-        rejected = []
-        while True:
-            record, decision = find_covering_backup(candidates, p["covers"], p["max_age_minutes"], now,
-                                                    p["require_restore_tested"])
-            if record is None or not p["backup_root"]:
-                break
-            location, reasons = files_verify(record, p["backup_root"])
-            if location:
-                record = dict(record, verified_location=location)
-                break
-            rejected.append("{0}: files do not verify ({1})".format(record["backup_id"], "; ".join(reasons[:2])))
-            candidates = [r for r in candidates if r["backup_id"] != record["backup_id"]]
-        if record is None:
-            decision["reasons"] = rejected + decision["reasons"]
-            msg = guard_failure_message(database, p["covers"], p["max_age_minutes"], decision, p["inventory"],
-                                        p["inventory_host"])
-            if module.check_mode:
-                module.exit_json(changed=False, found=False, msg=msg, warnings=[msg])
-            module.fail_json(msg=msg, found=False)
+        record, decision = find_usable_backup(records, p["covers"], p["max_age_minutes"], now,
+                                              p["require_restore_tested"], p["backup_root"])
     except BackupError as exc:
         module.fail_json(msg=str(exc), found=False)
+    if record is None:
+        msg = guard_failure_message(database, p["covers"], p["max_age_minutes"], decision, p["inventory"],
+                                    p["inventory_host"])
+        if module.check_mode:
+            module.exit_json(changed=False, found=False, msg=msg, warnings=[msg])
+        module.fail_json(msg=msg, found=False)
     locations = list(record.get("locations") or [])
     age = (now - record["taken_at"]).total_seconds() / 60.0
     module.exit_json(changed=False, found=True, backup_id=record["backup_id"], taken_at=record["taken_at"].isoformat(),

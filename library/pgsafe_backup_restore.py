@@ -24,6 +24,15 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Returns the plan (what would be created or replaced) and changes nothing.
+  diff_mode:
+    support: full
+    description:
+      - The target before (its existing tables whose rows are replaced, or whether the database is
+        overwritten) and after (every table it gets, with the backup's row count).
 options:
   path:
     description: Directory of the backup.
@@ -59,8 +68,8 @@ options:
     type: path
   record_restore_test_in:
     description:
-      - Connection options (C(login_host), C(login_port), C(login_user), C(login_password), C(login_db),
-        C(ssl_mode)) of the database the backup was taken of. With I(mode=database), a restore whose every
+      - The database the backup was taken of, with the same option names as this module's connection (fill
+        it with C(hostvars[<host>] | pgsafe_connection)). With I(mode=database), a restore whose every
         table matches the manifest (rows and content hash) is recorded there, and in the backup's
         C(verification.json), as the backup's restore test; the backup must already be verified by
         checksums and table of contents. The rehearsal uses it so that its copy into staging is the prod
@@ -128,20 +137,22 @@ recorded_as_target_backup:
   description: Whether the backup was recorded as the target's own backup (I(record_as_target_backup)).
   returned: mode database
   type: bool
+queries:
+  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  returned: always
+  type: list
+  elements: str
 """
 
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import BackupError, load_manifest
-from ansible.module_utils.pgsafe_backup_exec import (record_backup, record_restore_test, restore_database,
-                                                     restore_objects)
-from ansible.module_utils.pgsafe_connection import connection_argument_spec, describe_target
+from ansible.module_utils.pgsafe_backup import reported_failures
+from ansible.module_utils.pgsafe_backup_restore import restore_database_recorded, restore_diff, restore_objects
+from ansible.module_utils.pgsafe_connection import second_connection_option
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             path=dict(type="path", required=True),
             mode=dict(type="str", default="database", choices=["database", "objects"]),
             target_database=dict(type="str"),
@@ -150,11 +161,7 @@ def main():
             jobs=dict(type="int", default=2),
             no_owner=dict(type="bool", default=False),
             pg_bin_dir=dict(type="path"),
-            record_restore_test_in=dict(type="dict", options=dict(
-                login_host=dict(type="str", default=""), login_port=dict(type="int", default=5432),
-                login_user=dict(type="str", default="postgres"), login_password=dict(type="str", default="",
-                                                                                      no_log=True),
-                login_db=dict(type="str", required=True), ssl_mode=dict(type="str", default="prefer"))),
+            record_restore_test_in=second_connection_option(),
             record_as_target_backup=dict(type="bool", default=False),
             target_backup_locations=dict(type="list", elements="path", default=[]),
         ),
@@ -162,35 +169,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    started = time.monotonic()
-    try:
+    with reported_failures(module, "restore"):
         if p["mode"] == "database":
-            result = restore_database(p, p["path"], p["target_database"], p["confirm_overwrite"], p["pg_bin_dir"],
-                                      p["jobs"], p["no_owner"], module.check_mode)
-            result["restore_test_recorded"] = result["recorded_as_target_backup"] = False
-            evidence = {"database": p["target_database"], "server": describe_target(p, p["target_database"]),
-                        "tables_compared": result["tables"], "seconds": round(time.monotonic() - started, 3),
-                        "how": "whole restore compared with the manifest (pgsafe_backup_restore)"}
-            if p["record_restore_test_in"] and not module.check_mode and not result["problems"]:
-                record_restore_test(p["record_restore_test_in"], p["path"], evidence)
-                result["restore_test_recorded"] = True
-            if p["record_as_target_backup"] and not module.check_mode and not result["problems"]:
-                manifest, manifest_sha = load_manifest(p["path"])
-                checks = {"checksums": "ok", "restore": "ok"}
-                record_backup(dict(p, login_db=p["target_database"]), manifest, manifest_sha,
-                              p["target_backup_locations"] or [p["path"]],
-                              {"verified": True, "restore_tested": True, "checks": checks, "problems": [],
-                               "restore_test": evidence}, restored_copy=evidence)
-                result["recorded_as_target_backup"] = True
+            result = restore_database_recorded(p, module.check_mode)
         else:
             result = restore_objects(p, p["path"], p["objects"], p["confirm_overwrite"], p["pg_bin_dir"],
                                      module.check_mode)
-    except OSError as exc:
-        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("restore", exc), failure_kind="io")
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), failure_kind=exc.kind)
-    except Exception as exc:  # a database error: reported without a traceback, naming nothing secret
-        module.fail_json(msg="{0} failed: {1}".format("restore", " ".join(str(exc).split())), failure_kind="database")
+    result["diff"] = module.diff_of(*restore_diff(result))
     if result["problems"]:
         module.fail_json(msg="restored, but the content differs from the backup's manifest: " + "; ".join(
             pr["message"] for pr in result["problems"][:5]), **result)

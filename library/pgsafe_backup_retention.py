@@ -18,6 +18,13 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be deleted and kept; deletes nothing.
+  diff_mode:
+    support: full
+    description: Per destination, the backups before (every backup found) and after (the ones kept).
 options:
   root:
     description: The destination directory (holding C(<backup_id>/) directories).
@@ -80,41 +87,22 @@ stale_tmp_removed:
   returned: always
   type: list
   elements: str
+queries:
+  description: Always empty (retention opens no database connection).
+  returned: always
+  type: list
+  elements: str
 """
 
-import datetime
 import os
-import shutil
-import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import select_retention
-from ansible.module_utils.pgsafe_backup_exec import scan_destination
-from ansible.module_utils.pgsafe_connection import connection_argument_spec
-
-
-def prune(root, keep_count, keep_days, stale_tmp_hours, check_mode):
-    """Retention on one destination: (deleted, kept, stale temporary directories removed, report items)."""
-    backups, temporary = scan_destination(root)
-    delete, keep = select_retention(backups, keep_count, keep_days, datetime.datetime.now(datetime.timezone.utc))
-    paths = {b["backup_id"]: b["path"] for b in backups}
-    stale = [t["path"] for t in temporary if time.time() - t["mtime"] > stale_tmp_hours * 3600]
-    if not check_mode:
-        for item in delete:
-            shutil.rmtree(paths[item["backup_id"]])
-        for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
-    for item in delete + keep:
-        item["path"] = paths[item["backup_id"]]
-    report_items = [{"location": item["path"], "check": "retention: " + item["reason"], "result": "deleted"}
-                    for item in delete] + [{"location": path, "check": "retention: interrupted run", "result": "removed"}
-                                           for path in stale]
-    return delete, keep, stale, report_items
+from ansible.module_utils.pgsafe_backup_records import prune, retention_diff
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             root=dict(type="path"),
             roots=dict(type="list", elements="path"),
             keep_count=dict(type="int", default=7),
@@ -136,7 +124,8 @@ def main():
         report_items += r
     module.exit_json(changed=bool(deleted or stale), deleted=deleted, kept=kept, stale_tmp_removed=stale,
                      root=os.path.abspath(roots[0]) if p["root"] else None,
-                     roots=[os.path.abspath(r) for r in roots], report_items=report_items)
+                     roots=[os.path.abspath(r) for r in roots], report_items=report_items,
+                     diff=module.diff_of(*retention_diff(deleted, kept)))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ description:
     reads the table of contents with C(pg_restore --list).
   - C(pg_restore --list) reads only the table of contents, so a missing data file passes it. The restore
     test (I(checks) contains C(restore)) restores the backup into a fresh, uniquely named scratch database on
-    the scratch server (I(scratch_login_host), ...), refuses a non-empty target, compares every table's row
+    the scratch server (I(scratch)), refuses a non-empty target, compares every table's row
     count and content hash with the manifest, and drops the scratch database. Only a restore-tested backup
     satisfies C(pgsafe_backup_guard). Schema-level and table-level backups get the restore test too.
   - Writes C(verification.json) into the backup directory and records the verdict (verified,
@@ -25,6 +25,12 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: partial
+    description: Checksums and table of contents only (no restore test); nothing is written or recorded.
+  diff_mode:
+    support: none
 options:
   path:
     description: Directory of the backup (C(<destination>/<backup_id>)).
@@ -36,30 +42,12 @@ options:
     elements: str
     choices: [checksums, toc, restore]
     default: [checksums, toc, restore]
-  scratch_login_host:
-    description: Host of the scratch server for the restore test.
-    type: str
-    default: ''
-  scratch_login_port:
-    description: Port of the scratch server.
-    type: int
-    default: 5432
-  scratch_login_user:
-    description: Role on the scratch server (needs CREATEDB).
-    type: str
-    default: postgres
-  scratch_login_password:
-    description: Password on the scratch server. Never logged, never on a command line.
-    type: str
-    default: ''
-  scratch_login_db:
-    description: Maintenance database on the scratch server (where CREATE/DROP DATABASE run).
-    type: str
-    default: postgres
-  scratch_ssl_mode:
-    description: libpq sslmode for the scratch server.
-    type: str
-    default: prefer
+  scratch:
+    description:
+      - The scratch server of the restore test, with the same option names as this module's connection (fill
+        it with C(hostvars[<host>] | pgsafe_connection)); its role needs CREATEDB, its I(login_db) is where
+        CREATE/DROP DATABASE run. Required when I(checks) contains C(restore).
+    type: dict
   jobs:
     description: Parallel pg_restore jobs for the restore test.
     type: int
@@ -129,26 +117,27 @@ restore_test:
   description: Scratch database, server, seconds, tables compared, pg_restore errors.
   returned: always
   type: dict
+queries:
+  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_backup import BackupError
-from ansible.module_utils.pgsafe_backup_exec import record_backup, verify_backup
-from ansible.module_utils.pgsafe_connection import connection_argument_spec
+from ansible.module_utils.pgsafe_backup import reported_failures
+from ansible.module_utils.pgsafe_backup_exec import verify_backup
+from ansible.module_utils.pgsafe_backup_records import record_backup
+from ansible.module_utils.pgsafe_connection import second_connection_option
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             path=dict(type="path", required=True),
             checks=dict(type="list", elements="str", choices=["checksums", "toc", "restore"],
                         default=["checksums", "toc", "restore"]),
-            scratch_login_host=dict(type="str", default=""),
-            scratch_login_port=dict(type="int", default=5432),
-            scratch_login_user=dict(type="str", default="postgres"),
-            scratch_login_password=dict(type="str", default="", no_log=True),
-            scratch_login_db=dict(type="str", default="postgres"),
-            scratch_ssl_mode=dict(type="str", default="prefer"),
+            scratch=second_connection_option(),
             jobs=dict(type="int", default=2),
             record=dict(type="bool", default=True),
             locations=dict(type="list", elements="str", default=[]),
@@ -162,22 +151,13 @@ def main():
     checks = list(p["checks"])
     if module.check_mode:
         checks = [c for c in checks if c != "restore"] or ["checksums"]
-    scratch = {"login_host": p["scratch_login_host"], "login_port": p["scratch_login_port"],
-               "login_user": p["scratch_login_user"], "login_password": p["scratch_login_password"],
-               "login_db": p["scratch_login_db"], "ssl_mode": p["scratch_ssl_mode"]}
-    try:
-        manifest, doc = verify_backup(p["path"], checks=checks, scratch_params=scratch, bin_dir=p["pg_bin_dir"],
+    recorded = False
+    with reported_failures(module, "verification", verified=False, restore_tested=False):
+        manifest, doc = verify_backup(p["path"], checks=checks, scratch_params=p["scratch"], bin_dir=p["pg_bin_dir"],
                                       jobs=p["jobs"], write=p["write"] and not module.check_mode)
-        recorded = False
         if p["record"] and not module.check_mode and manifest is not None:
             record_backup(p, manifest, doc["manifest_sha256"], p["locations"] or [p["path"]], doc)
             recorded = True
-    except OSError as exc:
-        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format("verification", exc), failure_kind="io")
-    except BackupError as exc:
-        module.fail_json(msg=str(exc), failure_kind=exc.kind, verified=False, restore_tested=False)
-    except Exception as exc:  # a database error: reported without a traceback, naming nothing secret
-        module.fail_json(msg="{0} failed: {1}".format("verification", " ".join(str(exc).split())), failure_kind="database")
     wanted_restore = "restore" in checks
     ok = doc["verified"] and (doc["restore_tested"] or not wanted_restore)
     result = dict(changed=not module.check_mode, backup_id=doc["backup_id"], verified=doc["verified"],

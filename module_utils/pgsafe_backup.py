@@ -22,6 +22,7 @@ manifest's row counts and content hashes).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -62,6 +63,22 @@ class BackupError(Exception):
 
 
 # --------------------------------------------------------------------------- names and scope
+@contextlib.contextmanager
+def reported_failures(module, action, database_errors=True, **on_backup_error):
+    """Fail a backup module's task the one way: I/O, BackupError (its kind and details) or a database error,
+    named without a traceback and without anything secret."""
+    try:
+        yield
+    except OSError as exc:
+        module.fail_json(msg="{0} failed: {1}; nothing was recorded as verified".format(action, exc), failure_kind="io")
+    except BackupError as exc:
+        module.fail_json(msg=str(exc), failure_kind=exc.kind, **dict(exc.details, **on_backup_error))
+    except Exception as exc:  # a database error (psycopg2.Error)
+        if not database_errors:
+            raise
+        module.fail_json(msg="{0} failed: {1}".format(action, " ".join(str(exc).split())), failure_kind="database")
+
+
 def check_backup_id(backup_id):
     """A backup id is a directory name: letters, digits, ``_ . -`` (no path separators)."""
     if not isinstance(backup_id, str) or not BACKUP_ID_RE.match(backup_id) or ".." in backup_id:
@@ -500,6 +517,49 @@ def find_covering_backup(records, objects, max_age, now, require_restore_tested=
     missing = [w for w in wanted
                if not any(covers_object([parse_cover(c) for c in (r.get("covers") or [])], w) for r in fresh)]
     return None, {"missing": missing or wanted, "reasons": reasons[:5]}
+
+
+def verified_location(record, backup_root):
+    """The first location whose files match the manifest, or (None, reasons)."""
+    candidates = list(record.get("locations") or [])
+    if backup_root:
+        candidates.append(os.path.join(backup_root, record["backup_id"]))
+    reasons = []
+    for path in candidates:
+        if not os.path.isdir(path):
+            reasons.append("{0}: not found".format(path))
+            continue
+        try:
+            manifest, sha = load_manifest(path)
+        except BackupError as exc:
+            reasons.append(str(exc))
+            continue
+        problems = verify_files(path, manifest)
+        if sha != record.get("manifest_sha256"):
+            problems.append({"message": "manifest.json differs from the recorded one"})
+        if problems:
+            reasons.append("{0}: {1}".format(path, "; ".join(p["message"] for p in problems[:3])))
+            continue
+        return path, reasons
+    return None, reasons
+
+
+def find_usable_backup(records, objects, max_age, now, require_restore_tested=True, backup_root=None):
+    """``find_covering_backup``, and with ``backup_root`` the newest candidate whose files still verify there
+    (or at a recorded location): ``(record with verified_location, None)`` or ``(None, decision)``."""
+    candidates, rejected = list(records), []
+    while True:
+        record, decision = find_covering_backup(candidates, objects, max_age, now, require_restore_tested)
+        if record is None or not backup_root:
+            break
+        location, reasons = verified_location(record, backup_root)
+        if location:
+            return dict(record, verified_location=location), None
+        rejected.append("{0}: files do not verify ({1})".format(record["backup_id"], "; ".join(reasons[:2])))
+        candidates = [r for r in candidates if r["backup_id"] != record["backup_id"]]
+    if record is None:
+        decision["reasons"] = rejected + decision["reasons"]
+    return record, decision
 
 
 def guard_failure_message(database, objects, max_age_minutes, decision, inventory="inventories/<env>", host="<host>"):

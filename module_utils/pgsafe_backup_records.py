@@ -2,10 +2,13 @@
 """Where backups are recorded: pgsafe.backup rows of the target database, and the backups a destination holds."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import shutil
+import time
 
-from ansible.module_utils.pgsafe_backup import TMP_PREFIX, VERIFICATION_NAME, BackupError, load_manifest
+from ansible.module_utils.pgsafe_backup import TMP_PREFIX, VERIFICATION_NAME, BackupError, load_manifest, select_retention
 from ansible.module_utils.pgsafe_backup_server import connect_or_fail
 
 
@@ -130,3 +133,31 @@ def fetch_backup_records(cur):
                 "locations": r[5], "details": r[6], "manifest_sha256": r[7]} for r in cur.fetchall()]
     return records, now
 
+
+def prune(root, keep_count, keep_days, stale_tmp_hours, check_mode):
+    """Retention on one destination: (deleted, kept, stale temporary directories removed, report items)."""
+    backups, temporary = scan_destination(root)
+    delete, keep = select_retention(backups, keep_count, keep_days, datetime.datetime.now(datetime.timezone.utc))
+    paths = {b["backup_id"]: b["path"] for b in backups}
+    stale = [t["path"] for t in temporary if time.time() - t["mtime"] > stale_tmp_hours * 3600]
+    if not check_mode:
+        for item in delete:
+            shutil.rmtree(paths[item["backup_id"]])
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+    for item in delete + keep:
+        item["path"] = paths[item["backup_id"]]
+    report_items = [{"location": item["path"], "check": "retention: " + item["reason"], "result": "deleted"}
+                    for item in delete] + [{"location": path, "check": "retention: interrupted run", "result": "removed"}
+                                           for path in stale]
+    return delete, keep, stale, report_items
+
+
+def retention_diff(deleted, kept):
+    """(before, after) for --diff: every backup found, per destination directory, then the ones kept."""
+    before, after = {}, {}
+    for item in sorted(deleted + kept, key=lambda i: i["path"]):
+        before.setdefault(os.path.dirname(item["path"]), []).append(item["backup_id"])
+    for item in sorted(kept, key=lambda i: i["path"]):
+        after.setdefault(os.path.dirname(item["path"]), []).append(item["backup_id"])
+    return before, after

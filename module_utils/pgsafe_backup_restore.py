@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 
 from ansible.module_utils.pgsafe_backup import (VERIFICATION_NAME, BackupError, compare_tables, covers_object,
                                                 describe_cover, last_lines, load_manifest, parse_covers,
                                                 tables_in_scope, verification_document, verify_files)
+from ansible.module_utils.pgsafe_backup_records import record_backup
 from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_exists, drop_database,
                                                        dump_target, find_binary, list_schemas, list_tables,
                                                        pin_settings, prepare_schemas, run_program, server_facts)
@@ -83,7 +85,8 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
                               "database (restore_target_database), or confirm with restore_confirm={0}".format(
                                   target_database), kind="confirmation")
         plan = {"backup_id": manifest["backup_id"], "target_database": target_database, "overwrites": exists,
-                "tables": len(manifest["tables"])}
+                "tables": len(manifest["tables"]),
+                "rows_from_backup": {canonical_key(k): e["rows"] for k, e in manifest["tables"].items()}}
         if check_mode:
             return dict(plan, changed=True, problems=[])
         if exists:
@@ -107,6 +110,46 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
                           kind="restore")
     problems = _compare_restored(params, target_database, manifest)
     return dict(plan, changed=True, problems=problems)
+
+
+def restore_database_recorded(params, check_mode=False):
+    """pgsafe_backup_restore's I(mode=database): ``restore_database`` with the module's options, then, when every
+    table matched the manifest, the restore recorded as the backup's restore test (``record_restore_test_in``)
+    and as the target's own backup (``record_as_target_backup``, the rehearsal's copy)."""
+    p = params
+    started = time.monotonic()
+    result = restore_database(p, p["path"], p["target_database"], p["confirm_overwrite"], p["pg_bin_dir"],
+                              p["jobs"], p["no_owner"], check_mode)
+    result["restore_test_recorded"] = result["recorded_as_target_backup"] = False
+    if check_mode or result["problems"]:
+        return result
+    evidence = {"database": p["target_database"], "server": describe_target(p, p["target_database"]),
+                "tables_compared": result["tables"], "seconds": round(time.monotonic() - started, 3),
+                "how": "whole restore compared with the manifest (pgsafe_backup_restore)"}
+    if p["record_restore_test_in"]:
+        record_restore_test(p["record_restore_test_in"], p["path"], evidence)
+        result["restore_test_recorded"] = True
+    if p["record_as_target_backup"]:
+        manifest, manifest_sha = load_manifest(p["path"])
+        record_backup(dict(p, login_db=p["target_database"]), manifest, manifest_sha,
+                      p["target_backup_locations"] or [p["path"]],
+                      {"verified": True, "restore_tested": True, "checks": {"checksums": "ok", "restore": "ok"},
+                       "problems": [], "restore_test": evidence}, restored_copy=evidence)
+        result["recorded_as_target_backup"] = True
+    return result
+
+
+def restore_diff(result):
+    """(before, after) of a restore for --diff: the target's tables whose rows are replaced (or the database
+    overwritten), then every table the target gets with the backup's row count."""
+    rows = result.get("rows_from_backup") or {}
+    if "target_database" in result:
+        before = {"database": result["target_database"], "exists": result["overwrites"]}
+        after = {"database": result["target_database"], "tables": rows}
+    else:
+        before = {"database": result["database"], "tables_whose_rows_are_replaced": result["replace_rows_of"]}
+        after = {"database": result["database"], "tables": rows, "schemas_created": result["create_schemas"]}
+    return before, after
 
 
 def record_restore_test(source_params, backup_dir, evidence):

@@ -582,6 +582,15 @@ def read_snapshot_file(path):
         raise SnapshotSourceError("snapshot file {0}: {1}".format(path, exc)) from None
 
 
+def scratch_server(params, scratch=None):
+    """The server that loads DDL into a throwaway database: ``scratch`` (a whole connection) when given, else the
+    module's own server (database postgres, without the module's session_role)."""
+    if scratch:
+        return scratch
+    from ansible.module_utils.pgsafe_connection import CONNECTION_OPTION_NAMES
+    return dict({name: params.get(name) for name in CONNECTION_OPTION_NAMES}, login_db="postgres", session_role=None)
+
+
 def ddl_snapshot(scratch_params, ddl_text, ignore_schemas=DEFAULT_IGNORE_SCHEMAS, ignore_patterns=(),
                  prefix="pgsafe_scratch", label="DDL"):
     """Load ``ddl_text`` into a throwaway database on the scratch server and snapshot it.
