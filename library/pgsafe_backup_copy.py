@@ -70,7 +70,7 @@ locations:
   type: list
   elements: str
 queries:
-  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  description: The statements this module's connections ran, in order.
   returned: always
   type: list
   elements: str

@@ -110,7 +110,7 @@ msg:
   returned: when not found
   type: str
 queries:
-  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  description: The statements this module's connections ran, in order.
   returned: always
   type: list
   elements: str

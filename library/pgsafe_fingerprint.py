@@ -21,6 +21,12 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Takes the fingerprint (read only) and stores nothing.
+  diff_mode:
+    support: none
 options:
   tables:
     description:
@@ -107,18 +113,21 @@ stored_id:
   description: Id of the row in pgsafe.fingerprint (null when not stored; the existing row when already stored).
   returned: success
   type: int
+queries:
+  description: The statements this module's connections ran, in order.
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_fingerprint import FingerprintError, ensure_fingerprint_schema, fingerprint, \
-    load_fingerprint, store_fingerprint
-from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_connection import ConnectionFailure
+from ansible.module_utils.pgsafe_fingerprint import FingerprintError, fingerprint, read_only_connections, store_once
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             tables=dict(type="list", elements="str", default=[]),
             exclude_schemas=dict(type="list", elements="str", default=[]),
             normalize=dict(type="dict", default={}),
@@ -131,50 +140,15 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    stored_id, changed = None, bool(p["store"])
     try:
-        conn = connect(p, read_only=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    extra = []
-
-    def more():
-        other = connect(p, read_only=True)
-        extra.append(other)
-        return other
-
-    try:
-        try:
+        with read_only_connections(p) as (conn, more):
             fp = fingerprint(conn, tables=p["tables"], normalize=p["normalize"], uuid_text=p["uuid_text"],
                              exclude_schemas=p["exclude_schemas"], connect=more, workers=p["workers"])
-        except (FingerprintError, ConnectionFailure) as exc:
-            module.fail_json(msg=str(exc))
-    finally:
-        conn.close()
-        for other in extra:
-            other.close()
-    stored_id, changed = None, bool(p["store"])
-    if p["store"] and not module.check_mode:
-        try:
-            wconn = connect(p)
-        except ConnectionFailure as exc:
-            module.fail_json(msg=str(exc))
-        try:
-            with wconn.cursor() as cur:
-                ensure_meta_schema(cur)
-                ensure_fingerprint_schema(cur)
-                latest = load_fingerprint(cur, p["run_id"], p["label"])
-                if latest is not None and latest["tables"] == fp["tables"]:
-                    stored_id, changed = latest["id"], False  # already stored: idempotent
-                else:
-                    stored_id, changed = store_fingerprint(cur, fp, p["label"], p["run_id"]), True
-            wconn.commit()
-        except Exception as exc:  # noqa: BLE001 - report any database error with the object named
-            wconn.rollback()
-            module.fail_json(msg="cannot store the fingerprint in pgsafe.fingerprint: {0}. The login needs "
-                                 "INSERT on the product schema (or run without store)".format(
-                                     " ".join(str(exc).split())))
-        finally:
-            wconn.close()
+        if p["store"] and not module.check_mode:
+            stored_id, changed = store_once(p, fp, p["label"], p["run_id"])
+    except (FingerprintError, ConnectionFailure) as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=changed, tables=fp["tables"], fingerprint=fp, algorithm=fp["algorithm"],
                      total_rows=sum(t["rows"] for t in fp["tables"].values()), stored_id=stored_id)
 

@@ -22,6 +22,12 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Compares (read only) exactly as in a real run; nothing is ever written.
+  diff_mode:
+    support: none
 options:
   run_id:
     description: Run whose stored fingerprints and recorded planned changes are used.
@@ -116,16 +122,21 @@ explanations:
   returned: always
   type: list
   elements: dict
+queries:
+  description: The statements this module's connections ran, in order.
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
-from ansible.module_utils.pgsafe_fingerprint import FingerprintError, compare
+from ansible.module_utils.pgsafe_connection import ConnectionFailure
+from ansible.module_utils.pgsafe_fingerprint import FingerprintError, compare, read_only_connections
+from ansible.module_utils.pgsafe_module import PgsafeModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             run_id=dict(type="str"),
             before=dict(type="dict"),
             before_label=dict(type="str", default="before"),
@@ -144,27 +155,13 @@ def main():
     )
     p = module.params
     try:
-        conn = connect(p, read_only=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
-    extra = []
-
-    def more():
-        other = connect(p, read_only=True)
-        extra.append(other)
-        return other
-
-    try:
-        result = compare(conn, run_id=p["run_id"], before=p["before"], before_label=p["before_label"],
-                         after=p["after"], after_label=p["after_label"], explanations=p["explanations"],
-                         use_recorded=p["use_recorded"], normalize=p["normalize"], uuid_text=p["uuid_text"],
-                         tables=p["tables"], connect=more, workers=p["workers"])
+        with read_only_connections(p) as (conn, more):
+            result = compare(conn, run_id=p["run_id"], before=p["before"], before_label=p["before_label"],
+                             after=p["after"], after_label=p["after_label"], explanations=p["explanations"],
+                             use_recorded=p["use_recorded"], normalize=p["normalize"], uuid_text=p["uuid_text"],
+                             tables=p["tables"], connect=more, workers=p["workers"])
     except (FingerprintError, ConnectionFailure) as exc:
         module.fail_json(msg=str(exc))
-    finally:
-        conn.close()
-        for other in extra:
-            other.close()
     result.pop("after_fingerprint", None)
     if result["losses"] and p["fail_on_loss"]:
         module.fail_json(msg="data fingerprints differ without explanation: {0}".format(result["summary"]),

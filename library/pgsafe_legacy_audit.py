@@ -19,6 +19,12 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Audits (read only, sampling writes as in a real run) and journals nothing.
+  diff_mode:
+    support: none
 options:
   tables:
     description: Tables to audit (C(name) or C(schema.name)).
@@ -67,17 +73,21 @@ verdicts:
   description: Table (bare name for public tables, else schema.name) -> verdict.
   returned: always
   type: dict
+queries:
+  description: The statements this module's connections ran, in order.
+  returned: always
+  type: list
+  elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.pgsafe_audit import audit
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect, connection_argument_spec
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             tables=dict(type="list", elements="str", required=True),
             sample_seconds=dict(type="int", default=30),
             app_path=dict(type="path"),
@@ -87,10 +97,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        conn = connect(p, read_only=True)
-    except ConnectionFailure as exc:
-        module.fail_json(msg=str(exc))
+    conn = module.connect(read_only=True)
     try:
         results = audit(conn, p["tables"], sample_seconds=p["sample_seconds"], app_path=p["app_path"],
                         code_prefix=p["code_prefix"])
@@ -99,7 +106,7 @@ def main():
     finally:
         conn.close()
     if p["run_id"] and not module.check_mode:
-        conn = connect(p)
+        conn = module.connect()
         try:
             with conn.cursor() as cur:
                 ensure_meta_schema(cur)

@@ -25,6 +25,15 @@ version_added: "0.1.0"
 author: pgsafe maintainers
 extends_documentation_fragment:
   - pgsafe_connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads the schema; writes neither I(dest) nor the product schema.
+  diff_mode:
+    support: partial
+    description:
+      - When I(dest) changes, the snapshot written (canonical form, first 20,000 characters) as after;
+        nothing as before.
 options:
   dest:
     description:
@@ -101,14 +110,19 @@ dest:
   description: Where the snapshot was written.
   returned: when dest is set
   type: str
+queries:
+  description: The statements this module's connections ran, in order.
+  returned: always
+  type: list
+  elements: str
 """
 
 import json
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgsafe_connection import ConnectionFailure, connection_argument_spec
+from ansible.module_utils.pgsafe_connection import ConnectionFailure
+from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
 from ansible.module_utils.pgsafe_snapshot import (DEFAULT_IGNORE_SCHEMAS, FORMAT_VERSION, canonical, dumps,
                                                   live_snapshot, schema_fingerprint, snapshot_counts)
@@ -142,8 +156,8 @@ def _store(module, params, snap, fingerprint):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=connection_argument_spec(
+    module = PgsafeModule(
+        argument_spec=dict(
             dest=dict(type="path"),
             ignore_schemas=dict(type="list", elements="str", default=[]),
             ignore_patterns=dict(type="list", elements="str", default=[]),
@@ -187,8 +201,8 @@ def main():
         result["changed"] = True
     if params["return_snapshot"]:
         result["snapshot"] = snap
-    if module._diff and result["changed"]:
-        result["diff"] = {"before": "", "after": json.dumps(canonical(snap), indent=1, sort_keys=True)[:20000]}
+    if result["changed"]:
+        result["diff"] = module.diff_of("", json.dumps(canonical(snap), indent=1, sort_keys=True)[:20000])
     module.exit_json(**result)
 
 

@@ -129,7 +129,7 @@ integrity:
   returned: when run_id is given
   type: dict
 queries:
-  description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
+  description: The statements this module's connections ran, in order.
   returned: always
   type: list
   elements: str

@@ -12,8 +12,10 @@ Plain Python; SQL is built with psycopg2.sql (identifiers quoted, values as para
 """
 from __future__ import annotations
 
+import contextlib
 import json
 
+from ansible.module_utils.pgsafe_connection import connect as open_connection
 from ansible.module_utils.pgsafe_content_hash import (ALGORITHM, PINNED_SETTINGS, UUID_TEXT_MODES, FingerprintError,
                                                       _sql, column_kind, fold_hash, jsonb_row_hash_sql,
                                                       normalize_spec, pin_settings, restore_settings,
@@ -410,3 +412,46 @@ def merged_normalize_for(normalize, conn):
     finally:
         conn.autocommit = saved
     return kept
+
+
+# --------------------------------------------------------------------------- for the modules
+@contextlib.contextmanager
+def read_only_connections(params):
+    """``(conn, more)``: a READ ONLY connection to the database of ``params`` and a callable opening another
+    (fingerprint workers); every one closed afterwards.  Raises pgsafe_connection.ConnectionFailure."""
+    opened = [open_connection(params, read_only=True)]
+
+    def more():
+        opened.append(open_connection(params, read_only=True))
+        return opened[-1]
+    try:
+        yield opened[0], more
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+def store_once(params, fp, label, run_id=None):
+    """Store ``fp`` unless the run's newest fingerprint with that label has the same tables: (id, changed).
+
+    Raises FingerprintError naming what the login needs when it cannot write to the product schema.
+    """
+    from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+    conn = open_connection(params)
+    try:
+        with conn.cursor() as cur:
+            ensure_meta_schema(cur)
+            ensure_fingerprint_schema(cur)
+            latest = load_fingerprint(cur, run_id, label)
+            if latest is not None and latest["tables"] == fp["tables"]:
+                stored = (latest["id"], False)  # already stored: idempotent
+            else:
+                stored = (store_fingerprint(cur, fp, label, run_id), True)
+        conn.commit()
+        return stored
+    except Exception as exc:  # noqa: BLE001 - any database error, with the object named
+        conn.rollback()
+        raise FingerprintError("cannot store the fingerprint in pgsafe.fingerprint: {0}. The login needs INSERT on "
+                               "the product schema (or run without store)".format(" ".join(str(exc).split()))) from None
+    finally:
+        conn.close()
