@@ -73,32 +73,30 @@ def server_facts(cur):
             "superuser": bool(superuser), "bypassrls": bool(bypassrls)}
 
 
-def privilege_problems(cur, tables):
-    """Tables the login cannot read (SELECT) or whose schema it cannot use."""
-    problems = []
+def _tables_where(cur, tables, condition):
+    """The table_keys of ``tables`` for which ``condition`` (SQL on pg_class c, pg_namespace n) is true."""
+    found = []
     for schema, table in tables:
-        cur.execute("SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') "
-                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        cur.execute("SELECT " + condition + " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = %s AND c.relname = %s", (schema, table))
         row = cur.fetchone()
-        if row is not None and not row[0]:
-            problems.append(table_key(schema, table))
-    return problems
+        if row is not None and row[0]:
+            found.append(table_key(schema, table))
+    return found
+
+
+def privilege_problems(cur, tables):
+    """Tables the login cannot read (SELECT) or whose schema it cannot use."""
+    return _tables_where(cur, tables, "NOT (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, "
+                                      "'SELECT'))")
 
 
 def rls_problems(cur, tables, facts):
     """Tables with row security that would hide rows from this login (the dump would be incomplete)."""
     if facts["superuser"] or facts["bypassrls"]:
         return []
-    problems = []
-    for schema, table in tables:
-        cur.execute("SELECT c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) "
-                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relname = %s", (schema, table))
-        row = cur.fetchone()
-        if row is not None and row[0]:
-            problems.append(table_key(schema, table))
-    return problems
+    return _tables_where(cur, tables, "c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, "
+                                      "'USAGE'))")
 
 
 def estimate_size(cur, tables):
