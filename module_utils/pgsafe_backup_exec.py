@@ -32,11 +32,10 @@ from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, di
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
 from ansible.module_utils.pgsafe_content_hash import table_stats
 from ansible.module_utils.pgsafe_identifiers import table_key
-# Names the fault tests and the bench reach through this module (``ex.record_backup`` ...).
-from ansible.module_utils.pgsafe_backup_records import (add_backup_locations, fetch_backup_records,  # noqa: F401
-                                                        record_backup, scan_destination)
-from ansible.module_utils.pgsafe_backup_restore import (record_restore_test, restore_database,  # noqa: F401
-                                                        restore_objects, restored_stats)
+# Names the fault and playbook tests reach through this module (``ex.record_backup`` ...), and
+# library/pgsafe_rollback.py's import of restore_objects.
+from ansible.module_utils.pgsafe_backup_records import fetch_backup_records, record_backup, scan_destination  # noqa: F401
+from ansible.module_utils.pgsafe_backup_restore import restore_objects, restored_stats  # noqa: F401
 
 
 def plan_backup(params, covers, destination, space_factor=1.0):

@@ -365,7 +365,8 @@ def table_content_hash(cur, schema, table, columns=None, where=None, params=None
     """``{"rows", "hash"}`` of a table (or of its rows matching ``where``, a psycopg2.sql filter on alias ``t``
     with ``params``): the fingerprint's canonical form, so equal rows hash equal wherever they are.
 
-    ``columns``: names to hash (default every live column); the settings are pinned for the query.
+    ``columns``: names to hash (default every live column).  Runs in the caller's open transaction (not on an
+    autocommit connection): the settings are pinned with SET LOCAL for the query and restored after it.
     """
     live, kind = table_columns(cur, schema, table)
     if not live:
@@ -423,3 +424,27 @@ def _stats(cur, schema, table, method):
     sql = _sql()
     cur.execute(sql.SQL(STATS_SQL[method]).format(table=sql.Identifier(schema, table), alias=sql.Identifier("r")))
     return cur.fetchone()
+
+
+def mapped_rows_hash(cur, source, values, kinds, where=None, params=None, table_normalize=None, uuid_text="auto"):
+    """``{"rows", "hash"}`` of rows as they WILL be: ``values`` ({target column: psycopg2.sql expression over
+    ``source``, e.g. a cast or a renamed column}) hashed as a row of a table with ``kinds`` ({column: hash kind},
+    ``table_kinds`` of the target); equal to ``table_content_hash`` of the target once the rows are there.
+
+    ``source``: a psycopg2.sql FROM item with its alias (``sql.SQL('{0} AS s').format(sql.Identifier(...))``);
+    ``where`` an optional filter with ``params``.  For merge proofs and type-change checks: one canonical form.
+    """
+    sql = _sql()
+    row = sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(
+        sql.SQL("{0}, {1}").format(sql.Literal(name), expr) for name, expr in values.items()))
+    query = sql.SQL("SELECT count(*), sum({0}) FROM {1}").format(
+        jsonb_row_hash_sql(row, {name: kinds[name] for name in values}, table_normalize, uuid_text), source)
+    if where is not None:
+        query = sql.SQL("{0} WHERE {1}").format(query, where)
+    previous = pin_settings(cur)
+    try:
+        cur.execute(query, params)
+        rows, total = cur.fetchone()
+    finally:
+        restore_settings(cur, previous)
+    return {"rows": int(rows), "hash": fold_hash(total)}

@@ -481,7 +481,7 @@ def test_guard_module_refuses_then_accepts(pg_server, scratch_server, fresh, tmp
             "login_host": "127.0.0.1", "login_port": pg_server.port, "login_user": "postgres",
             "login_password": "{{ lookup('ansible.builtin.file', '%s') }}" % pwfile, "login_db": db,
             "ssl_mode": "disable", "covers": [EXPORTS, "public.bazaar-vid_export_analytics"], "max_age_minutes": 30,
-            "backup_root": str(tmp_path / "b"), "inventory": "inventories/prod", "host": "prod"},
+            "backup_root": str(tmp_path / "b"), "inventory": "inventories/prod", "inventory_host": "prod"},
             "register": "g", "ignore_errors": True},
             {"name": "save", "ansible.builtin.copy": {"content": "{{ g | to_json }}", "dest": str(out),
                                                       "mode": "0600"}}]}]))
@@ -542,7 +542,7 @@ def test_schema_level_dump_is_restore_tested(pg_server, scratch_server, dev_db, 
     params = pg_server.module_params(dev_db)
     before = fingerprint(pg_server, dev_db)
     taken = ex.take_backup(params, str(tmp_path / "b"), ["schema:auth", "schema:neon_auth", "schema:pgrst"])
-    assert set(taken["manifest"]["tables"]) == {'"neon_auth"."users_sync"'}
+    assert set(taken["manifest"]["tables"]) == {'neon_auth.users_sync'}
     manifest, doc = ex.verify_backup(taken["path"], scratch_params=scratch_server.module_params("postgres"))
     assert doc["restore_tested"] and doc["restore_test"]["tables_compared"] == 1, doc["problems"]
     ex.record_backup(params, manifest, doc["manifest_sha256"], [taken["path"]], doc)
