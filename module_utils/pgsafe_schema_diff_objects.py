@@ -64,63 +64,65 @@ def object_keys(left_items, right_items):
 
 
 # --------------------------------------------------------------------------- per kind
+def kind_differences(name, left_items, right_items, create, drop, brief, attributes=(), classify=None, more=None,
+                     extra_severity="warning"):
+    """One object kind: presence (missing: blocking, with ``create``, a hazard or a callable of the right object;
+    extra: ``extra_severity`` with ``drop``), the ``attributes`` judged by ``classify``, the kind's own
+    differences (``more(key, left object, right object)``) and the comment."""
+    out = []
+    for key in object_keys(left_items, right_items):
+        lo, ro = left_items.get(key), right_items.get(key)
+        if lo is None or ro is None:
+            out += presence_difference(name, key, lo, ro, "blocking", extra_severity,
+                                       create(ro or {}) if callable(create) else create, drop, brief)
+            continue
+        if attributes:
+            out += attribute_differences(name, key, lo, ro, attributes, classify)
+        if more is not None:
+            out += more(key, lo, ro)
+        out += comment_difference(name, key, lo.get("comment"), ro.get("comment"))
+    return out
+
+
 def extension_diffs(left, right):
     """Extensions: presence, version, schema, comment."""
-    out = []
-    for key in object_keys(left["extensions"], right["extensions"]):
-        lo, ro = left["extensions"].get(key), right["extensions"].get(key)
-        if lo is None or ro is None:
-            out += presence_difference("extension", key, lo, ro, "blocking", "info",
-                             hazard(note="CREATE EXTENSION (needs the package on the server)"),
-                             hazard(False, AE, note="DROP EXTENSION fails while objects depend on it"),
-                             lambda o: "version {0}".format(o["version"]))
-            continue
-        out += attribute_differences("extension", key, lo, ro, ("version", "schema"), lambda a, lv, rv: (
+    return kind_differences(
+        "extension", left["extensions"], right["extensions"],
+        hazard(note="CREATE EXTENSION (needs the package on the server)"),
+        hazard(False, AE, note="DROP EXTENSION fails while objects depend on it"),
+        lambda o: "version {0}".format(o["version"]), ("version", "schema"), lambda a, lv, rv: (
             ("info", hazard(note="ALTER EXTENSION ... UPDATE")) if a == "version"
-            else ("warning", hazard(False, AE, note="ALTER EXTENSION ... SET SCHEMA moves its objects"))))
-        out += comment_difference("extension", key, lo.get("comment"), ro.get("comment"))
-    return out
+            else ("warning", hazard(False, AE, note="ALTER EXTENSION ... SET SCHEMA moves its objects"))),
+        extra_severity="info")
+
+
+def _view_column_comments(key, lo, ro):
+    return [d for col in ro["columns"] if col in lo["columns"]
+            for d in comment_difference("column", "{0}.{1}".format(key, '"' + col.replace('"', '""') + '"'),
+                                        lo["columns"][col].get("comment"), ro["columns"][col].get("comment"))]
 
 
 def view_diffs(left, right):
     """Views and materialized views: presence, kind, definition, comments (theirs and their columns')."""
-    out = []
-    for key in object_keys(left["views"], right["views"]):
-        lo, ro = left["views"].get(key), right["views"].get(key)
-        if lo is None or ro is None:
-            out += presence_difference("view", key, lo, ro, "blocking", "warning",
-                             hazard(note="CREATE VIEW: catalog-only" if (ro or {}).get("kind") == "view" else
-                                    "CREATE MATERIALIZED VIEW runs its query"),
-                             hazard(False, AE, note="DROP VIEW: no table data lost; dependent views go with CASCADE"),
-                             lambda o: o["kind"])
-            continue
-        out += attribute_differences("view", key, lo, ro, ("kind", "definition"), lambda a, lv, rv: (
-            "warning", hazard(False, AE, note="CREATE OR REPLACE VIEW (same columns) or drop and re-create")))
-        out += comment_difference("view", key, lo.get("comment"), ro.get("comment"))
-        for col in ro["columns"]:
-            if col in lo["columns"]:
-                out += comment_difference("column", "{0}.{1}".format(key, '"' + col.replace('"', '""') + '"'),
-                                     lo["columns"][col].get("comment"), ro["columns"][col].get("comment"))
-    return out
+    return kind_differences(
+        "view", left["views"], right["views"],
+        lambda ro: hazard(note="CREATE VIEW: catalog-only" if ro.get("kind") == "view" else
+                          "CREATE MATERIALIZED VIEW runs its query"),
+        hazard(False, AE, note="DROP VIEW: no table data lost; dependent views go with CASCADE"),
+        lambda o: o["kind"], ("kind", "definition"), lambda a, lv, rv: (
+            "warning", hazard(False, AE, note="CREATE OR REPLACE VIEW (same columns) or drop and re-create")),
+        more=_view_column_comments)
 
 
 def function_diffs(left, right):
     """Functions and procedures: presence, signature-level attributes, body, comment."""
-    out = []
-    for key in object_keys(left["functions"], right["functions"]):
-        lo, ro = left["functions"].get(key), right["functions"].get(key)
-        if lo is None or ro is None:
-            out += presence_difference("function", key, lo, ro, "blocking", "warning",
-                             hazard(note="CREATE FUNCTION: catalog-only"),
-                             hazard(note="DROP FUNCTION: catalog-only; fails while views, defaults or triggers use it"),
-                             lambda o: "{0} returns {1}".format(o["kind"], o.get("result") or "void"))
-            continue
-        out += attribute_differences("function", key, lo, ro, ("kind", "result", "language", "volatility", "security_definer",
-                                                     "strict", "config", "body_sha256"), lambda a, lv, rv: (
-            "warning", hazard(note=("return type changes need DROP and CREATE" if a in ("kind", "result") else
-                                    "CREATE OR REPLACE FUNCTION: catalog-only"))))
-        out += comment_difference("function", key, lo.get("comment"), ro.get("comment"))
-    return out
+    return kind_differences(
+        "function", left["functions"], right["functions"], hazard(note="CREATE FUNCTION: catalog-only"),
+        hazard(note="DROP FUNCTION: catalog-only; fails while views, defaults or triggers use it"),
+        lambda o: "{0} returns {1}".format(o["kind"], o.get("result") or "void"),
+        ("kind", "result", "language", "volatility", "security_definer", "strict", "config", "body_sha256"),
+        lambda a, lv, rv: ("warning", hazard(note=("return type changes need DROP and CREATE" if a in ("kind", "result")
+                                                   else "CREATE OR REPLACE FUNCTION: catalog-only"))))
 
 
 def trigger_and_policy_diffs(left, right, lviews_tables):
@@ -128,82 +130,64 @@ def trigger_and_policy_diffs(left, right, lviews_tables):
     out = []
     for kind, name, attrs in (("triggers", "trigger", ("definition", "enabled")),
                               ("policies", "policy", ("command", "permissive", "roles", "using", "with_check"))):
-        lo_all = {k: v for k, v in left[kind].items() if v["table"] in lviews_tables}
-        ro_all = {k: v for k, v in right[kind].items() if v["table"] in lviews_tables}
-        for key in object_keys(lo_all, ro_all):
-            lo, ro = lo_all.get(key), ro_all.get(key)
-            if lo is None or ro is None:
-                out += presence_difference(name, key, lo, ro, "blocking", "warning",
-                                 hazard(False, "SHARE ROW EXCLUSIVE" if name == "trigger" else AE,
-                                        note="CREATE {0}: catalog-only, brief lock".format(name.upper())),
-                                 hazard(False, AE, note="DROP {0}: catalog-only, brief lock".format(name.upper())),
-                                 lambda o: o.get("definition") or "{0} {1}".format(o.get("command"), shown(o.get("roles"))))
-                continue
-            out += attribute_differences(name, key, lo, ro, attrs, lambda a, lv, rv, name=name: (
+        out += kind_differences(
+            name, {k: v for k, v in left[kind].items() if v["table"] in lviews_tables},
+            {k: v for k, v in right[kind].items() if v["table"] in lviews_tables},
+            hazard(False, "SHARE ROW EXCLUSIVE" if name == "trigger" else AE,
+                   note="CREATE {0}: catalog-only, brief lock".format(name.upper())),
+            hazard(False, AE, note="DROP {0}: catalog-only, brief lock".format(name.upper())),
+            lambda o: o.get("definition") or "{0} {1}".format(o.get("command"), shown(o.get("roles"))),
+            attrs, lambda a, lv, rv, name=name: (
                 "warning", hazard(False, AE, note="drop and re-create the {0}: catalog-only, brief lock".format(name))))
-            out += comment_difference(name, key, lo.get("comment"), ro.get("comment"))
     return out
+
+
+def _sequence_start(key, lo, ro):
+    if lo.get("start") == ro.get("start"):
+        return []
+    return [difference("sequence", key, "start", lo.get("start"), ro.get("start"), "info", hazard(),
+                       "sequence start differs (the current value matters, not the start)")]
 
 
 def sequence_diffs(left, right):
     """Sequences: presence, attributes, start, comment."""
-    out = []
-    for key in object_keys(left["sequences"], right["sequences"]):
-        lo, ro = left["sequences"].get(key), right["sequences"].get(key)
-        if lo is None or ro is None:
-            out += presence_difference("sequence", key, lo, ro, "blocking", "warning", hazard(note="CREATE SEQUENCE"),
-                             hazard(False, AE, note="DROP SEQUENCE loses its current value; defaults using it fail"),
-                             lambda o: o["type"])
-            continue
-        out += attribute_differences("sequence", key, lo, ro, ("type", "increment", "min", "max", "cache", "cycle", "owned_by"),
-                           lambda a, lv, rv: ("warning", hazard(False, AE, note="ALTER SEQUENCE: catalog-only")))
-        if lo.get("start") != ro.get("start"):
-            out.append(difference("sequence", key, "start", lo.get("start"), ro.get("start"), "info", hazard(),
-                             "sequence start differs (the current value matters, not the start)"))
-        out += comment_difference("sequence", key, lo.get("comment"), ro.get("comment"))
-    return out
+    return kind_differences(
+        "sequence", left["sequences"], right["sequences"], hazard(note="CREATE SEQUENCE"),
+        hazard(False, AE, note="DROP SEQUENCE loses its current value; defaults using it fail"),
+        lambda o: o["type"], ("type", "increment", "min", "max", "cache", "cycle", "owned_by"),
+        lambda a, lv, rv: ("warning", hazard(False, AE, note="ALTER SEQUENCE: catalog-only")), more=_sequence_start)
+
+
+def _enum_labels(key, lo, ro):
+    if lo["labels"] == ro["labels"]:
+        return []
+    lacking = [lab for lab in ro["labels"] if lab not in lo["labels"]]
+    surplus = [lab for lab in lo["labels"] if lab not in ro["labels"]]
+    if surplus:
+        sev, hz = "warning", hazard(True, AE, cast_may_fail=True, note=(
+            "removing enum labels means a new type and ALTER COLUMN ... TYPE on every column using it "
+            "(rewrite); rows holding {0} block it").format(shown(surplus)))
+    elif lacking:
+        sev, hz = "blocking", hazard(note="ALTER TYPE ... ADD VALUE: catalog-only, no rewrite")
+    else:
+        sev, hz = "info", hazard(note="label order differs: only sort order is affected")
+    return [difference("enum", key, "labels", lo["labels"], ro["labels"], sev, hz, "enum labels differ")]
 
 
 def enum_diffs(left, right):
     """Enums: presence, labels (added, removed, reordered), comment."""
-    out = []
-    for key in object_keys(left["enums"], right["enums"]):
-        lo, ro = left["enums"].get(key), right["enums"].get(key)
-        if lo is None or ro is None:
-            out += presence_difference("enum", key, lo, ro, "blocking", "warning", hazard(note="CREATE TYPE ... AS ENUM"),
-                             hazard(False, AE, note="DROP TYPE fails while columns use it"),
-                             lambda o: shown(o["labels"]))
-            continue
-        if lo["labels"] != ro["labels"]:
-            lacking = [lab for lab in ro["labels"] if lab not in lo["labels"]]
-            surplus = [lab for lab in lo["labels"] if lab not in ro["labels"]]
-            if surplus:
-                sev, hz = "warning", hazard(True, AE, cast_may_fail=True, note=(
-                    "removing enum labels means a new type and ALTER COLUMN ... TYPE on every column using it "
-                    "(rewrite); rows holding {0} block it").format(shown(surplus)))
-            elif lacking:
-                sev, hz = "blocking", hazard(note="ALTER TYPE ... ADD VALUE: catalog-only, no rewrite")
-            else:
-                sev, hz = "info", hazard(note="label order differs: only sort order is affected")
-            out.append(difference("enum", key, "labels", lo["labels"], ro["labels"], sev, hz, "enum labels differ"))
-        out += comment_difference("enum", key, lo.get("comment"), ro.get("comment"))
-    return out
+    return kind_differences("enum", left["enums"], right["enums"], hazard(note="CREATE TYPE ... AS ENUM"),
+                            hazard(False, AE, note="DROP TYPE fails while columns use it"),
+                            lambda o: shown(o["labels"]), more=_enum_labels)
 
 
 def domain_diffs(left, right):
     """Domains: presence, base type, constraints, comment."""
-    out = []
-    for key in object_keys(left["domains"], right["domains"]):
-        lo, ro = left["domains"].get(key), right["domains"].get(key)
-        if lo is None or ro is None:
-            out += presence_difference("domain", key, lo, ro, "blocking", "warning", hazard(note="CREATE DOMAIN"),
-                             hazard(False, AE, note="DROP DOMAIN fails while columns use it"),
-                             lambda o: o["base_type"])
-            continue
-        out += attribute_differences("domain", key, lo, ro, ("base_type", "not_null", "default", "collation", "constraints"),
-                           lambda a, lv, rv: ("warning", hazard(False, AE, scan=a in ("not_null", "constraints"),
-                                                                cast_may_fail=a in ("not_null", "constraints", "base_type"),
-                                                                note="ALTER DOMAIN: new constraints are checked "
-                                                                     "against every column using the domain")))
-        out += comment_difference("domain", key, lo.get("comment"), ro.get("comment"))
-    return out
+    return kind_differences(
+        "domain", left["domains"], right["domains"], hazard(note="CREATE DOMAIN"),
+        hazard(False, AE, note="DROP DOMAIN fails while columns use it"), lambda o: o["base_type"],
+        ("base_type", "not_null", "default", "collation", "constraints"),
+        lambda a, lv, rv: ("warning", hazard(False, AE, scan=a in ("not_null", "constraints"),
+                                             cast_may_fail=a in ("not_null", "constraints", "base_type"),
+                                             note="ALTER DOMAIN: new constraints are checked against every column "
+                                                  "using the domain")))

@@ -413,3 +413,19 @@ def test_renderings_escape_hostile_names():
     (item,) = flat_items(result["differences"], "prod vs reference")
     assert item["comparison"] == "prod vs reference" and item["right"] == "(absent)" and "investigate" in item["note"]
     assert all(not isinstance(v, (dict, list)) for v in item.values())
+
+
+def test_views_missing_extra_and_changed():
+    left, right = base(), base()
+    view = {"schema": "public", "name": "v", "kind": "view", "definition": "SELECT 1", "comment": None,
+            "columns": {"a": {"comment": None}}}
+    mat = dict(view, name="m", kind="materialized view")
+    left["views"][qname("public", "only_left")] = dict(view, name="only_left")
+    right["views"][qname("public", "m")] = mat
+    right["views"][qname("public", "v")] = dict(view, definition="SELECT 2", columns={"a": {"comment": "the a"}})
+    left["views"][qname("public", "v")] = view
+    found = {(d["object"], d["attribute"]): d for d in diff_snapshots(left, right)}
+    assert found[(qname("public", "only_left"), "presence")]["severity"] == "warning"
+    assert "MATERIALIZED" in found[(qname("public", "m"), "presence")]["hazard"]["note"]
+    assert found[(qname("public", "v"), "definition")]["right"] == "SELECT 2"
+    assert found[(qname("public", "v") + '."a"', "comment")]["right"] == "the a"
