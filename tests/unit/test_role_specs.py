@@ -31,6 +31,20 @@ def test_spec_matches_defaults(role):
 
 
 @pytest.mark.parametrize("role", ROLES, ids=IDS)
+def test_literal_defaults_have_their_declared_types(role):
+    """A default that is not a template passes the type the spec declares for it (as role validation checks)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    for entry, spec in role.specs.items():
+        options = {name: {k: v for k, v in option.items() if k != "default"}
+                   for name, option in (spec.get("options") or {}).items()}
+        literal = {name: value for name, value in role.defaults.items()
+                   if name in options and not (isinstance(value, str) and "{{" in value)}
+        errors = ArgumentSpecValidator(options).validate(literal).error_messages
+        assert errors == [], f"{role.name} entry point {entry}: {errors}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=IDS)
 def test_readme_lists_every_variable(role):
     readme = (role.path / "README.md").read_text()
     assert role_docs.BEGIN in readme and role_docs.END in readme, f"{role.name}/README.md has no generated section"
