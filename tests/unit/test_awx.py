@@ -81,14 +81,35 @@ def test_monitor_schedule_every_15_minutes_for_24_hours():
     assert "FREQ=MINUTELY;INTERVAL=15;COUNT=96" in rrule
 
 
-def test_credential_type_keeps_the_password_secret():
-    fields = {f["id"]: f for f in CONTROLLER["awx_credential_type"]["inputs"]["fields"]}
-    assert fields["password"]["secret"] is True
-    injectors = CONTROLLER["awx_credential_type"]["injectors"]
-    assert "pg_password" not in injectors["extra_vars"]
-    assert set(injectors["env"]) == {"PGSAFE_PG_PASSWORD"}
-    for env in ("dev", "prod"):  # prod: the release inventory (prod and staging)
-        assert "PGSAFE_PG_PASSWORD" in (ROOT / f"inventories/{env}/group_vars/all.yml").read_text()
+def test_one_credential_per_database_injects_only_that_hosts_password():
+    """AWX takes one credential of a type per job: a type per database, each injecting its host's env var."""
+    types = {t["name"]: t for t in CONTROLLER["awx_credential_types"]}
+    for credential in CONTROLLER["awx_credentials"]:
+        kind = types[credential["credential_type"]]
+        fields = {f["id"]: f for f in kind["inputs"]["fields"]}
+        assert fields["password"]["secret"] is True
+        assert "extra_vars" not in kind["injectors"], "extra vars would override every host of the job"
+        assert set(kind["injectors"]["env"]) == {"PGSAFE_PG_PASSWORD_" + credential["slot"].upper()}
+    for inventory, credentials in CONTROLLER["awx_inventory_credentials"].items():
+        assert len({c for c in credentials}) == len(credentials)
+        kinds = [next(c["credential_type"] for c in CONTROLLER["awx_credentials"] if c["name"] == name)
+                 for name in credentials]
+        assert len(set(kinds)) == len(kinds), f"{inventory}: two credentials of one type cannot go on one job"
+    for env in ("dev", "prod"):  # the inventories read the per-host variable
+        assert "PGSAFE_PG_PASSWORD_' ~ (inventory_hostname" in (ROOT / f"inventories/{env}/group_vars/all.yml").read_text()
+
+
+def test_workflow_asks_confirm_database_and_names_credentials_on_nodes_and_schedule():
+    workflow = CONTROLLER["awx_workflow"]
+    assert "confirm_database" in workflow["survey"]
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - renders YAML
+    env.filters["to_json"] = json.dumps
+    nodes = yaml.safe_load(env.from_string((ROOT / "awx/workflow_nodes.j2").read_text()).render(**CONTROLLER))
+    for node in nodes:
+        if node["unified_job_template"]["type"] == "job_template":
+            assert [c["name"] for c in node["related"]["credentials"]] == \
+                CONTROLLER["awx_inventory_credentials"][workflow["inventory"]]
+    assert CONTROLLER["awx_monitor_schedule"]["credentials"]
 
 
 def test_execution_environment_runtime_only():
