@@ -49,7 +49,7 @@ demo: venv collections
 lint: venv
 	yamllint -s .
 	ansible-lint --profile production
-	ruff check library module_utils plugins tools tests bench
+	ruff check library module_utils plugins playbooks/callback_plugins tools tests bench
 
 unit: venv
 	pytest -q tests/unit $(PYTEST_ARGS)
