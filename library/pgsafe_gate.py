@@ -152,23 +152,19 @@ from ansible.module_utils.pgsafe_attestations import newest_rehearsal, read_atte
 from ansible.module_utils.pgsafe_gates import (GateError, evaluate_gates, failed_gates, failure_message, gate_facts,
                                                gate_outcome, plan_fingerprint)
 from ansible.module_utils.pgsafe_module import PgsafeModule
+from ansible.module_utils.pgsafe_reading import read_only_cursor
 from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
 
 def _measure(module, fingerprint):
     """What the gates need from the target, read in one READ ONLY transaction."""
-    conn = module.connect(read_only=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT now(), current_database()")
-            server_now, database = cur.fetchone()
-            measured = dict(now=server_now, database=database, attestations=read_attestations(cur, fingerprint),
-                            live=schema_fingerprint(take_snapshot(cur)))
-            measured["last"] = newest_rehearsal(cur, module.params["environment"]) \
-                if module.params["plan_canonical"] else None
-        conn.rollback()
-    finally:
-        conn.close()
+    with read_only_cursor(module) as cur:
+        cur.execute("SELECT now(), current_database()")
+        server_now, database = cur.fetchone()
+        measured = dict(now=server_now, database=database, attestations=read_attestations(cur, fingerprint),
+                        live=schema_fingerprint(take_snapshot(cur)))
+        measured["last"] = newest_rehearsal(cur, module.params["environment"]) \
+            if module.params["plan_canonical"] else None
     return measured
 
 

@@ -150,19 +150,16 @@ from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_monitor import MonitorError, collect, ensure_statements_extension, judge, \
     reading_kind, reading_notes, series_samples, store_sample, timeline_of, timeline_points, timeline_rows, \
     timeline_svg
+from ansible.module_utils.pgsafe_reading import read_only_cursor
 
 
 def _read(module, previous=None):
     """One reading and the series' stored samples (read only; committed, so it counts as no rollback)."""
     p = module.params
-    conn = module.connect(read_only=True, settings={"statement_timeout": "60s", "lock_timeout": "2s"})
-    try:
-        with conn.cursor() as cur:
-            reading = collect(cur, p["changed_tables"], p["log_path"], p["log_file"], previous)
-            samples = series_samples(cur, p["series"])
-        conn.commit()  # read only; a commit, so our own readings do not count as rollbacks
-    finally:
-        conn.close()
+    # read only; a commit, so our own readings do not count as rollbacks
+    with read_only_cursor(module, commit=True, settings={"statement_timeout": "60s", "lock_timeout": "2s"}) as cur:
+        reading = collect(cur, p["changed_tables"], p["log_path"], p["log_file"], previous)
+        samples = series_samples(cur, p["series"])
     return reading, samples
 
 

@@ -153,6 +153,7 @@ from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_plan import (PlanError, failed_steps, journal_details, normalise_intent,
                                               normalise_overrides, plan_result, planning_options)
 from ansible.module_utils.pgsafe_plan_steps import build_plan
+from ansible.module_utils.pgsafe_reading import read_only_cursor
 
 
 def _record(module, plan, status):
@@ -170,17 +171,13 @@ def _record(module, plan, status):
 def _build(module, intent, overrides):
     """The plan, built in one READ ONLY transaction; fails the task (refused, nothing changed) on any error."""
     p = module.params
-    conn = module.connect(read_only=True)
     try:
-        with conn.cursor() as cur:
+        with read_only_cursor(module) as cur:
             cur.execute("SET TRANSACTION READ ONLY")
-            plan = build_plan(cur, intent, overrides, p["product_version"], planning_options(p))
-        conn.rollback()
+            return build_plan(cur, intent, overrides, p["product_version"], planning_options(p))
     except Exception as exc:  # noqa: BLE001 - bad names, privileges: say what, nothing changed
         module.fail_json(msg="planning failed, nothing was changed: " + " ".join(str(exc).split()), refused=True)
-    finally:
-        conn.close()
-    return plan
+    return None  # not reached: fail_json exits
 
 
 def main():

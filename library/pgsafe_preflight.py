@@ -124,6 +124,7 @@ queries:
 from ansible.module_utils.pgsafe_identifiers import IdentifierError
 from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_preflight import inspect_session, table_names, too_old
+from ansible.module_utils.pgsafe_reading import read_only_cursor
 
 
 def main():
@@ -144,13 +145,8 @@ def main():
         names, readable_names = table_names(p["tables"], p["readable_tables"])
     except IdentifierError as exc:
         module.fail_json(msg="preflight tables: {0}".format(exc))
-    conn = module.connect(read_only=True)
-    try:
-        with conn.cursor() as cur:
-            facts = inspect_session(cur, names, readable_names, p, module.check_mode)
-        conn.rollback()
-    finally:
-        conn.close()
+    with read_only_cursor(module) as cur:
+        facts = inspect_session(cur, names, readable_names, p, module.check_mode)
     if too_old(facts, p["min_server_version"]):
         module.fail_json(msg=too_old(facts, p["min_server_version"]))
     if facts["problems"]:

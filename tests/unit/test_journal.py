@@ -7,6 +7,7 @@ import pytest
 
 from ansible.module_utils.pgsafe_journal import (finish_run, journal_if_installed, journal_undo, mark_run,
                                                  product_records, start_run)
+from ansible.module_utils.pgsafe_reading import read_only_cursor
 from ansible.module_utils.pgsafe_rollback import RollbackError, plan_rollback, rollback_diff, undo
 
 
@@ -37,6 +38,9 @@ class Conn:
     def commit(self):
         self.commits += 1
 
+    def rollback(self):
+        self.rollbacks = getattr(self, "rollbacks", 0) + 1
+
     def close(self):
         self.closed = True
 
@@ -51,8 +55,8 @@ class Module:
     def __init__(self, conn):
         self.conn, self.connected_read_only, self.result = conn, None, None
 
-    def connect(self, read_only=False):
-        self.connected_read_only = read_only
+    def connect(self, read_only=False, **kwargs):
+        self.connected_read_only, self.connect_kwargs = read_only, kwargs
         return self.conn
 
     def exit_json(self, **result):
@@ -121,3 +125,20 @@ def test_undo_runs_the_rollback_sql_and_refuses_a_manual_step():
     assert conn.executed == [("ALTER x", None)] and action["outcome"] == "rollback SQL executed"
     with pytest.raises(RollbackError, match="cannot be undone automatically: look"):
         undo(conn, {}, {"journal_id": 3, "step": "odd", "object": None, "action": "manual", "note": "look"}, "r1")
+
+
+def test_read_only_cursor_rolls_back_or_commits_and_always_closes():
+    conn = Conn()
+    module = Module(conn)
+    with read_only_cursor(module, settings={"lock_timeout": "2s"}) as cur:
+        cur.execute("SELECT 1")
+    assert module.connected_read_only and module.connect_kwargs == {"settings": {"lock_timeout": "2s"}}
+    assert conn.rollbacks == 1 and conn.commits == 0 and conn.closed
+    conn = Conn()
+    with read_only_cursor(Module(conn), commit=True):
+        pass
+    assert conn.commits == 1 and conn.closed
+    conn = Conn()
+    with pytest.raises(ZeroDivisionError), read_only_cursor(Module(conn)):
+        1 / 0  # noqa: B018
+    assert conn.closed and conn.commits == 0
