@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 
 from ansible.module_utils.pgsafe_identifiers import qualified
+from ansible.module_utils.pgsafe_locks import RETRYABLE
 from ansible.module_utils.pgsafe_typechange_parse import UUID_REGEX, is_uuid_target, varchar_limit
 from ansible.module_utils.pgsafe_quarantine import pk_object as pk_json
 from ansible.module_utils.pgsafe_typechange_sql import _ident, after_value, cast_expr
@@ -142,7 +143,7 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
         return {"count": 0, "samples": [], "method": "full cast in a savepoint"}
     except psycopg2.Error as exc:
         cur.execute("ROLLBACK TO SAVEPOINT pgsafe_cast")
-        if getattr(exc, "pgcode", None) in ("57014", "55P03", "40P01"):  # a timeout says nothing about values
+        if getattr(exc, "pgcode", None) in ("57014",) + RETRYABLE:  # a timeout says nothing about values
             raise
         first_error = str(exc).strip().splitlines()[0]
     cur.execute(sql.SQL("SELECT {0}, t.{1}::text FROM {2} t LIMIT %s").format(pkj, col, tbl), (SCAN_CAP * 10,))
