@@ -26,12 +26,14 @@ from ansible.module_utils.pgsafe_backup import (MANIFEST_NAME, TMP_PREFIX, VERIF
                                                 compare_tables, dump_selection_args, file_inventory, last_lines,
                                                 load_manifest, manifest_bytes, new_backup_id, parse_covers,
                                                 space_verdict, verification_document, verify_files)
-from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, die_with_parent, dump_target,
+from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_bytes, die_with_parent, dump_target,
                                                        estimate_size, find_binary, inspect_scope, list_tables,
-                                                       pin_settings, prepare_schemas, run_program)
+                                                       pin_settings, prepare_schemas, restore_progress, run_program)
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
 from ansible.module_utils.pgsafe_content_hash import table_stats
 from ansible.module_utils.pgsafe_identifiers import table_key
+from ansible.module_utils.pgsafe_progress import Progress, directory_bytes, watching
+from ansible.module_utils.pgsafe_sizes import human_bytes
 # Names the fault and playbook tests reach through this module (``ex.record_backup`` ...), and
 # library/pgsafe_rollback.py's import of restore_objects.
 from ansible.module_utils.pgsafe_backup_records import fetch_backup_records, record_backup, scan_destination  # noqa: F401
@@ -184,7 +186,10 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
             cmd = _dump_command(pg_dump, snapshot, lock_timeout, target, facts["database"], fmt, jobs, compression,
                                 selection)
             started = time.monotonic()
-            with libpq_environment(params, facts["database"]) as env:
+            progress = Progress("pg_dump of {0}".format(facts["database"]), unit="bytes",
+                                note="written (of ~{0} of table data, compressed)".format(human_bytes(estimate)))
+            with libpq_environment(params, facts["database"]) as env, progress, \
+                    watching(progress, lambda: directory_bytes(tmp_dir)):
                 process = subprocess.Popen(die_with_parent(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True, start_new_session=True)
                 if on_started:
@@ -205,7 +210,7 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
                                   snapshot=snapshot, jobs=jobs, globals_status=globals_status,
                                   database_oid=facts["database_oid"],
                                   extra={"login_user": facts["current_user"], "dump_seconds": round(dump_seconds, 3),
-                                         "compression": compression})
+                                         "compression": compression, "estimate_bytes": estimate})
         data = _write_manifest(tmp_dir, manifest)
         os.rename(tmp_dir, final_dir)
         tmp_dir = None
@@ -311,8 +316,9 @@ def restore_test(backup_dir, manifest, scratch_params, bin_dir=None, jobs=2, scr
         if manifest.get("format") == "directory":
             cmd += ["-j", str(max(1, int(jobs)))]
         cmd.append(dump_target(backup_dir, manifest))
-        with libpq_environment(scratch_params, name) as env:
-            result = run_program(cmd, env)
+        with libpq_environment(scratch_params, name) as env, restore_progress(name, manifest) as progress:
+            with watching(progress, lambda: database_bytes(admin, name)):
+                result = run_program(cmd, env)
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         actual = restored_stats(scratch_params, name, manifest["tables"], jobs)
         problems = compare_tables(manifest["tables"], actual)

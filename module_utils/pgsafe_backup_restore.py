@@ -12,13 +12,15 @@ from ansible.module_utils.pgsafe_backup import (VERIFICATION_NAME, BackupError, 
                                                 describe_cover, last_lines, load_manifest, parse_covers,
                                                 tables_in_scope, verification_document, verify_files)
 from ansible.module_utils.pgsafe_backup_records import record_backup
-from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_exists, drop_database,
+from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_bytes, database_exists, drop_database,
                                                        dump_target, find_binary, list_schemas, list_tables,
-                                                       pin_settings, prepare_schemas, run_program, server_facts)
+                                                       pin_settings, prepare_schemas, restore_progress, run_program,
+                                                       server_facts)
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
 from ansible.module_utils.pgsafe_content_hash import table_stats
 from ansible.module_utils.pgsafe_identifiers import canonical_key, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
+from ansible.module_utils.pgsafe_progress import watching
 
 
 def _compare_restored(params, dbname, manifest, keys=None, jobs=2):
@@ -102,8 +104,15 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
     if manifest.get("format") == "directory":
         cmd += ["-j", str(max(1, int(jobs)))]
     cmd.append(dump_target(backup_dir, manifest))
-    with libpq_environment(params, target_database) as env:
-        result = run_program(cmd, env)
+    watcher = connect_or_fail(params, dbname="postgres" if params.get("login_db") == target_database else None,
+                              autocommit=True)
+    try:
+        with libpq_environment(params, target_database) as env, \
+                restore_progress(target_database, manifest) as progress, \
+                watching(progress, lambda: database_bytes(watcher, target_database)):
+            result = run_program(cmd, env)
+    finally:
+        watcher.close()
     if result.returncode != 0:
         raise BackupError("pg_restore into {0} failed: {1}. The partially restored database {0} was left for "
                           "inspection; drop it before retrying".format(target_database, last_lines(result.stderr, 4)),

@@ -17,6 +17,7 @@ from ansible.module_utils.pgsafe_backup import (PINNED_SETTINGS, SYSTEM_SCHEMAS,
                                                 missing_objects, tables_in_scope)
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect
 from ansible.module_utils.pgsafe_identifiers import table_key
+from ansible.module_utils.pgsafe_progress import Progress
 
 
 def find_binary(name, bin_dir=None):
@@ -156,6 +157,19 @@ def run_program(cmd, env, timeout=None):
 
 def dump_target(backup_dir, manifest):
     return os.path.join(backup_dir, "dump" if manifest.get("format") == "directory" else "dump.custom")
+
+
+def database_bytes(admin, name):
+    """pg_database_size of ``name`` (a restore's progress)."""
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_database_size(%s)", (name,))
+        return cur.fetchone()[0]
+
+
+def restore_progress(name, manifest):
+    """The progress record of a restore into ``name``: bytes of the database against the source's estimate."""
+    return Progress("pg_restore of {0} into {1}".format(manifest.get("backup_id", "a backup"), name), unit="bytes",
+                    total=manifest.get("estimate_bytes"), estimated=True)
 
 
 def database_exists(admin, name):

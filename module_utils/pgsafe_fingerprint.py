@@ -24,6 +24,7 @@ from ansible.module_utils.pgsafe_fingerprint_reconcile import reconcile, tables_
 from ansible.module_utils.pgsafe_identifiers import canonical_key, split_qualified, table_key
 from ansible.module_utils.pgsafe_meta import META_SCHEMA, PRODUCT_SCHEMAS
 from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
+from ansible.module_utils.pgsafe_progress import Progress
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -165,10 +166,15 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
                 other = connect()
                 extra.append(other)
                 cursors.append(_begin_snapshot_transaction(other, snapshot))
-        result = dict(run_over_cursors(
-            cursors, sorted(targets, key=lambda t: t[2] != "p"),  # partitioned tables (the biggest reads) first
-            lambda worker_cur, target: _fingerprint_one(worker_cur, target[0], target[1], target[2], normalize,
-                                                        uuid_text, hashed_columns)))
+        with Progress("fingerprint", total=len(targets), unit="tables") as progress:
+            def one(worker_cur, target):
+                entry = _fingerprint_one(worker_cur, target[0], target[1], target[2], normalize, uuid_text,
+                                         hashed_columns)
+                progress.advance(1)
+                return entry
+
+            # partitioned tables (the biggest reads) first
+            result = dict(run_over_cursors(cursors, sorted(targets, key=lambda t: t[2] != "p"), one))
         return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
                 "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
                 "tables": {key: result[key] for key in sorted(result)}}

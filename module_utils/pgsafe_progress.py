@@ -15,10 +15,11 @@ Plain Python: no Ansible import (ansible.module_utils is only where the shared h
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
 import tempfile
+import threading
 import time
 
 from ansible.module_utils.pgsafe_run_lock import controller_pid
@@ -50,6 +51,8 @@ def describe(record, now=None):
         if 0 < done < total and elapsed >= 1:
             left = elapsed * (total - done) / done
             text += ", about {0} left".format(_duration(left))
+    if record.get("note"):
+        text += " " + record["note"]
     text += ", {0} so far".format(_duration(elapsed))
     return text
 
@@ -66,9 +69,9 @@ def _duration(seconds):
 class Progress:
     """A progress record of one piece of long work; a context manager that removes it when done."""
 
-    def __init__(self, what, total=None, unit="rows", estimated=False, root=None, controller=None):
+    def __init__(self, what, total=None, unit="rows", estimated=False, note=None, root=None, controller=None):
         self.record = {"what": what, "done": 0, "total": total, "unit": unit, "estimated": bool(estimated),
-                       "started": time.time()}
+                       "note": note, "started": time.time()}
         owner = controller if controller is not None else controller_pid()
         self.path = None
         if owner:
@@ -116,23 +119,25 @@ class Progress:
         return False
 
 
-def run_watched(argv, progress, measure, interval=1.0, **popen_kwargs):
-    """subprocess.run(argv, ...) that updates ``progress`` with ``measure()`` while the command runs.
+@contextlib.contextmanager
+def watching(progress, measure, interval=1.0):
+    """While the block runs, a background thread updates ``progress`` with ``measure()`` every ``interval``."""
+    stop = threading.Event()
 
-    Returns a CompletedProcess (stdout/stderr captured as text when asked through popen_kwargs).
-    """
-    with subprocess.Popen(argv, **popen_kwargs) as proc:  # noqa: S603 - argv lists, never a shell
-        out, err = None, None
-        while True:
+    def loop():
+        while not stop.wait(interval):
             try:
-                out, err = proc.communicate(timeout=interval)
-                break
-            except subprocess.TimeoutExpired:
-                try:
-                    progress.update(measure())
-                except Exception:  # noqa: BLE001,S110 - a failed measurement never stops the work
-                    pass
-        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+                progress.update(measure())
+            except Exception:  # noqa: BLE001,S110 - a failed measurement never stops the work
+                pass
+
+    thread = threading.Thread(target=loop, name="pgsafe-progress", daemon=True)
+    thread.start()
+    try:
+        yield progress
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 def directory_bytes(path):

@@ -1,7 +1,7 @@
 """Progress records of long work: written while it runs, described in one line, gone when it ends."""
 from __future__ import annotations
 
-import sys
+import time
 
 from ansible.module_utils import pgsafe_progress as pp
 
@@ -29,13 +29,16 @@ def test_without_a_controller_nothing_is_written(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_run_watched_measures_while_the_command_runs(tmp_path):
+def test_watching_measures_while_the_block_runs():
     seen = []
 
     class Recorder:
         def update(self, done):
             seen.append(done)
 
-    result = pp.run_watched([sys.executable, "-c", "import time; time.sleep(0.7)"], Recorder(),
-                            measure=lambda: len(seen) + 1, interval=0.2)
-    assert result.returncode == 0 and len(seen) >= 2
+    with pp.watching(Recorder(), measure=lambda: len(seen) + 1, interval=0.1):
+        time.sleep(0.5)
+    count = len(seen)
+    assert count >= 3
+    time.sleep(0.3)
+    assert len(seen) == count  # stopped with the block
