@@ -154,27 +154,27 @@ from ansible.module_utils.pgsafe_reading import read_only_cursor
 
 
 def _read(module, previous=None):
-    """One reading and the series' stored samples (read only; committed, so it counts as no rollback)."""
+    """One reading and the series' stored samples (read only; committed, so our own readings count as no rollback)."""
     p = module.params
-    # read only; a commit, so our own readings do not count as rollbacks
     with read_only_cursor(module, commit=True, settings={"statement_timeout": "60s", "lock_timeout": "2s"}) as cur:
         reading = collect(cur, p["changed_tables"], p["log_path"], p["log_file"], previous)
         samples = series_samples(cur, p["series"])
     return reading, samples
 
 
-def _with_connection(module, work):
+def _with_connection(module, work, *args):
+    """``work(conn, *args)`` on a writable connection to the target, closed after."""
     conn = module.connect()
     try:
-        return work(conn)
+        return work(conn, *args)
     finally:
         conn.close()
 
 
-def _store(conn, module, kind, reading, found):
+def _store(conn, series, kind, reading, found):
     with conn.cursor() as cur:
         ensure_meta_schema(cur)
-        stored = store_sample(cur, module.params["series"], kind, reading, found)
+        stored = store_sample(cur, series, kind, reading, found)
     conn.commit()
     return stored
 
@@ -211,8 +211,7 @@ def main():
         module.fail_json(msg=str(exc))
     notes += reading_notes(reading)
     reading["rates"] = reading_rates
-    stored = None if module.check_mode else _with_connection(
-        module, lambda conn: _store(conn, module, kind, reading, found))
+    stored = None if module.check_mode else _with_connection(module, _store, p["series"], kind, reading, found)
     timeline = timeline_of(samples, {"id": stored, "kind": kind, "taken_at": reading["at"], "metrics": reading,
                                      "breaches": found})
     module.exit_json(

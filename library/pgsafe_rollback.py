@@ -123,8 +123,7 @@ def main():
                 undo(conn, p, action, run_id)
             except RollbackError as exc:
                 module.fail_json(msg=str(exc), run_id=run_id, actions=actions)
-            with conn.cursor() as step_cur:
-                journal_undo(step_cur, p["rollback_run_id"], run_id, action)
+            journal_undo(cur, p["rollback_run_id"], run_id, action)
         mark_run(cur, run_id, "rolled_back")
     module.exit_json(changed=True, run_id=run_id, actions=actions, diff=diff)
 
