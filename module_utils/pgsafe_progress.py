@@ -140,6 +140,14 @@ def watching(progress, measure, interval=1.0):
         thread.join(timeout=interval + 5)
 
 
+def row_estimate(cur, table):
+    """The planner's row estimate of ``table`` (a quoted ``"schema"."name"``): the total of a table's progress."""
+    cur.execute("SELECT GREATEST(c.reltuples::bigint, coalesce(s.n_live_tup, 0)) FROM pg_catalog.pg_class c "
+                "LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = %s::regclass", (table,))
+    row = cur.fetchone()
+    return int(row[0]) if row and row[0] and row[0] > 0 else None
+
+
 def directory_bytes(path):
     """Bytes of the files under ``path`` (a dump directory as it grows)."""
     total = 0

@@ -9,6 +9,7 @@ import time
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified
 from ansible.module_utils.pgsafe_locks import lock_tables, retry_on_lock
+from ansible.module_utils.pgsafe_progress import Progress, row_estimate
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, varchar_limit
 from ansible.module_utils.pgsafe_typechange_sql import (TRIGGER_NAME, _ident, _type_sql, add_fks_not_valid, drop_fks,
                                                         drop_views, online_check_name, recreate_views,
@@ -91,8 +92,18 @@ class OnlineStrategy:
         differs = sql.SQL(" OR ").join(sql.SQL("t.{0} IS DISTINCT FROM {1}").format(
             sql.Identifier(c["new_column"]), self._new_expr(c, "t")) for c in cols)
         join = sql.SQL(" AND ").join(sql.SQL("t.{0} = b.{0}").format(sql.Identifier(p)) for p in pk)
-        last, total, batches, started = None, 0, 0, time.monotonic()
         size = min(self.batch_size, 500) if self.batch_target_ms else self.batch_size
+        name = qualified(*key)
+        progress = Progress("backfill of {0}".format(name), unit="rows", estimated=True,
+                            total=self.txn("estimate " + name, lambda cur: row_estimate(cur, name)))
+        try:
+            self._backfill_batches(key, tbl, pk, pkl, sets, differs, join, size, progress)
+        finally:
+            progress.close()
+
+    def _backfill_batches(self, key, tbl, pk, pkl, sets, differs, join, size, progress):
+        """The batches of one table's backfill, each in its own short transaction, sized to the stall budget."""
+        last, total, batches, scanned, started = None, 0, 0, 0, time.monotonic()
         while True:
             if last is None:
                 where = sql.SQL("true")
@@ -122,6 +133,8 @@ class OnlineStrategy:
                     size = min(self.batch_size, int(size * 1.5) + 1)
             batches += 1
             total += updated
+            scanned += seen
+            progress.update(scanned)
             if last_row is not None:
                 last = last_row
             if batches % 20 == 0 or not full:
