@@ -312,6 +312,10 @@ def pin_settings(cur):
 
 
 def restore_settings(cur, previous):
+    """Put the settings back (SET LOCAL), unless the transaction failed: then nothing can run in it, the
+    rollback resets them anyway, and the error that failed it must be the one raised, not a second one."""
+    if cur.connection.get_transaction_status() == 3:  # psycopg2.extensions.TRANSACTION_STATUS_INERROR
+        return
     for name, value in previous:
         cur.execute("SELECT set_config(%s, %s, true)", (name, value))
 

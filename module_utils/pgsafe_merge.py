@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 
+from ansible.module_utils.pgsafe_content_hash import mapped_rows_hash, table_content_hash, table_kinds
 from ansible.module_utils.pgsafe_identifiers import qualified, split_qualified
 from ansible.module_utils.pgsafe_locks import lock_statements
 from ansible.module_utils.pgsafe_merge_ddl import (MergeError, added_foreign_keys, parse_create_table,
@@ -409,13 +410,9 @@ def collisions(cur, ctx):
 
 
 # --------------------------------------------------------------------------- proof
-def _row_text(exprs):
-    sql = _sql()
-    return sql.SQL("ROW({0})::text").format(exprs)
-
-
 def proof(cur, ctx, quarantined_keys_sql, run_id):
-    """EXCEPT both ways over the mapped columns + ordered content hashes + quarantined rows present."""
+    """EXCEPT both ways over the mapped columns + content hashes (the fingerprint's canonical form: the
+    source's rows as they will be against the target's) + quarantined rows present."""
     sql = _sql()
     keep = sql.SQL("NOT ({0})").format(quarantined_keys_sql)
     in_source = sql.SQL("EXISTS (SELECT 1 FROM {0} s WHERE {1} AND {2})").format(
@@ -427,14 +424,13 @@ def proof(cur, ctx, quarantined_keys_sql, run_id):
                         "SELECT {3} FROM {4} s WHERE {5}) x").format(
         ctx.target_cols(), ctx.target_ref(), in_source, ctx.mapped_exprs(), ctx.source_ref(), keep))
     extra = cur.fetchone()[0]
-    cur.execute(sql.SQL("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM "
-                        "(SELECT {0} AS r FROM {1} s WHERE {2}) x").format(
-        _row_text(ctx.mapped_exprs()), ctx.source_ref(), keep))
-    source_rows, source_hash = cur.fetchone()
-    cur.execute(sql.SQL("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) FROM "
-                        "(SELECT {0} AS r FROM {1} t WHERE {2}) x").format(
-        _row_text(ctx.target_cols()), ctx.target_ref(), in_source))
-    target_rows, target_hash = cur.fetchone()
+    kinds = table_kinds(cur, ctx.target_schema, ctx.target_name)
+    mapped = mapped_rows_hash(cur, sql.SQL("{0} AS s").format(ctx.source_ref()),
+                              {t: ctx.expr(s, t, "s") for s, t in ctx.pairs}, kinds, where=keep)
+    landed = table_content_hash(cur, ctx.target_schema, ctx.target_name, columns=[t for _s, t in ctx.pairs],
+                                where=in_source)
+    source_rows, source_hash = mapped["rows"], mapped["hash"]
+    target_rows, target_hash = landed["rows"], landed["hash"]
     cur.execute(sql.SQL("SELECT count(*) FROM {0} s WHERE ({1}) AND NOT EXISTS (SELECT 1 FROM pgsafe.quarantine_row q "
                         "WHERE q.run_id = %s AND q.source_schema = %s AND q.source_table = %s "
                         "AND q.row_sha256 = {2})").format(ctx.source_ref(), quarantined_keys_sql, row_sha256("s")),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+from ansible.module_utils.pgsafe_content_hash import EMPTY_HASH, add_hashes
 from ansible.module_utils.pgsafe_identifiers import qualified
 from ansible.module_utils.pgsafe_locks import run_with_retries
 from ansible.module_utils.pgsafe_typechange_online import OnlineStrategy
@@ -115,8 +116,8 @@ class Runner(RewriteStrategy, OnlineStrategy):
                                   ". Fix the data or set orphan_policy: quarantine; nothing changed")
         moved = quarantine_rows(cur, self.plan, qset, self.run_id)
         for name, m in moved.items():
-            prev = self.moved.get(name, {"rows": 0, "sum": "0"})
-            self.moved[name] = dict(m, rows=prev["rows"] + m["rows"], sum=str(int(prev["sum"]) + int(m["sum"])))
+            prev = self.moved.get(name, {"rows": 0, "hash": EMPTY_HASH})
+            self.moved[name] = dict(m, rows=prev["rows"] + m["rows"], hash=add_hashes(prev["hash"], m["hash"]))
         return moved
 
     def rescan_and_quarantine(self, fk_name):

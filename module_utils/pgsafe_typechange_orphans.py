@@ -116,7 +116,7 @@ def removal_order(keys, edges):
 def quarantine_rows(cur, plan, qset, run_id):
     """Move rows into pgsafe.quarantine_row and delete them (pgsafe_quarantine.write_rows), in the caller's transaction.
 
-    Returns per-table {rows, hash sum (planned casts applied)} of what was moved.
+    Returns per-table {rows, hash (the canonical content hash, planned casts applied)} of what was moved.
     """
     facts = plan["_facts"]["tables"]
     moved = {}

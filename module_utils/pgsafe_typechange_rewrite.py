@@ -4,6 +4,7 @@ and views, one ALTER TABLE per table, views and FKs back NOT VALID, content chec
 """
 from __future__ import annotations
 
+from ansible.module_utils.pgsafe_content_hash import EMPTY_HASH, add_hashes
 from ansible.module_utils.pgsafe_identifiers import split_qualified
 from ansible.module_utils.pgsafe_locks import lock_tables
 from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError, varchar_limit
@@ -74,7 +75,7 @@ class RewriteStrategy:
                     before[name] = table_hash(cur, key[0], key[1], list(self.facts[key]["columns"]),
                                               self.plan["changes"])
                     before[name]["rows"] += moved[name]["rows"]
-                    before[name]["sum"] = str(int(before[name]["sum"]) + int(moved[name]["sum"]))
+                    before[name]["hash"] = add_hashes(before[name]["hash"], moved[name]["hash"])
             drop_fks(cur, self.plan)
             drop_views(cur, self.plan)
             for stmt in rewrite_statements(self.plan):
@@ -103,9 +104,9 @@ class RewriteStrategy:
     def check_content(self, before, after, moved):
         for name, b in before.items():
             a = after[name]
-            m = moved.get(name, {"rows": 0, "sum": "0"})
+            m = moved.get(name, {"rows": 0, "hash": EMPTY_HASH})
             self.counts[name] = {"before": b["rows"], "after": a["rows"], "quarantined": m["rows"]}
-            if b["rows"] != a["rows"] + m["rows"] or int(b["sum"]) != int(a["sum"]) + int(m["sum"]):
+            if b["rows"] != a["rows"] + m["rows"] or b["hash"] != add_hashes(a["hash"], m["hash"]):
                 raise TypeChangeError("content check failed on {0}: before {1} rows (hash {2}) != after {3} + "
                                       "quarantined {4} (hash {5} + {6}); rolled back".format(
-                                          name, b["rows"], b["sum"], a["rows"], m["rows"], a["sum"], m["sum"]))
+                                          name, b["rows"], b["hash"], a["rows"], m["rows"], a["hash"], m["hash"]))

@@ -7,6 +7,7 @@ definitions read from the catalog (``pg_get_constraintdef`` / ``pg_get_viewdef``
 """
 from __future__ import annotations
 
+from ansible.module_utils.pgsafe_content_hash import column_kind, mapped_rows_hash, table_content_hash, table_kinds
 from ansible.module_utils.pgsafe_identifiers import derived_name
 from ansible.module_utils.pgsafe_typechange_parse import canonical_type_text, fk_action
 
@@ -57,27 +58,27 @@ def after_value(plan_changes, schema, table, column, alias):
     return ref
 
 
-def row_hash_expr(columns, alias, plan_changes, schema, table, after_names=None):
-    """Order-independent 64-bit content hash of a row, columns by name, planned casts applied."""
-    parts = []
-    for c in columns:
-        ref = sql.SQL("{0}.{1}").format(sql.Identifier(alias), sql.Identifier((after_names or {}).get(c, c)))
-        expr = ref if after_names is not None else after_value(plan_changes, schema, table, c, alias)
-        parts.append(sql.SQL("({0})::text").format(expr))
-    return sql.SQL("('x' || left(md5(jsonb_build_array({0})::text), 16))::bit(64)::bigint::numeric").format(
-        sql.SQL(", ").join(parts))
+def planned_kinds(cur, schema, table, plan_changes):
+    """``{column: hash kind}`` of a table as the planned change leaves it (the target types' kinds)."""
+    kinds = dict(table_kinds(cur, schema, table) or {})
+    for c in plan_changes:
+        if (c["schema"], c["table"]) == (schema, table) and c["needs_type"]:
+            cur.execute("SELECT t.typname, t.typtype FROM pg_catalog.pg_type t WHERE t.oid = %s::regtype",
+                        (canonical_type_text(c["type"]),))
+            name, kind = cur.fetchone()
+            kinds[c["column"]] = column_kind({"type_name": name, "typtype": kind})
+    return kinds
 
 
 def table_hash(cur, schema, table, columns, plan_changes, where=None, params=None, after=False):
-    """(count, sum of row hashes) of a table (or the rows matching ``where``)."""
-    q = sql.SQL("SELECT count(*), coalesce(sum({0}), 0) FROM {1} AS t").format(
-        row_hash_expr(columns, "t", plan_changes, schema, table, {c: c for c in columns} if after else None),
-        _ident(schema, table))
-    if where is not None:
-        q = q + sql.SQL(" WHERE ") + where
-    cur.execute(q, params)
-    n, s = cur.fetchone()
-    return {"rows": n, "sum": str(s)}
+    """``{rows, hash}`` of a table (or of its rows matching ``where``, alias ``t``) in the one canonical
+    content hash (pgsafe_content_hash).  ``after=False`` hashes each row as the planned change will leave it
+    (casts applied, typed as the targets), so it equals ``after=True`` of the same rows once changed."""
+    if after:
+        return table_content_hash(cur, schema, table, columns=columns, where=where, params=params)
+    values = {c: after_value(plan_changes, schema, table, c, "t") for c in columns}
+    return mapped_rows_hash(cur, sql.SQL("{0} AS t").format(_ident(schema, table)), values,
+                            planned_kinds(cur, schema, table, plan_changes), where=where, params=params)
 
 
 def _fk_sql(fk, not_valid=True):
