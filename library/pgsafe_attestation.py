@@ -25,6 +25,13 @@ attributes:
     support: full
     description: The row recorded (an attestation is only ever appended, so there is nothing before it).
 options:
+  record_in:
+    description:
+      - The database whose product schema records the attestation when it is not this task's own (the
+        rehearsal runs on the copy and attests in its source's C(pgsafe.attestation), where the gate looks),
+        with the same option names as this module's connection; fill it with
+        C(hostvars[<host>] | pgsafe_connection). Default this module's connection.
+    type: dict
   plan_fingerprint:
     description: Fingerprint of the rehearsed plan (from M(pgsafe_gate)).
     type: str
@@ -84,6 +91,7 @@ diff:
 """
 
 from ansible.module_utils.pgsafe_attestations import attestation_row, record_attestation
+from ansible.module_utils.pgsafe_connection import second_connection_option
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
 from ansible.module_utils.pgsafe_module import PgsafeModule
 
@@ -98,6 +106,7 @@ def main():
             schema_fingerprint_before=dict(type="str", required=True),
             result=dict(type="str", required=True, choices=["passed", "failed"]),
             details=dict(type="dict", default={}),
+            record_in=second_connection_option(),
         ),
         supports_check_mode=True,
     )
@@ -105,7 +114,7 @@ def main():
     diff = module.diff_of({}, row)
     if module.check_mode:
         module.exit_json(changed=True, diff=diff)
-    conn = module.connect()
+    conn = module.connect(module.params["record_in"])
     try:
         with conn.cursor() as cur:
             ensure_meta_schema(cur)

@@ -34,8 +34,7 @@ from ansible.module_utils.pgsafe_content_hash import table_stats
 from ansible.module_utils.pgsafe_identifiers import table_key
 from ansible.module_utils.pgsafe_progress import Progress, directory_bytes, watching
 from ansible.module_utils.pgsafe_sizes import human_bytes
-# Names the fault and playbook tests reach through this module (``ex.record_backup`` ...), and
-# library/pgsafe_rollback.py's import of restore_objects.
+# Names the fault and playbook tests reach through this module (``ex.record_backup`` ...).
 from ansible.module_utils.pgsafe_backup_records import fetch_backup_records, record_backup, scan_destination  # noqa: F401
 from ansible.module_utils.pgsafe_backup_restore import restore_objects, restored_stats  # noqa: F401
 

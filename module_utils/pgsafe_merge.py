@@ -595,7 +595,8 @@ def apply(cur, ctx, run_id, retention_days=30, retire_source=True):
     if not created and inserted:
         # The target existed and gained rows: the run's reconciliation accepts exactly these (their content is
         # proven by the EXCEPT both ways and the hashes above).
-        from ansible.module_utils.pgsafe_fingerprint import record_explanation, table_key
+        from ansible.module_utils.pgsafe_fingerprint import record_explanation
+        from ansible.module_utils.pgsafe_identifiers import table_key
         record_explanation(cur, run_id, {"kind": "merge", "table": table_key(ctx.target_schema, ctx.target_name),
                                          "rows": inserted, "from": ctx.source})
     journal(cur, run_id, "table_merge", "completed", ctx.source,

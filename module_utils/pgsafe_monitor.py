@@ -26,7 +26,8 @@ import json
 import os
 import re
 
-from ansible.module_utils.pgsafe_fingerprint import parse_table_key, table_key
+from ansible.module_utils.pgsafe_fingerprint import parse_table_key
+from ansible.module_utils.pgsafe_identifiers import table_key
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS
 
 LOG_READ_LIMIT = 16 * 1024 * 1024

@@ -15,9 +15,8 @@ AE = "ACCESS EXCLUSIVE"
 
 def plan_object_key(name):
     """schema.table, parts quoted only when needed: one spelling of an object in every step and report."""
-    from ansible.module_utils.pgsafe_identifiers import split_qualified
-    from ansible.module_utils.pgsafe_typechange_plan import object_key
-    return object_key(*split_qualified(name))
+    from ansible.module_utils.pgsafe_identifiers import split_qualified, table_key
+    return table_key(*split_qualified(name))
 
 
 _key = plan_object_key

@@ -28,7 +28,8 @@ import textwrap
 
 from ansible.module_utils.pgsafe_hazards import checked
 from ansible.module_utils.pgsafe_identifiers import quote_ident, split_qualified
-from ansible.module_utils.pgsafe_schema_diff import KIND_ORDER, holds_data, human_bytes
+from ansible.module_utils.pgsafe_schema_diff import KIND_ORDER, holds_data
+from ansible.module_utils.pgsafe_sizes import human_bytes
 from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError, canonical_type_text, validate_expression
 
 ADDITION_KINDS = ("add_column", "set_default", "drop_default", "set_not_null", "create_index")

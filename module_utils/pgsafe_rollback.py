@@ -159,7 +159,7 @@ def set_aside(cur, action, run_id, rollback_run_id):
 def restore_schema(params, action):
     """Restore a removed schema from the first of its backup's locations that works; the outcome."""
     from ansible.module_utils.pgsafe_backup import BackupError
-    from ansible.module_utils.pgsafe_backup_exec import restore_objects
+    from ansible.module_utils.pgsafe_backup_restore import restore_objects
     errors = []
     for location in action["locations"]:
         try:

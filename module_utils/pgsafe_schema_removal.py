@@ -441,7 +441,8 @@ def record_dropped_tables(cur, run_id, entry, backup_id):
     The run's integrity check (pgsafe_fingerprint_compare) then accepts the table's absence only
     because its rows and content hash equal the pre-run fingerprint and a verified backup holds them.
     """
-    from ansible.module_utils.pgsafe_fingerprint import fingerprint_in_transaction, record_explanation, table_key
+    from ansible.module_utils.pgsafe_fingerprint import fingerprint_in_transaction, record_explanation
+    from ansible.module_utils.pgsafe_identifiers import table_key
     from ansible.module_utils.pgsafe_identifiers import split_qualified
     keys = [table_key(*split_qualified(o["name"])) for o in entry["objects"] if o.get("kind") == "table"]
     if not keys or not backup_id:

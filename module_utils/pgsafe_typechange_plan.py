@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, quote_ident
+from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_locks import lock_statements
 from ansible.module_utils.pgsafe_typechange_facts import canonicalise_targets, gather_facts
 from ansible.module_utils.pgsafe_typechange_orphans import quarantine_set
@@ -379,28 +379,21 @@ def unit_statements(plan, orphan_policy="fail"):
     return out
 
 
-def object_key(schema, table):
-    """schema.table as the backup and fingerprint modules take it (parts quoted only when needed)."""
-    def part(x):
-        return quote_ident(x) if ("." in x or '"' in x) else x
-    return part(schema) + "." + part(table)
-
-
 def public_plan(plan):
     out = {k: v for k, v in plan.items() if not k.startswith("_") and k != "touched_keys"}
     out["drop_fks"] = [dict(f) for f in plan["drop_fks"]]
     out["views"] = [{k: v for k, v in x.items() if k != "oid"} for x in plan["views"]]
-    out["touched_objects"] = [object_key(*k) for k in plan["touched_keys"]]
-    out["changed_objects"] = list(dict.fromkeys(object_key(c["schema"], c["table"]) for c in plan["changes"]))
-    guard = [object_key(c["schema"], c["table"]) for c in plan["changes"]]
-    guard += [object_key(f["schema"], f["table"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
-    guard += [object_key(f["schema"], f["table"]) for f in plan["drop_fks"]]
+    out["touched_objects"] = [table_key(*k) for k in plan["touched_keys"]]
+    out["changed_objects"] = list(dict.fromkeys(table_key(c["schema"], c["table"]) for c in plan["changes"]))
+    guard = [table_key(c["schema"], c["table"]) for c in plan["changes"]]
+    guard += [table_key(f["schema"], f["table"]) for f in plan["foreign_keys"] if f["state"] != "valid"]
+    guard += [table_key(f["schema"], f["table"]) for f in plan["drop_fks"]]
     out["guard_objects"] = list(dict.fromkeys(guard))
     out["fingerprint_explanations"] = [
-        {"kind": "cast", "table": object_key(c["schema"], c["table"]), "column": c["column"]}
+        {"kind": "cast", "table": table_key(c["schema"], c["table"]), "column": c["column"]}
         for c in plan["changes"] if c["needs_type"]]
     out["report_items"] = [
-        {"object": object_key(c["schema"], c["table"]) + "." + c["column"], "before": c["from_type"], "after": c["type"],
+        {"object": table_key(c["schema"], c["table"]) + "." + c["column"], "before": c["from_type"], "after": c["type"],
          "state": "convert" if c["needs_type"] else "converged"} for c in plan["changes"]] + [
         {"object": "FK " + f["name"], "before": f["state"], "after": "valid",
          "state": "converged" if f["state"] == "valid" else "create"} for f in plan["foreign_keys"]]
@@ -448,7 +441,7 @@ def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshol
     raw = precheck(cur, plan, orphan_policy, facts["server_version_num"], disk, orphans_found)
     if orphan_policy == "quarantine" and any(o["count"] for o in raw["orphans"]):
         qset = quarantine_set(cur, plan, orphans_found)
-        raw["would_quarantine"] = {object_key(*k): len(pks) for k, pks, _ in qset}
+        raw["would_quarantine"] = {table_key(*k): len(pks) for k, pks, _ in qset}
     verdict = interpret_precheck(raw)
     raw["verdict"] = verdict
     out.update(precheck=raw, verdict=verdict, rollback_sql=rollback_sql(plan, run_id),

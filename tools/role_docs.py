@@ -67,10 +67,7 @@ SHARED = {
 READS_OTHER_ROLES = {
     # Its job: collect every role's report section (<role>_report_section), whatever ran in the play.
     "run_report": {"vars"},
-    # Tasks helper F is moving to a second-database connection (rehearsal attest, pipeline propose): they
-    # still read the plan's and the run's facts directly.
-    "rehearsal": {"plan_rehearsal_canonical", "plan_rehearsal_fingerprint", "plan_row_effects", "run_context_run_id",
-                  "run_phase_current", "run_phase_timeline"},
+    # The pipeline runs legacy_audit itself (mode propose) and hands its tables to the proposal.
     "pipeline": {"legacy_audit_tables"},
 }
 
