@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmark: a verified backup against a bare ``pg_dump -Fd -j2`` of the same ~1 GB database.
+"""Benchmark: the whole backup guard against bare pg_dump + pg_restore, like with like, on a ~1 GB database.
 
 ours   = pgsafe_backup (same-snapshot row counts + content hashes, manifest with sha256 of every file,
-         roles/tablespaces) + verification (checksums against the manifest, ``pg_restore --list``)
-anchor = ``pg_dump -Fd -j2 -f <dir> <db>``
+         roles/tablespaces) + verification (checksums against the manifest, ``pg_restore --list``), then
+         the restore test (restore into a scratch database on a second cluster + per-table comparison)
+anchor = ``pg_dump -Fd -j2 -Z<level>`` then ``pg_restore -j2`` into a fresh database on the same scratch
+         cluster: the same compression level and jobs as ours (BENCH_BACKUP_COMPRESSION, default 1, the
+         backup role's default)
 Both run alternately on the same database in the same run; medians of BENCH_BACKUP_RUNS (3) runs.
-Extra keys: the restore test (restore into a scratch database on a second cluster + per-table
-comparison), as restore_test_s and restore_ratio = (ours + restore test) / anchor.
+Printed: ``dump_ratio`` (our backup + verification / bare pg_dump) and ``guard_ratio`` (our whole guard:
+backup, verification, restore test and comparison / bare pg_dump + bare pg_restore).
 
 Own clusters: bench_backup (55452, source) and bench_backup_scratch (55453), stopped at the end.
 BENCH_BACKUP_SCALE (default 800: about 1 GB with the Sprint 90 prod fixtures) sets the size.
@@ -41,6 +44,8 @@ SOURCE = ("bench_backup", 55452)
 SCRATCH = ("bench_backup_scratch", 55453)
 SCALE = float(os.environ.get("BENCH_BACKUP_SCALE", "800"))
 RUNS = int(os.environ.get("BENCH_BACKUP_RUNS", "3"))
+COMPRESSION = int(os.environ.get("BENCH_BACKUP_COMPRESSION", "1"))
+JOBS = 2
 # Named by the fixture's content too: a database kept from an older fixture is never reused.
 DBNAME = "bazaar_vid_bench_%s_%s" % (str(SCALE).replace(".", "_"), pg.sprint90_fixtures.content_hash("prod", 1))
 
@@ -70,28 +75,38 @@ def ensure_database(server):
     server.execute("postgres", 'ALTER DATABASE "%s" RENAME TO "%s"' % (DBNAME + "_tmp", DBNAME))
 
 
-def bare_dump(params, work):
+def bare_dump_and_restore(params, scratch, work):
+    """(pg_dump seconds, pg_restore seconds) of the bare tools at our compression level and jobs."""
     target = work / "anchor"
     shutil.rmtree(target, ignore_errors=True)
     started = time.monotonic()
     with libpq_environment(params, DBNAME) as env:
-        subprocess.run([ex.find_binary("pg_dump"), "--no-password", "-Fd", "-j2", "-f", str(target), "-d", DBNAME],
-                       env=env, check=True, stdin=subprocess.DEVNULL)
-    seconds = time.monotonic() - started
+        subprocess.run([ex.find_binary("pg_dump"), "--no-password", "-Fd", "-j%d" % JOBS, "-Z%d" % COMPRESSION,
+                        "-f", str(target), "-d", DBNAME], env=env, check=True, stdin=subprocess.DEVNULL)
+    dump_seconds = time.monotonic() - started
+    restored = "bench_anchor_restore"
+    scratch.drop_database(restored)
+    scratch.execute("postgres", 'CREATE DATABASE "%s" TEMPLATE template0' % restored)
+    started = time.monotonic()
+    with libpq_environment(scratch.module_params(restored), restored) as env:
+        subprocess.run([ex.find_binary("pg_restore"), "--no-password", "--no-owner", "--no-acl", "-j%d" % JOBS,
+                        "-d", restored, str(target)], env=env, check=True, stdin=subprocess.DEVNULL)
+    restore_seconds = time.monotonic() - started
+    scratch.drop_database(restored)
     shutil.rmtree(target)
-    return seconds
+    return dump_seconds, restore_seconds
 
 
 def ours(params, scratch_params, work):
     dest = work / "ours"
     shutil.rmtree(dest, ignore_errors=True)
     started = time.monotonic()
-    taken = ex.take_backup(params, str(dest), ["database"], jobs=2, reason="bench")
+    taken = ex.take_backup(params, str(dest), ["database"], jobs=JOBS, reason="bench", compression=COMPRESSION)
     _, doc = ex.verify_backup(taken["path"], checks=("checksums", "toc"))
     seconds = time.monotonic() - started
     assert doc["verified"], doc["problems"]
     started = time.monotonic()
-    restore = ex.restore_test(taken["path"], taken["manifest"], scratch_params, jobs=2)
+    restore = ex.restore_test(taken["path"], taken["manifest"], scratch_params, jobs=JOBS)
     restore_seconds = time.monotonic() - started
     assert restore["status"] == "ok", restore["problems"]
     size = taken["total_size"]
@@ -110,27 +125,32 @@ def main():
         scratch_params = scratch.module_params("postgres")
         db_bytes = source.execute("postgres", "SELECT pg_database_size(%s)", (DBNAME,))[0][0]
         log("database %s: %.0f MB" % (DBNAME, db_bytes / 1e6))
-        anchor_s, ours_s, restore_s, sizes = [], [], [], []
+        dump_s, bare_restore_s, ours_s, restore_s, sizes = [], [], [], [], []
         for i in range(RUNS):
             if i % 2 == 0:
-                anchor_s.append(bare_dump(params, work))
-                o, r, s = ours(params, scratch_params, work)
+                bare = bare_dump_and_restore(params, scratch, work)
+                o, r, size = ours(params, scratch_params, work)
             else:
-                o, r, s = ours(params, scratch_params, work)
-                anchor_s.append(bare_dump(params, work))
+                o, r, size = ours(params, scratch_params, work)
+                bare = bare_dump_and_restore(params, scratch, work)
+            dump_s.append(bare[0])
+            bare_restore_s.append(bare[1])
             ours_s.append(o)
             restore_s.append(r)
-            sizes.append(s)
-            log("run %d: ours %.2fs (restore test %.2fs), pg_dump -Fd -j2 %.2fs" % (i + 1, o, r, anchor_s[-1]))
-        o, a, r = statistics.median(ours_s), statistics.median(anchor_s), statistics.median(restore_s)
+            sizes.append(size)
+            log("run %d: ours %.2fs + restore test %.2fs; pg_dump -Z%d -j%d %.2fs + pg_restore -j%d %.2fs" % (
+                i + 1, o, r, COMPRESSION, JOBS, bare[0], JOBS, bare[1]))
+        o, r = statistics.median(ours_s), statistics.median(restore_s)
+        d, b = statistics.median(dump_s), statistics.median(bare_restore_s)
         # each run's two sides ran back to back: the median of the per-run ratios is less sensitive to
         # load changing between runs on a shared machine
-        pair = statistics.median(x / y for x, y in zip(ours_s, anchor_s, strict=True))
-        load = os.getloadavg()[0]
-        print("BENCH backup ours_s=%.3f anchor=pg_dump_Fd_j2 anchor_s=%.3f ratio=%.3f db_mb=%.0f dump_mb=%.0f "
-              "scale=%s runs=%d restore_test_s=%.3f restore_ratio=%.3f pair_ratio_median=%.3f loadavg=%.1f" % (
-                  o, a, o / a, db_bytes / 1e6, statistics.median(sizes) / 1e6, SCALE, RUNS, r, (o + r) / a, pair,
-                  load))
+        guard_pairs = statistics.median((x + y) / (u + v) for x, y, u, v in zip(
+            ours_s, restore_s, dump_s, bare_restore_s, strict=True))
+        print("BENCH backup ours_s=%.3f restore_test_s=%.3f anchor=pg_dump_Fd_j%d_Z%d+pg_restore_j%d "
+              "anchor_dump_s=%.3f anchor_restore_s=%.3f dump_ratio=%.3f guard_ratio=%.3f guard_pair_ratio_median=%.3f "
+              "db_mb=%.0f dump_mb=%.0f scale=%s runs=%d loadavg=%.1f" % (
+                  o, r, JOBS, COMPRESSION, JOBS, d, b, o / d, (o + r) / (d + b), guard_pairs, db_bytes / 1e6,
+                  statistics.median(sizes) / 1e6, SCALE, RUNS, os.getloadavg()[0]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if os.environ.get("BENCH_BACKUP_KEEP_CLUSTERS") != "1":

@@ -16,7 +16,7 @@ import sys
 from ansible.module_utils.pgsafe_backup import (PINNED_SETTINGS, SYSTEM_SCHEMAS, BackupError, describe_cover,
                                                 missing_objects, tables_in_scope)
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect
-from ansible.module_utils.pgsafe_identifiers import table_key
+from ansible.module_utils.pgsafe_identifiers import qualified
 from ansible.module_utils.pgsafe_progress import Progress
 
 
@@ -75,14 +75,15 @@ def server_facts(cur):
 
 
 def _tables_where(cur, tables, condition):
-    """The table_keys of ``tables`` for which ``condition`` (SQL on pg_class c, pg_namespace n) is true."""
+    """The quoted names (``"schema"."table"``, as a Fix: statement takes them) of ``tables`` for which
+    ``condition`` (SQL on pg_class c, pg_namespace n) is true."""
     found = []
     for schema, table in tables:
         cur.execute("SELECT " + condition + " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = %s AND c.relname = %s", (schema, table))
         row = cur.fetchone()
         if row is not None and row[0]:
-            found.append(table_key(schema, table))
+            found.append(qualified(schema, table))
     return found
 
 

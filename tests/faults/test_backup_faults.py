@@ -353,7 +353,7 @@ def test_rls_table_without_bypassrls_is_refused_before_dumping(pg_server, fresh,
     with pytest.raises(BackupError) as exc:
         ex.take_backup(params, str(tmp_path / "b"), ["database"])
     assert exc.value.kind == "rls"
-    assert 'public.bazaar-vid_exports' in str(exc.value) and "BYPASSRLS" in str(exc.value)
+    assert '"public"."bazaar-vid_exports"' in str(exc.value) and "BYPASSRLS" in str(exc.value)
     assert leftovers(tmp_path / "b") == []
     pg_server.execute("postgres", sql.SQL("ALTER ROLE {0} BYPASSRLS").format(sql.Identifier(role)))
     taken = ex.take_backup(params, str(tmp_path / "b"), ["database"])
@@ -373,7 +373,7 @@ def test_missing_permission_on_a_table(pg_server, fresh, limited_role, tmp_path,
     with pytest.raises(BackupError) as exc:
         ex.take_backup(params, str(tmp_path / "b"), ["database"])
     assert exc.value.kind == "permission"
-    assert 'public.bazaar-vid_export_analytics' in str(exc.value) and "GRANT" in str(exc.value)
+    assert '"public"."bazaar-vid_export_analytics"' in str(exc.value) and "GRANT" in str(exc.value)
     assert leftovers(tmp_path / "b") == []
     assert_nothing_trusted(pg_server, db, before, tmp_path / "b")
     rows_lost(0)
