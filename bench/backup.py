@@ -86,7 +86,7 @@ def bare_dump_and_restore(params, scratch, work):
     dump_seconds = time.monotonic() - started
     restored = "bench_anchor_restore"
     scratch.drop_database(restored)
-    scratch.execute("postgres", 'CREATE DATABASE "%s" TEMPLATE template0' % restored)
+    scratch.create_database(restored, template="template0")
     started = time.monotonic()
     with libpq_environment(scratch.module_params(restored), restored) as env:
         subprocess.run([ex.find_binary("pg_restore"), "--no-password", "--no-owner", "--no-acl", "-j%d" % JOBS,
