@@ -131,6 +131,16 @@ def executed_queries():
     return queries
 
 
+_RECORDING_CONNECTION = []
+
+
+def _recording_connection_class(psycopg2):
+    """The connection class that hands out cursors recording what they run (built once per process)."""
+    if not _RECORDING_CONNECTION:
+        _RECORDING_CONNECTION.append(_recording_factories(psycopg2))
+    return _RECORDING_CONNECTION[0]
+
+
 def _recording_factories(psycopg2):
     """A cursor class that records what it runs, and a connection class that hands it out."""
     base_cursor = psycopg2.extensions.cursor
@@ -210,7 +220,7 @@ def connect(params, dbname=None, autocommit=False, read_only=False, settings=Non
         raise ConnectionFailure("psycopg2 is required on the host that runs the task: pip install "
                                 "psycopg2-binary (or use the project's execution environment)") from exc
     try:
-        conn = psycopg2.connect(connection_factory=_recording_factories(psycopg2), **libpq_params(params, dbname))
+        conn = psycopg2.connect(connection_factory=_recording_connection_class(psycopg2), **libpq_params(params, dbname))
     except psycopg2.OperationalError as exc:
         message = " ".join(str(exc).split()).replace(str(params.get("login_password") or "\0"), "********")
         raise ConnectionFailure(

@@ -13,15 +13,16 @@ pgsafe_report_status.py).
 from __future__ import annotations
 
 import os
-import sys
 
+import ansible.module_utils
 from ansible.errors import AnsibleFilterError
 
-try:
-    from ansible.module_utils.pgsafe_report_status import run_status, section_status
-except ImportError:  # the project's module_utils/ is on the module path, not always on the filter's
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "module_utils"))
-    from pgsafe_report_status import run_status, section_status  # noqa: E402
+# The project's module_utils/ joins ansible.module_utils here, as for modules (and the progress callback).
+_UTILS = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", "module_utils"))
+if _UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_UTILS)
+
+from ansible.module_utils.pgsafe_report_status import run_status, section_status  # noqa: E402
 
 
 def pgsafe_report_status(conditions, otherwise="ok"):
