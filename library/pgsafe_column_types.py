@@ -259,6 +259,7 @@ diff:
 import time
 
 from ansible.module_utils.pgsafe_backup import BackupError, check_guard, guard_argument_spec
+from ansible.module_utils.pgsafe_failures import failure_message
 from ansible.module_utils.pgsafe_locks import LockError, locking_connection
 from ansible.module_utils.pgsafe_module import PgsafeModule
 from ansible.module_utils.pgsafe_plan import statements_digest
@@ -361,9 +362,9 @@ def _apply(module, conn, unit, result):
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # noqa: BLE001 - database errors: the transaction was rolled back
         result.update(attempts=runner.attempts, events=runner.events)
-        module.fail_json(msg="type change failed and was rolled back by the server ({0}): {1}. Re-run to resume "
-                             "or converge; the journal (pgsafe.journal) shows the last completed step".format(
-                                 type(exc).__name__, " ".join(str(exc).split())[:500]), **result)
+        module.fail_json(msg=failure_message(exc, "the type change (rolled back by the server, nothing of the failed "
+                                                  "transaction kept; pgsafe.journal shows the last completed step)",
+                                             ", ".join(plan["touched_tables"])), **result)
     return runner, validated
 
 

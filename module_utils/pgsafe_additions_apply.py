@@ -9,6 +9,7 @@ compares the steps with a reviewed plan's sha256; ``additions_diff`` is the --di
 from __future__ import annotations
 
 from ansible.module_utils.pgsafe_additions import JOURNAL_STEP, AdditionError, objects_sha256, plan_additions
+from ansible.module_utils.pgsafe_failures import failure_message
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema, journal
 
 try:
@@ -127,8 +128,8 @@ def apply_addition(conn, step, lock_timeout="5s", statement_timeout=None):
             except psycopg2.Error as exc:
                 if not conn.autocommit:
                     conn.rollback()
-                raise AdditionError("{0}: {1} failed: {2} (done before it: {3}); re-run to resume from the state left".format(
-                    step["object"], statement["sql"], " ".join(str(exc).split()), "; ".join(executed) or "nothing"),
+                raise AdditionError("{0} (done before it: {1})".format(
+                    failure_message(exc, statement["sql"], step["object"]), "; ".join(executed) or "nothing"),
                     executed) from None
             executed.append(statement["sql"])
         conn.autocommit = False

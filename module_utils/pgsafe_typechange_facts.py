@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""Catalog facts of a type change unit: the tables named by the changes and FKs, their FKs and dependent views.
+"""Catalog facts of a type change unit: the tables named by the changes and FKs, their FKs, dependent views and
+every other dependent of a column whose type changes (pgsafe_typechange_dependents).
 
 Read-only; works inside the caller's READ ONLY transaction.  The shape is what ``build_plan`` reads.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ansible.module_utils.pgsafe_identifiers import qualified
+from ansible.module_utils.pgsafe_typechange_dependents import read_dependents
 from ansible.module_utils.pgsafe_typechange_parse import FK_ACTIONS, TypeChangeError
 
 def gather_facts(cur, changes, fks):
@@ -19,7 +21,7 @@ def gather_facts(cur, changes, fks):
         keys += [(f["schema"], f["table"]), (f["ref_schema"], f["ref_table"])]
     keys = list(dict.fromkeys(keys))
     cur.execute("SELECT current_setting('server_version_num')::int")
-    facts = {"server_version_num": cur.fetchone()[0], "tables": {}, "fks": [], "views": []}
+    facts = {"server_version_num": cur.fetchone()[0], "tables": {}, "fks": [], "views": [], "dependents": []}
     oids = {}
     for schema, table in keys:
         cur.execute("SELECT c.oid, pg_total_relation_size(c.oid), c.relkind FROM pg_class c JOIN pg_namespace n "
@@ -35,6 +37,7 @@ def gather_facts(cur, changes, fks):
     if oids:
         facts["fks"] = _fk_facts(cur, oids)
         facts["views"] = _view_facts(cur, facts, oids)
+        facts["dependents"] = read_dependents(cur, facts["tables"], changes)
     return facts
 
 
@@ -110,7 +113,8 @@ def _view_facts(cur, facts, oids):
                      JOIN pg_class src ON src.oid = d.refobjid
                      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-                      AND d.refobjid = ANY(%s) AND v.oid <> d.refobjid""", (list(oids),))
+                      AND d.refobjid = ANY(%s) AND v.oid <> d.refobjid
+                      AND r.rulename = '_RETURN' AND v.relkind IN ('v', 'm')""", (list(oids),))
     views = {}
     for r in cur.fetchall():
         s, t = oids[_oid_of(facts, r[4], r[5])] if _oid_of(facts, r[4], r[5]) else (r[4], r[5])

@@ -212,7 +212,9 @@ class OnlineStrategy:
         self.conn.commit()
         if bad:
             raise TypeChangeError("{0}: {1} of {2} rows differ between the column and its shadow after the backfill; "
-                                  "re-run to resume".format(qualified(*key), bad, n))
+                                  "re-run to resume (the backfill re-syncs differing rows); if it fails again, writes "
+                                  "bypass the sync trigger (session_replication_role = replica) or the using expression "
+                                  "is not deterministic: fix that first".format(qualified(*key), bad, n))
         self.counts.setdefault(qualified(*key), {})["before"] = n
 
     def _swap(self, cur, by_table):

@@ -14,6 +14,7 @@ import os
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_locks import lock_statements
+from ansible.module_utils.pgsafe_typechange_dependents import collations_to_keep, plan_dependents
 from ansible.module_utils.pgsafe_typechange_facts import canonicalise_targets, gather_facts
 from ansible.module_utils.pgsafe_typechange_orphans import quarantine_set
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, canonical_type_text
@@ -241,16 +242,16 @@ def _plan_strategy(plan_changes, tables, strategy, threshold, notes):
             chosen, why = "online", "resuming an interrupted online run (leftover column found)"
     if chosen == "online" and type_tables:
         notes["hazards"].append("online strategy: converted columns move to the end of their table (SELECT * column "
-                                "order changes); column-level grants and statistics targets on them are not carried "
-                                "over")
+                                "order changes)")
     return chosen, why
 
 
 def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_THRESHOLD):
     """The plan from declared targets and catalog facts (see gather_facts for the facts' shape).
 
-    Returns {changes, foreign_keys, drop_fks, views, steps, hazards, blockers, converged, strategy, ...}.
-    Blockers stop the change (listed with the fix); hazards are warnings.
+    Returns {changes, foreign_keys, drop_fks, views, dependents, steps, hazards, blockers, converged, strategy, ...}.
+    Blockers stop the change (listed with the fix); hazards are warnings.  ``dependents`` lists every dependent of
+    a retyped column with its decision per strategy (pgsafe_typechange_dependents).
     """
     tables = facts["tables"]
     notes = {"blockers": [], "hazards": [], "online_blockers": [], "touched": []}
@@ -259,12 +260,17 @@ def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_TH
     plan_fks = _plan_fks(fks, facts, plan_changes, changed_cols, notes)
     drop_fks = _plan_drop_fks(fks, facts, plan_fks, changed_cols, notes)
     uniq_views = _plan_views(facts, changed_cols, notes)
+    dependents = plan_dependents(facts.get("dependents", []), changed_cols, notes)
+    keep = collations_to_keep(facts.get("dependents", []), changed_cols)
+    for c in plan_changes:
+        c["collation"] = keep.get((c["schema"], c["table"], c["column"]))
     touched = notes["touched"]
     sizes = {qualified(*k): tables[k]["size_bytes"] for k in touched if k in tables}
     chosen, why = _plan_strategy(plan_changes, tables, strategy, threshold, notes)
     converged = not any(c["needs_type"] or c["needs_default"] or c["needs_not_null"] or c["leftover_new_column"]
                         for c in plan_changes) and all(f["state"] == "valid" for f in plan_fks)
     plan = {"changes": plan_changes, "foreign_keys": plan_fks, "drop_fks": drop_fks, "views": uniq_views,
+            "dependents": dependents,
             "touched_tables": [qualified(*k) for k in touched], "touched_keys": touched, "table_sizes": sizes,
             "strategy": chosen, "strategy_reason": why, "blockers": notes["blockers"], "hazards": notes["hazards"],
             "converged": converged}

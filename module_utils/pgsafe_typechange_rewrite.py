@@ -47,7 +47,9 @@ def rewrite_statements(plan):
                     using = sql.SQL("")  # assignment cast: an overlong value errors instead of truncating
                 else:
                     using = sql.SQL(" USING CAST({0} AS {1})").format(col, _type_sql(c["type"]))
-                actions.append(sql.SQL("ALTER COLUMN {0} TYPE {1}{2}").format(col, _type_sql(c["type"]), using))
+                collate = sql.SQL(" COLLATE {0}").format(sql.SQL(c["collation"])) if c.get("collation") else sql.SQL("")
+                actions.append(sql.SQL("ALTER COLUMN {0} TYPE {1}{2}{3}").format(col, _type_sql(c["type"]), collate,
+                                                                                using))
             if c["needs_not_null"]:
                 actions.append(sql.SQL("ALTER COLUMN {0} SET NOT NULL").format(col))
         stmts.append(sql.SQL("ALTER TABLE {0} ").format(_ident(*key)) + sql.SQL(", ").join(actions))
