@@ -28,8 +28,27 @@ description:
   - "Strategies: C(rewrite) (ALTER ... TYPE ... USING in one transaction under C(lock_timeout), bounded retries with
     backoff, then fail closed) and C(online) (shadow column, sync trigger, batched throttled backfill, shadow indexes
     built CONCURRENTLY, a short swap). C(auto) picks online above C(online_threshold_bytes)."
-  - Indexes, constraints, defaults, comments and dependent views survive; a dependent view is recreated in the same
-    transaction (or the plan refuses, naming it, when other objects depend on the view).
+  - "Every dependent of a retyped column is found in the catalogs before the first change and decided per
+    strategy (C(plan.dependents)); the full list is in roles/schema_fix/README.md. Carried over by the server
+    (rewrite): indexes, primary key / unique / exclusion / check constraints, extended statistics, the default,
+    an owned sequence, an identity column (to an integer type), column grants, statistics target, comment,
+    replica identity / cluster index. Re-created by the plan: foreign keys (NOT VALID, then validated), views (same
+    transaction), a non-default collation (ALTER ... TYPE ... COLLATE). Definitions the server re-parses (index
+    expressions and predicates, checks, statistics expressions, the default) are parsed over the new type in the
+    plan; one that does not parse is refused."
+  - "Refused in the plan, naming the object, the reason and the fix, nothing changed: materialized views, views
+    other objects depend on, rules, trigger WHEN clauses and UPDATE OF lists, policies, generated columns,
+    functions with SQL-standard bodies, publication column lists and row filters, partition keys, inherited
+    columns, typed tables, tables with inheritance children, the table's row type used by a column elsewhere,
+    any other object pg_depend records on the column. Online additionally refuses (C(auto) then picks rewrite)
+    what its swap does not rebuild: expression/partial/non-btree indexes, check and exclusion constraints,
+    extended statistics, owned sequences, identity, collation, column grants, statistics target, replica
+    identity / cluster index."
+  - "Hazards, with the lines: functions and trigger functions whose body names the column (the server does not
+    track them); enabled event triggers."
+  - "A failed apply says \"re-run to resume\" only when a re-run can succeed (lock timeout, deadlock,
+    serialization failure, lost connection, server shutdown); otherwise \"this will fail again until\" and what
+    to fix, with the object the server named."
   - Check mode plans in a READ ONLY transaction (no DDL, no writes, no lock stronger than ACCESS SHARE) and returns
     the plan with its hazards. Diff mode shows column and FK definitions before/after.
   - Idempotent; a second run reports C(changed=false) and C(already converged).
