@@ -424,6 +424,11 @@ def main():
         module.exit_json(**result)
     except (TypeChangeError, BackupError) as exc:
         module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # noqa: BLE001 - a database error outside the change (plan reads, guard, journal)
+        if not getattr(exc, "pgcode", None) and type(exc).__module__.split(".")[0] != "psycopg2":
+            raise
+        module.fail_json(msg=failure_message(exc, "the type change (before or after its transaction)",
+                                             ", ".join(c["table"] for c in changes)), **result)
     finally:
         conn.close()
 

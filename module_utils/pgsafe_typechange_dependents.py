@@ -174,6 +174,7 @@ def read_dependents(cur, tables, changes):
         if ch.get("set_default"):  # the change drops the old default before the type changes
             found = [d for d in found if d["kind"] != "default"]
         _check_expressions(cur, target, tables, changes, found)
+        _check_operator_classes(cur, target, found)
         for dep in found:
             dep.update({k: target[k] for k in ("schema", "table", "column", "on")}, target=target["type"])
         deps += found
@@ -386,3 +387,38 @@ def _check_expressions(cur, target, tables, changes, found):
                 cur.execute("ROLLBACK TO SAVEPOINT pgsafe_dependent")
                 dep["invalid"] = str(exc).strip().splitlines()[0]
                 break
+
+
+_OPCLASS_SQL = """
+WITH new AS (SELECT oid, typtype, typelem, typlen FROM pg_type WHERE oid = to_regtype(%s)),
+     key AS (SELECT k.opc FROM pg_index x, unnest(x.indkey::int2[], x.indclass::oid[]) k(attnum, opc)
+              WHERE x.indexrelid = %s AND k.attnum = %s)
+SELECT format('operator class %%s of access method %%s does not accept type %%s%%s', oc.opcname, am.amname,
+              format_type(new.oid, NULL), CASE WHEN oc.opcdefault THEN ' (and the type has no default operator '
+                                                                 'class for it)' ELSE '' END)
+  FROM key JOIN pg_opclass oc ON oc.oid = key.opc JOIN pg_am am ON am.oid = oc.opcmethod CROSS JOIN new
+ WHERE NOT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_type it ON it.oid = c.opcintype
+                    WHERE c.opcmethod = oc.opcmethod AND (CASE WHEN oc.opcdefault THEN c.opcdefault ELSE c.oid = oc.oid END)
+                      AND (c.opcintype = new.oid
+                           OR EXISTS (SELECT 1 FROM pg_cast pc WHERE pc.castsource = new.oid
+                                         AND pc.casttarget = c.opcintype AND pc.castmethod = 'b')
+                           OR (it.typname = 'anyarray' AND new.typelem <> 0 AND new.typlen = -1)
+                           OR (it.typname = 'anyenum' AND new.typtype = 'e')
+                           OR (it.typname = 'anyrange' AND new.typtype = 'r')
+                           OR (it.typname = 'anymultirange' AND new.typtype = 'm')))"""
+
+
+def _check_operator_classes(cur, target, found):
+    """An index rebuilt over the new type keeps a non-default operator class, or takes the new type's default one
+    for its access method: a dependent index (or constraint index) without one is ``invalid``."""
+    for dep in found:
+        if dep.get("invalid") or dep["kind"] not in ("index", "primary key / unique", "exclusion constraint"):
+            continue
+        index = dep["objid"]
+        if dep["kind"] != "index":
+            cur.execute("SELECT conindid FROM pg_constraint WHERE oid = %s", (index,))
+            index = cur.fetchone()[0]
+        cur.execute(_OPCLASS_SQL, (canonical_type_text(target["type"]), index, target["attnum"]))
+        row = cur.fetchone()
+        if row:
+            dep["invalid"] = row[0]

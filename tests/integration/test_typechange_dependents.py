@@ -87,6 +87,11 @@ CONVERGED = [
      change(), "rewrite", "SELECT count(*) = 1 FROM pg_event_trigger WHERE evtname = 'dep_evt'"),
 ]
 REFUSED = [
+    ("index", f'CREATE INDEX dep_pat ON {T} (s text_pattern_ops)', change("s", "uuid"), "rewrite",
+     ["dep_pat", "text_pattern_ops", "does not work with the new type", "fix:"]),
+    ("exclusion constraint", 'CREATE TABLE "dep-a" (id int PRIMARY KEY, r int4range NOT NULL, '
+                             'CONSTRAINT dep_r_excl EXCLUDE USING gist (r WITH &&))', change("r", "text", table="dep-a"),
+     "rewrite", ["dep_r_excl", "gist", "does not work with the new type"]),
     ("expression index", f'CREATE INDEX dep_expr ON {T} ((c + 1))', change(type_="text"), "rewrite",
      ["dep_expr", "does not work with the new type", "operator does not exist", "fix:"]),
     ("expression index", f'CREATE INDEX dep_part ON {T} (id) WHERE c > 0', change(type_="text"), "rewrite",
