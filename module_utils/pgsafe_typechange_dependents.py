@@ -137,7 +137,7 @@ def plan_dependents(deps, changed_cols, notes):
         on, on_why, on_fix = classify(dep, "online")
         out.append({"kind": dep["kind"], "object": dep["object"], "on": dep["on"], "rewrite": rw, "online": on,
                     "why": rw_why if rw == REFUSED or on != REFUSED else on_why})
-        if dep["kind"] in NOTED_ELSEWHERE:
+        if dep["kind"] in NOTED_ELSEWHERE and not (dep.get("invalid") and rw == REFUSED):
             continue
         if rw == REFUSED:
             notes["blockers"].append(dependent_line(dep, rw, rw_why, rw_fix))
@@ -178,6 +178,7 @@ def read_dependents(cur, tables, changes):
         for dep in found:
             dep.update({k: target[k] for k in ("schema", "table", "column", "on")}, target=target["type"])
         deps += found
+    _check_views(cur, tables, changes, deps)
     return deps
 
 
@@ -201,6 +202,12 @@ SELECT d.classid::regclass::text, d.objid, pg_describe_object(d.classid, d.objid
          WHEN 'pg_statistic_ext'::regclass THEN (SELECT format('%%I.%%I', s.stxnamespace::regnamespace, s.stxname)
                                                    FROM pg_statistic_ext s WHERE s.oid = d.objid)
          WHEN 'pg_proc'::regclass THEN d.objid::regprocedure::text
+         WHEN 'pg_rewrite'::regclass THEN (SELECT CASE WHEN r.rulename = '_RETURN'
+                                                       THEN format('%%I.%%I', c.relnamespace::regnamespace, c.relname)
+                                                       ELSE quote_ident(r.rulename) || ' on ' || c.oid::regclass::text
+                                                  END
+                                             FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+                                            WHERE r.oid = d.objid)
        END
   FROM pg_depend d
  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %s AND d.refobjsubid = %s AND d.deptype <> 'i'
@@ -363,17 +370,48 @@ def _definitions(cur, dep):
     return []
 
 
-def _check_expressions(cur, target, tables, changes, found):
-    """Parse each re-parsed definition over the table as the change leaves it (PREPARE in a savepoint: parsed
-    and analysed, never run); a failure marks the dependent ``invalid`` with the server's message."""
-    t = tables[(target["schema"], target["table"])]
-    new_types = {c["column"]: c["type"] for c in changes if (c["schema"], c["table"]) == (target["schema"],
-                                                                                          target["table"])}
+def _changed_source(t, schema, table, changes):
+    """A SELECT of the table as the changes leave it: its columns, the retyped ones as typed NULLs."""
+    new_types = {c["column"]: c["type"] for c in changes if (c["schema"], c["table"]) == (schema, table)}
     cols = sql.SQL(", ").join(
         sql.SQL("NULL::{0} AS {1}").format(sql.SQL(canonical_type_text(new_types[c])), sql.Identifier(c))
         if c in new_types else sql.SQL("x.{0}").format(sql.Identifier(c)) for c in t["columns"])
-    source = sql.SQL("(SELECT {0} FROM ONLY {1} x) AS {2}").format(
-        cols, sql.Identifier(target["schema"], target["table"]), sql.Identifier(target["table"]))
+    return sql.SQL("SELECT {0} FROM ONLY {1} x").format(cols, sql.Identifier(schema, table))
+
+
+def _check_views(cur, tables, changes, deps):
+    """A view re-created over the new types must still parse: its definition (printed with the changed tables'
+    schemas on the search path, so they are named bare) is prepared under CTEs of the same names that give
+    the changed columns their new types."""
+    views = [d for d in deps if d["kind"] == "view"]
+    keys = list(dict.fromkeys((c["schema"], c["table"]) for c in changes if (c["schema"], c["table"]) in tables))
+    names = [k[1] for k in keys]
+    if not views or len(set(names)) != len(names):  # one name in two schemas: a CTE cannot stand for both
+        return
+    ctes = sql.SQL(", ").join(sql.SQL("{0} AS ({1})").format(sql.Identifier(table), _changed_source(
+        tables[(schema, table)], schema, table, changes)) for schema, table in keys)
+    path = ", ".join(quote_ident(schema) for schema in dict.fromkeys(k[0] for k in keys)) + ", pg_catalog"
+    for dep in views:
+        cur.execute("SAVEPOINT pgsafe_dependent")
+        try:
+            cur.execute("SELECT set_config('search_path', %s, true)", (path,))
+            cur.execute("SELECT pg_get_viewdef(r.ev_class) FROM pg_rewrite r WHERE r.oid = %s", (dep["objid"],))
+            definition = cur.fetchone()[0].rstrip().rstrip(";")
+            cur.execute(sql.SQL("PREPARE pgsafe_dependent_probe AS WITH {0} SELECT * FROM ({1}) AS pgsafe_view").format(
+                ctes, sql.SQL(definition)))  # catalog text (pg_get_viewdef), parsed, not run
+            cur.execute("DEALLOCATE pgsafe_dependent_probe")
+        except Exception as exc:  # noqa: BLE001 - the server's own parse error is the finding
+            dep["invalid"] = str(exc).strip().splitlines()[0]
+        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_dependent")  # also ends the search_path and the statement
+        cur.execute("RELEASE SAVEPOINT pgsafe_dependent")
+
+
+def _check_expressions(cur, target, tables, changes, found):
+    """Parse each re-parsed definition over the table as the change leaves it (PREPARE in a savepoint: parsed
+    and analysed, never run); a failure marks the dependent ``invalid`` with the server's message."""
+    source = sql.SQL("({0}) AS {1}").format(_changed_source(tables[(target["schema"], target["table"])],
+                                                            target["schema"], target["table"], changes),
+                                            sql.Identifier(target["table"]))
     for dep in found:
         dep["target"] = target["type"]
         for expr in _definitions(cur, dep):  # catalog text (pg_get_expr / pg_get_indexdef), parsed, not run

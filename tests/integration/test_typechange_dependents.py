@@ -75,7 +75,7 @@ CONVERGED = [
     ("replica identity / cluster index", f'CREATE UNIQUE INDEX dep_ri ON {T} (c); '
                                          f'ALTER TABLE {T} REPLICA IDENTITY USING INDEX dep_ri', change(), "rewrite",
      "SELECT indisreplident FROM pg_index WHERE indexrelid = 'dep_ri'::regclass"),
-    ("view", f'CREATE VIEW dep_v AS SELECT id, c FROM {T}', change(), "rewrite",
+    ("view", f'CREATE VIEW dep_v AS SELECT t.id, t.c FROM {T} t WHERE t.c > 0 AND t.c + 1 > 1', change(), "rewrite",
      "SELECT (SELECT count(*) FROM dep_v) = 20 AND (SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
      "WHERE attrelid = 'dep_v'::regclass AND attname = 'c') = 'bigint'"),
     ("function body", "CREATE FUNCTION dep_tf() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
@@ -124,6 +124,8 @@ REFUSED = [
      ["inheritance children", "NO INHERIT"]),
     ("materialized view", f'CREATE MATERIALIZED VIEW dep_mv AS SELECT c FROM {T}', change(), "rewrite",
      ["dep_mv", "materialized view", "drop it before"]),
+    ("view", f'CREATE VIEW dep_vw AS SELECT id FROM {T} WHERE c > 0', change(type_="text"), "rewrite",
+     ["dep_vw", "does not work with the new type", "operator does not exist: text > integer"]),
     ("view", f'CREATE VIEW dep_v AS SELECT c FROM {T}; CREATE VIEW dep_v2 AS SELECT c FROM dep_v', change(),
      "rewrite", ["dep_v", "other objects depend on the view", "drop or recreate them"]),
     ("rule", f'CREATE TABLE dep_log (x int); CREATE RULE dep_rule AS ON INSERT TO dep_log DO ALSO '
@@ -272,3 +274,25 @@ def test_a_failure_that_repeats_says_what_to_fix_not_re_run(pg_server, dep_db):
                                      f"WHERE attrelid = '{T}'::regclass AND attname = 'c'")[0][0] == "integer"
     assert json.dumps(result.get("hazards", []))  # the event trigger was reported as a hazard beforehand
     assert any("event trigger" in h and "dep_evt" in h for h in result["hazards"]), result["hazards"]
+
+
+def test_a_view_joining_two_retyped_tables_is_checked_over_both_new_types_and_converges(pg_server, dep_db):
+    pg_server.execute(dep_db, """
+        CREATE TABLE "dep-a" (id text PRIMARY KEY);
+        CREATE TABLE "dep-b" (id int PRIMARY KEY, a_id text);
+        INSERT INTO "dep-a" SELECT gen_random_uuid()::text FROM generate_series(1, 5);
+        INSERT INTO "dep-b" SELECT row_number() OVER (), id FROM "dep-a";
+        CREATE VIEW dep_ab AS SELECT a.id, b.id AS b_id FROM "dep-a" a JOIN "dep-b" b ON b.a_id = a.id""")
+    alone = plan_step(pg_server, dep_db, change("id", "uuid", table="dep-a"), "rewrite")  # the join would break
+    assert not alone["precheck"]["ok"] and "dep_ab" in " ".join(alone["precheck"]["problems"])
+    assert "operator does not exist: text = uuid" in " ".join(alone["precheck"]["problems"])
+    changes = [change("id", "uuid", table="dep-a"), change("a_id", "uuid", table="dep-b")]
+    args = dict(pg_server.module_params(dep_db), changes=changes, strategy="rewrite", run_id="dep-test")
+    checked = run_module("pgsafe_column_types", args, check=True)
+    assert not checked.get("failed"), checked.get("msg")
+    assert {d["kind"] for d in checked["plan"]["dependents"]} >= {"view"}
+    result = run_module("pgsafe_column_types", args)
+    assert not result.get("failed") and result["converged"], result.get("msg")
+    assert pg_server.execute(dep_db, "SELECT count(*) FROM dep_ab")[0][0] == 5
+    assert pg_server.execute(dep_db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                     "WHERE attrelid = 'dep_ab'::regclass AND attname = 'id'")[0][0] == "uuid"
