@@ -34,8 +34,9 @@ description:
     an owned sequence, an identity column (to an integer type), column grants, statistics target, comment,
     replica identity / cluster index. Re-created by the plan: foreign keys (NOT VALID, then validated), views (same
     transaction), a non-default collation (ALTER ... TYPE ... COLLATE). Definitions the server re-parses (index
-    expressions and predicates, checks, statistics expressions, the default) are parsed over the new type in the
-    plan; one that does not parse is refused."
+    expressions and predicates, checks, statistics expressions, the default, a re-created view) are parsed over
+    the new types in the plan, and a rebuilt index needs an operator class for the new type; one that does not
+    parse is refused."
   - "Refused in the plan, naming the object, the reason and the fix, nothing changed: materialized views, views
     other objects depend on, rules, trigger WHEN clauses and UPDATE OF lists, policies, generated columns,
     functions with SQL-standard bodies, publication column lists and row filters, partition keys, inherited
