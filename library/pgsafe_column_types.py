@@ -382,9 +382,9 @@ def _apply(module, conn, unit, result):
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # noqa: BLE001 - database errors: the transaction was rolled back
         result.update(attempts=runner.attempts, events=runner.events)
-        module.fail_json(msg=failure_message(exc, "the type change (rolled back by the server, nothing of the failed "
-                                                  "transaction kept; pgsafe.journal shows the last completed step)",
-                                             ", ".join(plan["touched_tables"])), **result)
+        module.fail_json(msg=failure_message(exc, "the type change", ", ".join(plan["touched_tables"])) +
+                         ". The server rolled the failed transaction back; pgsafe.journal shows the last completed "
+                         "step", **result)
     return runner, validated
 
 

@@ -20,8 +20,8 @@ TRANSIENT_CODES = {
 }
 # What to fix, by SQLSTATE class or code, for the failures that repeat.
 FIXES = {
-    "0A000": "the object named in the error no longer depends on the column (drop it before the change and "
-             "recreate it after, or remove the dependency); the plan lists every dependent it knows",
+    "0A000": "the object named in the error allows the change (a dependent of the column: drop it before the "
+             "change and recreate it after; the plan lists every dependent it knows)",
     "42883": "the definition named in the error works with the new type (an operator or function is missing for "
              "it): change that definition first, or declare a using expression that keeps it valid",
     "42804": "the types match: the default, using expression or definition named in the error casts to the new type "

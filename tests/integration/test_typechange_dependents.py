@@ -296,3 +296,31 @@ def test_a_view_joining_two_retyped_tables_is_checked_over_both_new_types_and_co
     assert pg_server.execute(dep_db, "SELECT count(*) FROM dep_ab")[0][0] == 5
     assert pg_server.execute(dep_db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                                      "WHERE attrelid = 'dep_ab'::regclass AND attname = 'id'")[0][0] == "uuid"
+
+
+def test_an_addition_that_fails_says_re_run_only_when_a_re_run_can_succeed(pg_server, dep_db):
+    """Additions share the classification: a lock held by another session says re-run; a NULL written after
+    the plan (the constraint's check fails again until the row is fixed) says what to fix."""
+    from ansible.module_utils.pgsafe_additions import AdditionError, plan_additions
+    from ansible.module_utils.pgsafe_additions_apply import apply_addition
+    items = [{"kind": "set_not_null", "table": "dep-T", "column": "s"}]
+    conn = pg_server.connect(dep_db, autocommit=False)
+    holder = pg_server.connect(dep_db, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            step = plan_additions(cur, items)[0]
+        conn.rollback()
+        with holder.cursor() as cur:
+            cur.execute(f"LOCK TABLE {T} IN ACCESS SHARE MODE")
+        with pytest.raises(AdditionError) as transient:
+            apply_addition(conn, step, lock_timeout="200ms")
+        holder.rollback()
+        assert "55P03" in str(transient.value) and "re-run to resume" in str(transient.value)
+        pg_server.execute(dep_db, f"UPDATE {T} SET s = NULL WHERE id = 4")
+        with pytest.raises(AdditionError) as repeats:
+            apply_addition(conn, step, lock_timeout="2s")
+        msg = str(repeats.value)
+        assert "This will fail again until" in msg and "re-run to resume" not in msg and "23514" in msg, msg
+    finally:
+        holder.close()
+        conn.close()
