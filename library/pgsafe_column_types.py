@@ -383,8 +383,8 @@ def _apply(module, conn, unit, result):
     except Exception as exc:  # noqa: BLE001 - database errors: the transaction was rolled back
         result.update(attempts=runner.attempts, events=runner.events)
         module.fail_json(msg=failure_message(exc, "the type change", ", ".join(plan["touched_tables"])) +
-                         ". The server rolled the failed transaction back; pgsafe.journal shows the last completed "
-                         "step", **result)
+                         ". The failed transaction was rolled back by the server; pgsafe.journal shows the last "
+                         "completed step", **result)
     return runner, validated
 
 
