@@ -75,3 +75,108 @@ def test_partitioned_prod_fix_quarantines_orphans_validates_fks_loses_nothing(sc
         == [(0,)]
     report = json.loads((scenario["artifacts"] / "prod/sprint90_prod/latest/report.json").read_text())
     assert report["status"] in ("succeeded", "success", "ok") or code == 0
+
+
+# ----------------------------------------------------------------------------- the pieces, on their own
+@pytest.fixture
+def partitioned_db(pg_server):
+    with pg_server.sprint90_database("prod_partitioned") as name:
+        yield name
+
+
+def planned_statements(server, db):
+    """[(sql, lock level)] of the Sprint 90 type change as the plan shows it (the engine runs the same)."""
+    from ansible.module_utils.pgsafe_typechange_parse import normalise_changes, normalise_fks
+    from ansible.module_utils.pgsafe_typechange_plan import plan_unit, unit_statements
+    from tests.typefix_support import PROD_CHANGES, PROD_FKS
+    with server.connect(db, autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION READ ONLY")
+        unit = plan_unit(cur, normalise_changes(PROD_CHANGES), normalise_fks(PROD_FKS), "quarantine", "rewrite")
+        out = [(st["sql"] if isinstance(st["sql"], str) else st["sql"].as_string(cur), st["lock_level"])
+               for st in unit_statements(unit["plan"], "quarantine")]
+        conn.rollback()
+    return out
+
+
+def partition_of_each(server, db, ids):
+    return dict(server.execute(db, f"SELECT id::text, tableoid::regclass::text FROM {ANALYTICS} "
+                                   "WHERE id::text = ANY(%s)", (ids,)))
+
+
+def test_type_change_of_a_partitioned_table_plans_fk_per_partition_and_quarantines_restorably(pg_server,
+                                                                                             partitioned_db):
+    from tests.typefix_support import PROD_CHANGES, PROD_FKS, run_module
+    db = partitioned_db
+    orphans = [r[0] for r in pg_server.execute(db, f"SELECT a.id::text FROM {ANALYTICS} a WHERE NOT EXISTS "
+                                                   f"(SELECT 1 FROM {EXPORTS} e JOIN \"bazaar-vid_project\" p "
+                                                   "ON p.id::text = e.project_id WHERE e.id = a.export_id)")]
+    where = partition_of_each(pg_server, db, orphans)
+    assert len(orphans) == 6 and len(set(where.values())) == 4  # an orphan in every partition
+    args = dict(pg_server.module_params(db), run_id="part-run", changes=PROD_CHANGES, foreign_keys=PROD_FKS,
+                orphan_policy="quarantine", strategy="rewrite")
+    statements = planned_statements(pg_server, db)
+    # The plan shows how the server allows it: NOT VALID on each partition, VALIDATE each, then the parent.
+    for part in PARTITIONS:
+        assert (f'ALTER TABLE "public"."{part}" ADD CONSTRAINT "{FK}" FOREIGN KEY ("export_id") REFERENCES '
+                f'"public"."bazaar-vid_exports" ("id") ON DELETE CASCADE ON UPDATE NO ACTION NOT VALID',
+                "ACCESS EXCLUSIVE") in statements, part
+        assert (f'ALTER TABLE "public"."{part}" VALIDATE CONSTRAINT "{FK}"', "SHARE UPDATE EXCLUSIVE") in statements
+    attach = [(sql, lock) for sql, lock in statements if sql.startswith(f"ALTER TABLE \"public\".{ANALYTICS} ADD")]
+    assert len(attach) == 1 and not attach[0][0].endswith("NOT VALID"), statements
+    assert attach[0][1].startswith("SHARE ROW EXCLUSIVE"), attach
+    assert statements.index(attach[0]) > max(statements.index((f'ALTER TABLE "public"."{p}" VALIDATE CONSTRAINT '
+                                                                f'"{FK}"', "SHARE UPDATE EXCLUSIVE"))
+                                              for p in PARTITIONS)
+    done = run_module("pgsafe_column_types", args)
+    assert not done.get("failed"), done
+    fks = pg_server.execute(db, "SELECT conrelid::regclass::text, convalidated FROM pg_constraint "
+                                "WHERE conname = %s", (FK,))
+    assert len(fks) == 5 and all(v for _, v in fks), fks
+    rows = pg_server.execute(db, "SELECT source_pk->>'id', reason FROM pgsafe.quarantine_row "
+                                 "WHERE source_table = 'bazaar-vid_export_analytics'")
+    assert sorted(r[0] for r in rows) == sorted(orphans)
+    for pk, reason in rows:  # provenance: the partition each row lived in
+        assert f"(in partition {where[pk]})" in reason, reason
+    # A new partition gets the FK from its parent.
+    pg_server.execute(db, f'CREATE TABLE "bazaar-vid_export_analytics_2030_01" PARTITION OF {ANALYTICS} '
+                          "FOR VALUES FROM ('2030-01-01') TO ('2030-02-01')")
+    assert pg_server.execute(db, "SELECT convalidated FROM pg_constraint WHERE conname = %s AND conrelid = "
+                                 "'\"bazaar-vid_export_analytics_2030_01\"'::regclass", (FK,)) == [(True,)]
+    # Restorable: without the new FK (the rollback drops it first) the rows go back into their partitions.
+    from ansible.module_utils.pgsafe_quarantine import restore_rows
+    pg_server.execute(db, f'ALTER TABLE {ANALYTICS} DROP CONSTRAINT "{FK}"')
+    with pg_server.connect(db, autocommit=False) as conn, conn.cursor() as cur:
+        restored = restore_rows(cur, "part-run", tables=['"public"."bazaar-vid_export_analytics"'])
+        conn.commit()
+    assert restored == {'"public"."bazaar-vid_export_analytics"': 6}, restored
+    assert partition_of_each(pg_server, db, orphans) == where
+
+
+def test_targeted_backup_of_a_partitioned_table_restores_its_partitions_rows(pg_server, scratch_server,
+                                                                             partitioned_db, tmp_path):
+    from ansible.module_utils import pgsafe_backup_exec as ex
+    db = partitioned_db
+    params = pg_server.module_params(db)
+    taken = ex.take_backup(params, str(tmp_path), ["public.bazaar-vid_export_analytics"])
+    assert taken["manifest"]["tables"]["public.bazaar-vid_export_analytics"]["rows"] == 379
+    assert list(taken["manifest"]["tables"]) == ["public.bazaar-vid_export_analytics"]  # counted once
+    _, verified = ex.verify_backup(taken["path"], scratch_params=scratch_server.module_params("postgres"))
+    assert verified["verified"] and verified["restore_test"]["status"] == "ok", verified
+    assert verified["restore_test"]["tables_compared"] == 1
+    # Restoring the table's rows into the live database refills every partition.
+    before = {p: count(pg_server, db, f'"{p}"') for p in PARTITIONS}
+    pg_server.execute(db, f"DELETE FROM {ANALYTICS}")
+    done = ex.restore_objects(params, taken["path"], ["public.bazaar-vid_export_analytics"], confirm_overwrite=db)
+    assert done["problems"] == [], done
+    assert {p: count(pg_server, db, f'"{p}"') for p in PARTITIONS} == before
+
+
+def test_fingerprint_counts_a_partitioned_tables_rows_once(pg_server, partitioned_db):
+    from ansible.module_utils.pgsafe_fingerprint import fingerprint
+    conn = pg_server.connect(partitioned_db, autocommit=False)
+    try:
+        tables = fingerprint(conn)["tables"]
+    finally:
+        conn.close()
+    assert tables["public.bazaar-vid_export_analytics"]["rows"] == 379
+    assert not [t for t in tables if "export_analytics_" in t], sorted(tables)
