@@ -197,3 +197,28 @@ def test_schema_diff_shows_partitioning_as_information_not_drift_or_tables_to_dr
                      ("constraint", f'"public".{ANALYTICS}."bazaar-vid_export_analytics_pkey"', "definition")}, extra
     assert {by_key[k]["severity"] for k in extra} == {"info"}
     assert "RANGE (created_at)" in by_key[("table", f'"public".{ANALYTICS}', "kind")]["hazard"]["note"]
+
+
+def test_retiring_an_empty_partitioned_table_moves_its_partitions_and_restores_them(pg_server, partitioned_db):
+    from ansible.module_utils import pgsafe_retire as retire
+    from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+    db = partitioned_db
+    pg_server.execute(db, 'CREATE TABLE "old-events" (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); '
+                          'CREATE TABLE "old-events_2024" PARTITION OF "old-events" '
+                          "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01'); "
+                          'CREATE TABLE "old-events_default" PARTITION OF "old-events" DEFAULT')
+    where = "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
+            "WHERE c.relname LIKE 'old-events%%' AND c.relkind IN ('r', 'p') ORDER BY 2"
+    with pg_server.connect(db, autocommit=False) as conn, conn.cursor() as cur:
+        ensure_meta_schema(cur)
+        [planned] = retire.plan(cur, ["public.old-events"])
+        assert planned["action"] == "retire", planned  # its partitions are not dependents that block it
+        assert retire.retire_table(cur, "retire-run", "public.old-events")["action"] == "retired"
+        conn.commit()
+    assert {s for s, _ in pg_server.execute(db, where)} == {"pgsafe_quarantine"}
+    with pg_server.connect(db, autocommit=False) as conn, conn.cursor() as cur:
+        [record] = retire.restorable(cur, "public.old-events")
+        assert retire.restore_table(cur, "restore-run", record)["action"] == "restored"
+        conn.commit()
+    assert pg_server.execute(db, where) == [("public", "old-events"), ("public", "old-events_2024"),
+                                            ("public", "old-events_default")]
