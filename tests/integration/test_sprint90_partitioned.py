@@ -222,3 +222,25 @@ def test_retiring_an_empty_partitioned_table_moves_its_partitions_and_restores_t
         conn.commit()
     assert pg_server.execute(db, where) == [("public", "old-events"), ("public", "old-events_2024"),
                                             ("public", "old-events_default")]
+
+
+def test_merge_into_a_partitioned_table_routes_every_row_and_keeps_collisions_restorable(pg_server, partitioned_db):
+    from tests.typefix_support import run_module
+    db = partitioned_db
+    pg_server.execute(db, 'CREATE TABLE "events" (id int, at date, v text, PRIMARY KEY (id, at)) '
+                          'PARTITION BY RANGE (at); '
+                          "CREATE TABLE \"events_2025\" PARTITION OF \"events\" FOR VALUES FROM ('2025-01-01') "
+                          "TO ('2026-01-01'); CREATE TABLE \"events_default\" PARTITION OF \"events\" DEFAULT; "
+                          "CREATE TABLE \"old_events\" (id int, at date, v text, PRIMARY KEY (id, at)); "
+                          "INSERT INTO \"old_events\" SELECT i, date '2024-12-20' + i, 'v' || i "
+                          "FROM generate_series(1, 30) i; "
+                          "INSERT INTO \"events\" VALUES (1, date '2024-12-21', 'v1'), "
+                          "(2, date '2024-12-22', 'other')")
+    args = dict(pg_server.module_params(db), run_id="merge-part", source="old_events", target="events",
+                column_map={"id": "id", "at": "at", "v": "v"}, policy="keep_target")
+    done = run_module("pgsafe_table_merge", args)
+    assert not done.get("failed"), done
+    assert count(pg_server, db, '"events"') == 30  # 2 + 28 new (1 identical skipped, 1 differing kept aside)
+    assert count(pg_server, db, '"events_2025"') > 0 and count(pg_server, db, '"events_default"') > 0
+    assert pg_server.execute(db, "SELECT source_pk FROM pgsafe.quarantine_row WHERE run_id = 'merge-part'") \
+        == [({"id": 2, "at": "2024-12-22"},)]
