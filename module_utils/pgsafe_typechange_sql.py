@@ -99,24 +99,32 @@ def drop_fk_statements(plan):
 
 
 def partition_facts(cur, tables):
-    """``{(schema, table): [(schema, leaf), ...]}`` for each partitioned table among ``tables`` (keys): its leaf
-    partitions at any depth, by name.  Read-only; the plan keeps it in ``_facts["partitions"]``."""
+    """``{(schema, table): [(schema, leaf, [FK names]), ...]}`` for each partitioned table among ``tables`` (keys):
+    its leaf partitions at any depth, by name, with the FKs each holds of its own (not attached to a parent's:
+    left NOT VALID by a run that stopped before the parent's FK was added).  Read-only; the plan keeps it in
+    ``_facts["partitions"]``."""
     out = {}
     for schema, table in tables:
         cur.execute("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'p'", (schema, table))
         row = cur.fetchone()
         if row:
-            cur.execute("SELECT n.nspname, c.relname FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t "
+            cur.execute("SELECT n.nspname, c.relname, ARRAY(SELECT k.conname FROM pg_catalog.pg_constraint k "
+                        "WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.conparentid = 0)::text[] "
+                        "FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t "
                         "JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n "
                         "ON n.oid = c.relnamespace WHERE t.isleaf ORDER BY n.nspname, c.relname", (row[0],))
-            out[(schema, table)] = [tuple(r) for r in cur.fetchall()]
+            out[(schema, table)] = [(r[0], r[1], list(r[2])) for r in cur.fetchall()]
     return out
 
 
-def _leaves(plan, schema, table):
-    """The leaf partitions of a partitioned table of the plan, or None for a plain table."""
-    return ((plan.get("_facts") or {}).get("partitions") or {}).get((schema, table))
+def _leaves(plan, schema, table, with_fks=False):
+    """The leaf partitions (schema, table) of a partitioned table of the plan, or None for a plain table;
+    ``with_fks``: (schema, table, names of the FKs it holds of its own)."""
+    leaves = ((plan.get("_facts") or {}).get("partitions") or {}).get((schema, table))
+    if leaves is None or with_fks:
+        return leaves
+    return [(s, t) for s, t, *_ in leaves]
 
 
 def _fks_to_add(plan):
@@ -137,7 +145,9 @@ def add_fk_statements(plan):
         if leaves is None:
             out.append((f["name"], _fk_sql(f)))
         else:
-            out += [(f["name"], _fk_sql(dict(f, schema=s, table=t))) for s, t in leaves]
+            out += [(f["name"], _fk_sql(dict(f, schema=s, table=t))) for s, t, *held in
+                    _leaves(plan, f["schema"], f["table"], with_fks=True)
+                    if f["name"] not in (held[0] if held else ())]  # already there from a stopped run: validated
     return out
 
 

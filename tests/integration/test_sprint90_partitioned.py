@@ -150,6 +150,18 @@ def test_type_change_of_a_partitioned_table_plans_fk_per_partition_and_quarantin
         conn.commit()
     assert restored == {'"public"."bazaar-vid_export_analytics"': 6}, restored
     assert partition_of_each(pg_server, db, orphans) == where
+    # A run that stopped after adding the FK NOT VALID on a partition (before the parent's): the next run adds it
+    # on the others only, validates every one (setting the orphans aside again) and attaches them.
+    first = PARTITIONS[0]
+    pg_server.execute(db, f'ALTER TABLE "{first}" ADD CONSTRAINT "{FK}" FOREIGN KEY (export_id) '
+                          f'REFERENCES {EXPORTS} (id) ON DELETE CASCADE NOT VALID')
+    statements = [sql for sql, _ in planned_statements(pg_server, db)]
+    assert not [s for s in statements if s.startswith(f'ALTER TABLE "public"."{first}" ADD')], statements
+    again = run_module("pgsafe_column_types", dict(args, run_id="part-run-2"))
+    assert not again.get("failed"), again
+    fks = pg_server.execute(db, "SELECT count(*) FILTER (WHERE convalidated), count(*) FROM pg_constraint "
+                                "WHERE conname = %s", (FK,))
+    assert fks == [(6, 6)], fks  # the parent, its four partitions and the new one
 
 
 def test_targeted_backup_of_a_partitioned_table_restores_its_partitions_rows(pg_server, scratch_server,
