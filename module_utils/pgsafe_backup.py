@@ -184,10 +184,12 @@ def covers_object(backup_covers, wanted):
     return False
 
 
-def dump_selection_args(covers):
+def dump_selection_args(covers, partitions=None):
     """pg_dump arguments selecting the covered objects (patterns quoted so no wildcard applies).
 
     pg_dump ignores -n when -t is given, so one backup covers either schemas or tables, not both.
+    ``partitions`` ({(schema, table): [(schema, partition), ...]}, ``partitions_of``): a covered partitioned
+    table brings its partitions (pg_dump -t of a partitioned table alone dumps none of their rows).
     """
     kinds = {c["type"] for c in covers}
     if kinds == {"schema", "table"}:
@@ -200,7 +202,16 @@ def dump_selection_args(covers):
         if cover["type"] == "schema":
             args += ["-n", pattern_quote(cover["schema"])]
         else:
-            args += ["-t", pattern_quote(cover["schema"]) + "." + pattern_quote(cover["table"])]
+            args += table_args([(cover["schema"], cover["table"])], partitions)
+    return args
+
+
+def table_args(tables, partitions=None):
+    """``-t "schema"."table"`` for each table, followed by its partitions (``partitions`` as above)."""
+    args = []
+    for key in tables:
+        for schema, table in [tuple(key)] + list((partitions or {}).get(tuple(key), [])):
+            args += ["-t", pattern_quote(schema) + "." + pattern_quote(table)]
     return args
 
 

@@ -28,7 +28,8 @@ from ansible.module_utils.pgsafe_backup import (MANIFEST_NAME, TMP_PREFIX, VERIF
                                                 space_verdict, verification_document, verify_files)
 from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_bytes, die_with_parent, dump_target,
                                                        estimate_size, find_binary, inspect_scope, list_tables,
-                                                       pin_settings, prepare_schemas, restore_progress, run_program)
+                                                       partitions_of, pin_settings, prepare_schemas, restore_progress,
+                                                       run_program)
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
 from ansible.module_utils.pgsafe_content_hash import table_stats
 from ansible.module_utils.pgsafe_identifiers import table_key
@@ -47,7 +48,7 @@ def plan_backup(params, covers, destination, space_factor=1.0):
     try:
         with conn.cursor() as cur:
             facts, tables = inspect_scope(cur, covers)
-            estimate = estimate_size(cur, tables)
+            estimate = estimate_size(cur, tables + [t for ts in partitions_of(cur, tables).values() for t in ts])
         conn.rollback()
     finally:
         conn.close()
@@ -157,7 +158,7 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
     Raises BackupError (the temporary directory removed) when anything fails; returns a summary.
     ``on_started(process)`` is called once pg_dump runs (tests use it to inject faults).
     """
-    covers, selection = _checked_request(covers, fmt, compression)
+    covers, _ = _checked_request(covers, fmt, compression)  # refusals before connecting; selection below
     pg_dump = find_binary("pg_dump", bin_dir)
     conn = connect_or_fail(params, read_only=True)
     tmp_dir = None
@@ -168,7 +169,9 @@ def take_backup(params, destination, covers, backup_id=None, fmt="directory", jo
             pin_settings(cur, {"lock_timeout": lock_timeout, "statement_timeout": "0",
                                "idle_in_transaction_session_timeout": "0"})
             facts, tables = inspect_scope(cur, covers)
-            estimate = estimate_size(cur, tables)
+            partitions = partitions_of(cur, tables)
+            selection = dump_selection_args(covers, partitions)
+            estimate = estimate_size(cur, tables + [t for ts in partitions.values() for t in ts])
             free = _free_space(destination, facts["database"], estimate, space_factor)
             _lock_tables(cur, tables, lock_timeout)
             cur.execute("SELECT pg_export_snapshot(), now()")

@@ -10,12 +10,12 @@ import uuid
 
 from ansible.module_utils.pgsafe_backup import (VERIFICATION_NAME, BackupError, compare_tables, covers_object,
                                                 describe_cover, last_lines, load_manifest, parse_covers,
-                                                tables_in_scope, verification_document, verify_files)
+                                                table_args, tables_in_scope, verification_document, verify_files)
 from ansible.module_utils.pgsafe_backup_records import record_backup
 from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, database_bytes, database_exists, drop_database,
                                                        dump_target, find_binary, list_schemas, list_tables,
-                                                       pin_settings, prepare_schemas, restore_progress, run_program,
-                                                       server_facts)
+                                                       partitions_of, pin_settings, prepare_schemas, restore_progress,
+                                                       run_program, server_facts)
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
 from ansible.module_utils.pgsafe_content_hash import table_stats
 from ansible.module_utils.pgsafe_identifiers import canonical_key, qualified, quote_ident, table_key
@@ -253,6 +253,7 @@ def _extract_objects(params, backup_dir, temp_db, work, bin_dir):
     pieces = []
     with libpq_environment(params, temp_db) as env:
         run_program(cmd, env)  # errors of a partial (-t/-n) dump, e.g. FKs to tables it lacks, are expected here
+        partitions = _restored_partitions(params, temp_db, create + replace)
         pg_dump = find_binary("pg_dump", bin_dir)
         if new_schemas:
             args = []
@@ -261,9 +262,10 @@ def _extract_objects(params, backup_dir, temp_db, work, bin_dir):
             pieces.append(_dump_plain(pg_dump, temp_db, args, env))
         create_rest = [t for t in create if t[0] not in new_schemas]
         if create_rest:
-            pieces.append(_dump_plain(pg_dump, temp_db, _table_args(create_rest) + ["--no-owner", "--no-acl"], env))
+            pieces.append(_dump_plain(pg_dump, temp_db, table_args(create_rest, partitions) + ["--no-owner", "--no-acl"],
+                                      env))
         if replace:
-            pieces.append(_dump_plain(pg_dump, temp_db, _table_args(replace) + ["--data-only"], env))
+            pieces.append(_dump_plain(pg_dump, temp_db, table_args(replace, partitions) + ["--data-only"], env))
     script = ["\\set ON_ERROR_STOP on"]
     for schema in sorted({t[0] for t in create if t[0] not in new_schemas and t[0] not in work["existing_schemas"]}):
         script.append("CREATE SCHEMA {0};".format(quote_ident(schema)))
@@ -320,11 +322,14 @@ def restore_objects(params, backup_dir, covers, confirm_overwrite="", bin_dir=No
     return dict(plan, changed=True, problems=problems)
 
 
-def _table_args(tables):
-    args = []
-    for schema, table in tables:
-        args += ["-t", '"{0}"."{1}"'.format(schema.replace('"', '""'), table.replace('"', '""'))]
-    return args
+def _restored_partitions(params, database, tables):
+    """The partitions of the partitioned ones among ``tables`` in the restored copy (extracted with them)."""
+    conn = connect_or_fail(params, dbname=database, read_only=True)
+    try:
+        with conn.cursor() as cur:
+            return partitions_of(cur, tables)
+    finally:
+        conn.close()
 
 
 def _dump_plain(pg_dump, dbname, args, env):

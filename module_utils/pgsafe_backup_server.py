@@ -53,11 +53,30 @@ def _sql():
 
 
 def list_tables(cur):
-    """Every ordinary table (and partition) outside the system schemas, as (schema, table), ordered."""
+    """Every ordinary and partitioned table outside the system schemas, as (schema, table), ordered; partitions
+    are not listed: a partitioned table's rows are counted and hashed once, through it (``partitions_of``)."""
     cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind = 'r' AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_temp\\_%%' "
+                "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_temp\\_%%' "
                 "AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%' ORDER BY 1, 2", (list(SYSTEM_SCHEMAS),))
     return [tuple(row) for row in cur.fetchall()]
+
+
+def partitions_of(cur, tables):
+    """``{(schema, table): [(schema, partition), ...]}`` for the partitioned tables among ``tables``: every
+    partition at any depth, by name.  pg_dump -t of a partitioned table (before --table-and-children, PG 16)
+    dumps none of its partitions, so a targeted backup names them too."""
+    out = {}
+    for schema, table in tables:
+        cur.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'p'", (schema, table))
+        row = cur.fetchone()
+        if row:
+            cur.execute("SELECT n.nspname, c.relname FROM pg_partition_tree(%s::oid::regclass) t "
+                        "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE t.relid <> %s::oid ORDER BY 1, 2", (row[0], row[0]))
+            out[(schema, table)] = [tuple(r) for r in cur.fetchall()]
+    return out
 
 
 def list_schemas(cur):

@@ -43,12 +43,19 @@ def write_rows(cur, run_id, key, pk_columns, where, params, reason, move):
     ``move``: delete them from the table in the same statement (type change); otherwise they stay (a merge's
     source, retired whole afterwards).  Runs in the caller's transaction; returns how many rows were written.
     """
-    rows = "DELETE FROM {0} AS t WHERE {1} RETURNING t.*" if move else "SELECT t.* FROM {0} AS t WHERE {1}"
+    rows = ("DELETE FROM {0} AS t WHERE {1} RETURNING t AS r, t.tableoid AS part" if move
+            else "SELECT t AS r, t.tableoid AS part FROM {0} AS t WHERE {1}")
+    # A row of a partitioned table names the partition it lived in (its provenance); it goes back through
+    # the parent, which routes it to the partition its key belongs to then.
     cur.execute(sql.SQL("WITH m AS (" + rows + """)
             INSERT INTO pgsafe.quarantine_row (run_id, source_schema, source_table, source_pk, reason, row_data,
                                                row_sha256)
-            SELECT %s, %s, %s, {2}, %s, to_jsonb(m), {3} FROM m""").format(
-        sql.Identifier(*key), where, pk_object(pk_columns, "m"), row_sha256("m")),
+            SELECT %s, %s, %s, {2}, %s || CASE WHEN m.part <> {4}::regclass
+                                              THEN ' (in partition ' || m.part::regclass::text || ')' ELSE '' END,
+                   to_jsonb(x), {3}
+              FROM m CROSS JOIN LATERAL (SELECT (m.r).*) x""").format(
+        sql.Identifier(*key), where, pk_object(pk_columns, "x"), row_sha256("x"),
+        sql.Literal(sql.Identifier(*key).as_string(cur))),
         tuple(params or ()) + (run_id, key[0], key[1], reason))
     return cur.rowcount
 

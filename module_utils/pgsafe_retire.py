@@ -137,6 +137,16 @@ def table_oid(cur, schema, name):
     return row[0]
 
 
+def partitions(cur, oid, schema=None):
+    """[(oid, schema, name)] of every partition of a partitioned table (any depth), by name; only those in
+    ``schema`` when given (the ones that move with it into and out of the quarantine schema)."""
+    cur.execute("SELECT t.relid::oid, n.nspname, c.relname FROM pg_partition_tree(%s::oid::regclass) t "
+                "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE t.relid <> %s::oid AND (%s::text IS NULL OR n.nspname = %s) ORDER BY 2, 3",
+                (oid, oid, schema, schema))
+    return [tuple(r) for r in cur.fetchall()]
+
+
 def exact_count(cur, schema, name):
     sql = _sql()
     cur.execute(sql.SQL("SELECT count(*) FROM {0}.{1}").format(sql.Identifier(schema), sql.Identifier(name)))
@@ -202,10 +212,16 @@ def dependencies(cur, schema, name, leaving=()):
         return []
     leaving = {tuple(x) for x in leaving} | {(schema, name)}
     found = []
-    cur.execute(_DEPENDENTS_SQL, {"oid": oid})
-    for catalog, via, _deptype, description, owner_rel, contype in cur.fetchall():
+    tree = [oid] + [p[0] for p in partitions(cur, oid)]  # a partitioned table's partitions go with it
+    rows = []
+    for rel in tree:
+        cur.execute(_DEPENDENTS_SQL, {"oid": rel})
+        rows += [r + (rel,) for r in cur.fetchall()]
+    for catalog, via, _deptype, description, owner_rel, contype, rel in rows:
         owner = _rel_name(cur, owner_rel) if owner_rel else None
-        own = owner is not None and owner_rel == oid
+        own = owner is not None and owner_rel in tree
+        if catalog == "pg_class" and own and rel != owner_rel:
+            continue  # a partition (its columns depend on the parent's)
         if catalog == "pg_class" and owner is not None and owner[2] in ("i", "I", "S", "t") and via == "table":
             continue  # its own index, owned sequence or toast table: they move with it
         if catalog == "pg_type" and via == "table":
@@ -436,6 +452,10 @@ def retire_statements(cur, schema, name, qname, detached, quarantine_schema=QUAR
             sql.Identifier(schema), sql.Identifier(name), sql.Identifier(qname)))
     stmts.append(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
         sql.Identifier(schema), sql.Identifier(qname), sql.Identifier(quarantine_schema)))
+    oid = table_oid(cur, schema, name) or table_oid(cur, schema, qname)
+    stmts += [sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(  # a partitioned table's partitions follow it
+        sql.Identifier(schema), sql.Identifier(part), sql.Identifier(quarantine_schema))
+        for _oid, _schema, part in partitions(cur, oid, schema)]
     return [s.as_string(cur) for s in stmts]
 
 
@@ -480,6 +500,7 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         return result
     qname = quarantine_name_for(schema, name, _taken_names(cur, schema, quarantine_schema))
     detached = outbound_foreign_keys(cur, oid)
+    moved_partitions = [part for _oid, _schema, part in partitions(cur, oid, schema)]
     ensure_retire_schema(cur, quarantine_schema)
     for stmt in retire_statements(cur, schema, name, qname, detached, quarantine_schema):
         cur.execute(stmt)
@@ -492,7 +513,9 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
     record_id, retain_until = cur.fetchone()
     rollback_sql = sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}; ALTER TABLE {2}.{1} RENAME TO {3};").format(
         sql.Identifier(quarantine_schema), sql.Identifier(qname), sql.Identifier(schema), sql.Identifier(name))
-    rollback_sql = rollback_sql.as_string(cur) + "".join(
+    rollback_sql = rollback_sql.as_string(cur) + "".join(" " + sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2};").format(
+        sql.Identifier(quarantine_schema), sql.Identifier(part), sql.Identifier(schema)).as_string(cur)
+        for part in moved_partitions) + "".join(
         " " + _add_constraint_sql(schema, name, constraint, not_valid=True).as_string(cur) + ";" + (
             " " + _validate_constraint_sql(schema, name, constraint["name"]).as_string(cur) + ";"
             if constraint["validated"] else "")
@@ -562,6 +585,10 @@ def restore_table(cur, run_id, record, apply=True):
     cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
         sql.Identifier(record["quarantine_schema"]), sql.Identifier(record["name"]),
         sql.Identifier(record["schema"])))
+    for _oid, _schema, part in partitions(cur, table_oid(cur, record["schema"], record["name"]),
+                                          record["quarantine_schema"]):  # its partitions come back with it
+        cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
+            sql.Identifier(record["quarantine_schema"]), sql.Identifier(part), sql.Identifier(record["schema"])))
     foreign_keys = reattach_foreign_keys(cur, record["schema"], record["name"], record.get("detached_constraints"))
     cur.execute("UPDATE pgsafe.quarantined_object SET restored_at = now() WHERE id = %s", (record["id"],))
     rows = exact_count(cur, record["schema"], record["name"])

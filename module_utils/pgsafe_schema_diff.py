@@ -261,6 +261,11 @@ def _classify_table_attr(ltable):
     size = table_size_text(ltable)
 
     def classify(attr, lval, rval):
+        if attr in ("kind", "partition_key") and ltable.get("partition_key") and rval in (None, "table"):
+            return "info", hazard(False, None, note=(
+                "partitioned here ({0}), a plain table in the reference, which cannot declare partitioning: the "
+                "same columns and rows, each partition's rows counted once through this table; nothing to "
+                "change").format(ltable["partition_key"]))
         if attr in ("kind", "partition_key"):
             return "blocking", hazard(True, AE, note=(
                 "a table becomes (un)partitioned or changes its partition key only by a rebuild: create the new "
@@ -298,6 +303,15 @@ def _constraint_add_hazard(con, ltable):
     return hazard(False, AE, scan=True, note="ADD CONSTRAINT builds/checks against every row ({0})".format(size))
 
 
+def _widened_by_partition_key(lc, rc, ltable):
+    """A primary key / unique constraint of a partitioned table: the reference's columns, then partition key columns."""
+    if lc.get("type") not in ("primary key", "unique") or not ltable.get("partition_key"):
+        return False
+    lcols, rcols = lc.get("columns") or [], rc.get("columns") or []
+    return (len(lcols) > len(rcols) and lcols[:len(rcols)] == rcols
+            and all(c in ltable["partition_key"] for c in lcols[len(rcols):]))
+
+
 def _constraint_diffs(key, lc, rc, ltable, left_snap):
     del left_snap
     out = []
@@ -306,7 +320,11 @@ def _constraint_diffs(key, lc, rc, ltable, left_snap):
     blocking = rc.get("type") in ("primary key", "unique", "foreign key")
     same = lc["definition"] == rc["definition"] or (
         normalize_constraint_definition(lc["definition"]) == normalize_constraint_definition(rc["definition"]))
-    if lc.get("type") != rc.get("type") or not same:
+    if lc.get("type") == rc.get("type") and not same and _widened_by_partition_key(lc, rc, ltable):
+        out.append(difference("constraint", key, "definition", lc["definition"], rc["definition"], "info", hazard(
+            note="the key also holds the partition key, as PostgreSQL requires on a partitioned table: the "
+                 "reference's key columns stay unique within each partition"), "key includes the partition key"))
+    elif lc.get("type") != rc.get("type") or not same:
         hz = _constraint_add_hazard(rc, ltable)
         hz["note"] = "drop and re-create: " + hz["note"]
         out.append(difference("constraint", key, "definition", lc["definition"], rc["definition"],
@@ -473,7 +491,8 @@ def _table_diffs(left, right):
                                          "briefly)"), None, _brief_table)
             continue
         if rt is None:
-            out.append(_extra_table_diff(key, lt))
+            if lt.get("partition_of") not in right["tables"]:  # a partition of a table both sides have: its rows
+                out.append(_extra_table_diff(key, lt))        # are that table's (never an extra table to drop)
             continue
         if lt is rt:  # the same object (read_snapshot_pair shares the objects equal on both sides)
             continue

@@ -22,8 +22,8 @@ from ansible.module_utils.pgsafe_typechange_precheck import interpret_precheck, 
 from ansible.module_utils.pgsafe_typechange_rewrite import rewrite_statements
 from ansible.module_utils.pgsafe_typechange_rollback import rollback_sql
 from ansible.module_utils.pgsafe_typechange_sql import (add_fk_statements, drop_fk_statements, drop_view_statements,
-                                                        online_check_name, recreate_view_statements, unit_lock_plan,
-                                                        validate_fk_statements)
+                                                        online_check_name, partition_facts, recreate_view_statements,
+                                                        unit_lock_plan, validate_fk_steps)
 
 DEFAULT_ONLINE_THRESHOLD = 256 * 1024 * 1024
 
@@ -381,7 +381,8 @@ def unit_statements(plan, orphan_policy="fail"):
         add(rewrite_statements(plan), strongest)
     add(recreate_view_statements(plan), strongest)
     add([st for _n, st in add_fk_statements(plan)], strongest)
-    add([st for _n, st in validate_fk_statements(plan)], "SHARE UPDATE EXCLUSIVE", transactional=False)
+    for _n, st, level in validate_fk_steps(plan):
+        add([st], level, transactional=False)
     return out
 
 
@@ -433,6 +434,7 @@ def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshol
     """
     canonicalise_targets(cur, changes)
     facts = gather_facts(cur, changes, fks)
+    facts["partitions"] = partition_facts(cur, facts["tables"])
     plan = build_plan(changes, fks, facts, strategy, threshold)
     plan["_facts"] = facts
     out = {"plan": plan, "public": public_plan(plan), "fingerprint": plan_fingerprint(plan),

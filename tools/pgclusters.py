@@ -7,7 +7,9 @@
 
 Three clusters, ``prod``, ``dev`` and ``staging``, listen on loopback ports (55432, 55433,
 55434 by default); each holds the Sprint 90 database ``bazaar_vid`` seeded like its namesake
-(staging starts as a copy of prod, as if restored from a prod backup).  Data lives in
+(staging starts as a copy of prod, as if restored from a prod backup; with
+``PGSAFE_PARTITIONED_ANALYTICS=1`` prod and staging get the variant whose analytics table is
+partitioned by month).  Data lives in
 ``.pgdata/`` inside the project (git-ignored).  The superuser password is generated once and
 kept in ``.pgdata/password`` (mode 0600): it never appears on a command line.
 
@@ -46,7 +48,10 @@ CLUSTERS = {
     "dev": int(os.environ.get("PGSAFE_PORT_DEV", "55433")),
     "staging": int(os.environ.get("PGSAFE_PORT_STAGING", "55434")),
 }
-SEED_VARIANT = {"prod": "prod", "dev": "dev", "staging": "prod"}
+# PGSAFE_PARTITIONED_ANALYTICS=1: prod (and staging, its copy) seeded as ``prod_partitioned`` (the analytics
+# table range-partitioned by month, tools/sprint90_fixtures.py).
+PROD_VARIANT = "prod_partitioned" if os.environ.get("PGSAFE_PARTITIONED_ANALYTICS") == "1" else "prod"
+SEED_VARIANT = {"prod": PROD_VARIANT, "dev": "dev", "staging": PROD_VARIANT}
 
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",

@@ -20,6 +20,13 @@ the old ``api_usage_metric`` with rows; the schemas ``auth``, ``pgrst``, ``neon_
 on the design brief; ``message``, ``custom_component_job`` and ``scene_iteration`` with their columns in
 the code's order; no ``show_db_tree()``.
 
+``prod_partitioned`` is ``prod`` whose analytics table became what a growing analytics table becomes:
+range-partitioned by month on ``created_at`` (``ANALYTICS_MONTHS`` monthly partitions + a default
+partition), its rows spread over the months, orphans included.  PostgreSQL requires a partitioned
+table's primary key to include the partition key, so its PK is ``(id, created_at)`` where the code
+declares ``id`` alone: that difference is real drift the schema diff reports, outside the Sprint 90
+fix's targets (types, FKs), which are the same as prod's.  Same tables, same row counts.
+
 ``reference`` (what the application code expects) is ``files/reference/bazaar_vid.sql``, read at call
 time.
 
@@ -548,9 +555,18 @@ CREATE INDEX "exports_render_idx" ON "bazaar-vid_exports" USING btree ("render_i
 CREATE INDEX "exports_created_idx" ON "bazaar-vid_exports" USING btree ("created_at");'''
 
 
-def analytics_ddl(kind: str) -> str:
+ANALYTICS_MONTHS = ("2025-03", "2025-04", "2025-05")  # the partitioned variant's monthly partitions
+
+
+def _month_after(month: str) -> str:
+    year, mon = map(int, month.split("-"))
+    return f"{year + mon // 12}-{mon % 12 + 1:02d}"
+
+
+def analytics_ddl(kind: str, partitioned: bool = False) -> str:
     """``bazaar-vid_export_analytics`` (migration 0001); ``kind`` is ``code`` (export_id uuid with its FK
-    to exports) or ``text`` (what prod and dev both have: export_id text, no FK)."""
+    to exports) or ``text`` (what prod and dev both have: export_id text, no FK).  ``partitioned``: range
+    partitions by month on ``created_at`` (one per ``ANALYTICS_MONTHS`` + a default), PK ``(id, created_at)``."""
     if kind == "code":
         col, fk = "uuid NOT NULL", '''
 ALTER TABLE "bazaar-vid_export_analytics" ADD CONSTRAINT "bazaar-vid_export_analytics_export_id_bazaar-vid_exports_id_fk"
@@ -559,15 +575,21 @@ ALTER TABLE "bazaar-vid_export_analytics" ADD CONSTRAINT "bazaar-vid_export_anal
         col, fk = "text NOT NULL", ""
     else:
         raise ValueError(f"unknown analytics kind {kind!r}: use code or text")
+    pk, partitions = ("PRIMARY KEY", "") if not partitioned else ("", "".join(
+        f'''
+CREATE TABLE "bazaar-vid_export_analytics_{m.replace('-', '_')}" PARTITION OF "bazaar-vid_export_analytics"
+    FOR VALUES FROM ('{m}-01') TO ('{_month_after(m)}-01');''' for m in ANALYTICS_MONTHS) + '''
+CREATE TABLE "bazaar-vid_export_analytics_default" PARTITION OF "bazaar-vid_export_analytics" DEFAULT;''')
+    tail = "\n) PARTITION BY RANGE (\"created_at\");" if partitioned else "\n);"
+    key = ',\n    CONSTRAINT "bazaar-vid_export_analytics_pkey" PRIMARY KEY ("id", "created_at")' if partitioned else ""
     return f'''CREATE TABLE "bazaar-vid_export_analytics" (
-    "id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+    "id" uuid {pk + " " if pk else ""}DEFAULT gen_random_uuid() NOT NULL,
     "export_id" {col},
     "event" text NOT NULL,
     "event_data" jsonb,
     "user_agent" text,
     "ip_address" text,
-    "created_at" timestamp DEFAULT now() NOT NULL
-);{fk}
+    "created_at" timestamp DEFAULT now() NOT NULL{key}{tail}{partitions}{fk}
 CREATE INDEX "export_analytics_export_idx" ON "bazaar-vid_export_analytics" USING btree ("export_id");
 CREATE INDEX "export_analytics_event_idx" ON "bazaar-vid_export_analytics" USING btree ("event");
 CREATE INDEX "export_analytics_created_idx" ON "bazaar-vid_export_analytics" USING btree ("created_at");'''
@@ -732,6 +754,7 @@ def _ordered_table(name: str, columns: list[tuple[str, str]], order: list[str] |
 def _schema(variant: str) -> list[str]:
     """The public schema of prod or dev, in dependency order."""
     code_order = variant == "dev"
+    partitioned = variant == "prod_partitioned"
     return [
         USER, METRIC, PROJECT,
         _ordered_table("bazaar-vid_message", MESSAGE_COLUMNS, MESSAGE_CODE_ORDER if code_order else None,
@@ -744,7 +767,8 @@ def _schema(variant: str) -> list[str]:
                        ITERATION_CODE_ORDER if code_order else None, ITERATION_AFTER),
         COMPONENT_TEST_CASE, COMPONENT_EVALUATION_METRIC, AGENT_MESSAGE, PROJECT_MEMORY, SHARED_VIDEO, PATCH,
         IMAGE_ANALYSIS, NEXTAUTH_VERIFICATION, ACCOUNT,
-        "-- migration 0001_fair_paibok", exports_ddl("code" if variant == "dev" else "text"), analytics_ddl("text"),
+        "-- migration 0001_fair_paibok", exports_ddl("code" if variant == "dev" else "text"),
+        analytics_ddl("text", partitioned=partitioned),
         CREDITS, USAGE,
     ]
 
@@ -753,14 +777,14 @@ def ddl(variant: str) -> str:
     """The schema of ``prod`` or ``dev``; ``reference`` is files/reference/bazaar_vid.sql as it is now."""
     if variant == "reference":
         return REFERENCE_FILE.read_text()
-    if variant == "prod":
-        parts = _schema("prod") + ["-- migration 0007_illegal_liz_osborn (api_usage_metric only)", PREFIXED_METRIC,
+    if variant in ("prod", "prod_partitioned"):
+        parts = _schema(variant) + ["-- migration 0007_illegal_liz_osborn (api_usage_metric only)", PREFIXED_METRIC,
                                    "-- the old duplicate, empty", OLD_METRIC, SHOW_DB_TREE]
     elif variant == "dev":
         parts = _schema("dev") + [BRIEF_DEV_COMMENTS, "-- the old duplicate, with rows", OLD_METRIC,
                                   AUTH_SCHEMAS_DDL]
     else:
-        raise ValueError(f"unknown variant {variant!r}: use reference, prod or dev")
+        raise ValueError(f"unknown variant {variant!r}: use reference, prod, prod_partitioned or dev")
     return "\n\n".join(parts) + "\n"
 
 
@@ -799,10 +823,15 @@ USAGE_LIMITS = [  # limit_key, free_tier_limit, description, reset_period
     ("exports", 5, "Video exports per day on the free tier", "daily")]
 
 
+def base_variant(variant: str) -> str:
+    """The variant whose data a variant has (``prod_partitioned`` holds prod's rows)."""
+    return "prod" if variant == "prod_partitioned" else variant
+
+
 def counts(variant: str, scale: float = 1.0) -> dict[str, int]:
     """Row counts per logical set at a scale (zero stays zero, anything else at least 1; catalogues fixed)."""
     return {key: n if key in FIXED else (0 if n == 0 else max(1, round(n * scale)))
-            for key, n in COUNTS[variant].items()}
+            for key, n in COUNTS[base_variant(variant)].items()}
 
 
 def expected_table_rows(variant: str, scale: float = 1.0) -> dict[str, int]:
@@ -827,7 +856,7 @@ def expected_table_rows(variant: str, scale: float = 1.0) -> dict[str, int]:
         "api_usage_metric": c["old_metric"],
     }
     rows.update({name: 0 for name in EMPTY_TABLE_NAMES})
-    if variant == "prod":
+    if base_variant(variant) == "prod":
         rows["bazaar-vid_api_usage_metric"] = c["prefixed_metric"]
     else:
         rows["neon_auth.users_sync"] = c["users_sync"]
@@ -1088,7 +1117,7 @@ def data_sql(variant: str, scale: float = 1.0) -> list[str]:
                                    + ((i - 1) / {users}) * interval '1 day' AS day_end) x''',
     ]
 
-    text_ids = variant == "prod"
+    text_ids = base_variant(variant) == "prod"
     cast = "::text" if text_ids else ""
     exports_total = c["exports_ok"] + c["exports_orphan"]
     stmts.append(
@@ -1113,6 +1142,10 @@ def data_sql(variant: str, scale: float = 1.0) -> list[str]:
                    LATERAL (SELECT {_pick(['pending', 'rendering', 'completed', 'failed'], 'i')} AS status) x''')
     # Analytics: the first analytics_ok rows spread over the non-orphan exports, then three rows per
     # orphaned export (6 at scale 1).  export_id is text in both databases: lower-case UUID strings.
+    # Partitioned (prod_partitioned): the rows, orphans included, spread over the months (row i in month
+    # i % (months + 1) after the first: the last group lands in the default partition).
+    analytics_at = (f"({BASE_TIME} + (i % {len(ANALYTICS_MONTHS) + 1}) * interval '1 month' + i * interval '1 minute')"
+                    if variant == "prod_partitioned" else _at('i', '7 minutes'))
     stmts.append(
         f'''INSERT INTO "bazaar-vid_export_analytics" ("id", "export_id", "event", "event_data", "user_agent",
                  "ip_address", "created_at")
@@ -1124,7 +1157,7 @@ def data_sql(variant: str, scale: float = 1.0) -> list[str]:
                    jsonb_build_object('progress', (i * 13) % 100, 'step', i % 6),
                    'Mozilla/5.0 (X11; Linux x86_64) Chrome/' || (120 + i % 10) || '.0',
                    '10.' || (i % 250) || '.' || (i % 199) || '.' || (1 + i % 253),
-                   {_at('i', '7 minutes')}::timestamp
+                   {analytics_at}::timestamp
               FROM generate_series(1, {c['analytics_ok'] + c['analytics_orphan']}) i''')
 
     # The two usage-metric tables have the same columns (0007's camelCase); one row in ten has no project.
@@ -1244,9 +1277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sprint 90 fixture schemas and data")
     sub = parser.add_subparsers(dest="command", required=True)
     ddl_parser = sub.add_parser("ddl")
-    ddl_parser.add_argument("variant", choices=["reference", "prod", "dev"])
+    ddl_parser.add_argument("variant", choices=["reference", "prod", "prod_partitioned", "dev"])
     seed_parser = sub.add_parser("seed")
-    seed_parser.add_argument("variant", choices=["prod", "dev"])
+    seed_parser.add_argument("variant", choices=["prod", "prod_partitioned", "dev"])
     seed_parser.add_argument("--dsn", required=True, help="libpq DSN of an empty database (no password: use PGPASSFILE)")
     seed_parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args(argv)

@@ -98,7 +98,8 @@ def catalog(cur) -> dict:
 def tables(cur) -> list[tuple[str, str]]:
     return [tuple(r) for r in _rows(cur, """
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg_temp%%'
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition  -- a partitioned table's rows: once, through it
+           AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg_temp%%'
          ORDER BY 1, 2""", (list(SYSTEM_SCHEMAS),))]
 
 

@@ -20,7 +20,9 @@ from conftest import SCENARIO_DIR
 testinfra_hosts = ["local://"]
 
 HOSTS = ["prod", "dev", "staging"]
-SEED = {"prod": "prod", "staging": "prod", "dev": "dev"}
+PROD_SEED = os.environ.get("PGSAFE_MOLECULE_PROD_SEED") or "prod_partitioned"  # as molecule.yml seeds them
+SEED = {"prod": PROD_SEED, "staging": PROD_SEED, "dev": "dev"}
+ANALYTICS = "bazaar-vid_export_analytics"
 SCALE = float(os.environ.get("PGSAFE_MOLECULE_SCALE") or 1)
 # The tables whose drift a role fixes; every other table of the code must match it already.
 RESPONSIBLE = {"bazaar-vid_exports": "schema_fix", "bazaar-vid_export_analytics": "schema_fix",
@@ -95,6 +97,8 @@ def test_foreign_keys_and_indexes_are_valid(name):
 def test_table_the_plan_fixes_matches_the_code(name, table):
     """Columns (any order), constraints (with their names, all valid) and indexes equal the code's."""
     reference = lib.table_definition(name, "public", table, dbname=lib.ensure_reference(name))
+    if table == ANALYTICS and SEED[name] == "prod_partitioned":
+        reference = partitioned_like(reference)
     actual = lib.table_definition(name, "public", table)
     if actual != reference:
         require_role(name, RESPONSIBLE[table])
@@ -104,6 +108,28 @@ def test_table_the_plan_fixes_matches_the_code(name, table):
         {k: (v["type"], v["definition"]) for k, v in reference["constraints"].items()}
     assert all(v["valid"] for v in actual["constraints"].values())
     assert actual["indexes"] == reference["indexes"]
+
+
+def partitioned_like(reference):
+    """The code's analytics table as the partitioned variant has it: the PK includes the partition key
+    (PostgreSQL requires it; tools/sprint90_fixtures.py), the indexes are the parent's (ON ONLY)."""
+    out = json.loads(json.dumps(reference))
+    out["constraints"][f"{ANALYTICS}_pkey"]["definition"] = "PRIMARY KEY (id, created_at)"
+    out["indexes"] = sorted([d.replace(" ON public.", " ON ONLY public.").replace("btree (id)", "btree (id, created_at)"),
+                             v] for d, v in out["indexes"])
+    return out
+
+
+def test_partitioned_analytics_fks_are_valid_on_every_partition():
+    """The analytics FK exists, validated, on the partitioned parent and on each of its partitions."""
+    if PROD_SEED != "prod_partitioned":
+        pytest.skip("prod is not the partitioned variant")
+    for name in ("prod", "staging"):
+        rows = lib.query(name, """SELECT c.relname, k.convalidated FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'f'
+            WHERE i.inhparent = '"bazaar-vid_export_analytics"'::regclass ORDER BY 1""")
+        assert len(rows) == len(lib.sprint90_fixtures.ANALYTICS_MONTHS) + 1, rows
+        assert all(valid for _, valid in rows), f"{name}: {rows}"
 
 
 @pytest.mark.parametrize("name", HOSTS)
