@@ -19,7 +19,8 @@ except ImportError:  # pragma: no cover
     psycopg2 = None
     sql = None
 
-ROW_SHA256 = "encode(sha256(convert_to(to_jsonb({0})::text, 'UTF8')), 'hex')"
+# {0}.*, never a bare {0}: that is the row's column of the same name when the table has one (a column "m")
+ROW_SHA256 = "encode(sha256(convert_to(to_jsonb({0}.*)::text, 'UTF8')), 'hex')"
 
 
 class QuarantineError(Exception):
@@ -47,7 +48,7 @@ def write_rows(cur, run_id, key, pk_columns, where, params, reason, move):
     cur.execute(sql.SQL("WITH m AS (" + rows + """)
             INSERT INTO pgsafe.quarantine_row (run_id, source_schema, source_table, source_pk, reason, row_data,
                                                row_sha256)
-            SELECT %s, %s, %s, {2}, %s, to_jsonb(m), {3} FROM m""").format(
+            SELECT %s, %s, %s, {2}, %s, to_jsonb(m.*), {3} FROM m""").format(
         sql.Identifier(*key), where, pk_object(pk_columns, "m"), row_sha256("m")),
         tuple(params or ()) + (run_id, key[0], key[1], reason))
     return cur.rowcount

@@ -6,10 +6,13 @@ import pytest
 from psycopg2 import sql
 
 from ansible.module_utils import pgsafe_fingerprint
-from ansible.module_utils.pgsafe_content_hash import ALGORITHM, jsonb_rows_hash, table_content_hash, table_kinds
-from ansible.module_utils.pgsafe_fingerprint import (FingerprintError, fingerprint, load_fingerprint, reconcile,
-                                                     store_fingerprint, table_pieces)
+from ansible.module_utils.pgsafe_content_hash import (ALGORITHM, add_hashes, jsonb_rows_hash, table_content_hash,
+                                                      table_kinds)
+from ansible.module_utils.pgsafe_fingerprint import (FingerprintError, fingerprint, load_fingerprint,
+                                                     quarantine_contribution, reconcile, store_fingerprint,
+                                                     table_pieces)
 from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+from ansible.module_utils.pgsafe_quarantine import restore_rows, write_rows
 
 EVERY_TYPE = """
 CREATE TYPE "Mood" AS ENUM ('sad', 'ok', 'happy');
@@ -158,6 +161,28 @@ def test_a_fingerprint_stored_without_its_algorithm_never_compares_as_current(pg
         with pytest.raises(FingerprintError, match="different algorithms"):
             reconcile(loaded, fingerprint(conn, tables=["public.bazaar-vid_user"]), [])
         assert fingerprint(conn, tables=["public.bazaar-vid_user"])["algorithm"] == ALGORITHM == "pgsafe-fp-v4"
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_a_quarantined_row_keeps_every_column_when_one_is_named_like_the_alias(pg_server, prod_db):
+    """The quarantine stores to_jsonb(m.*): a bare to_jsonb(m) was the row's column "m", the rest lost."""
+    conn = pg_server.connect(prod_db, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            ensure_meta_schema(cur)
+            cur.execute('CREATE TABLE "Has m" (id int PRIMARY KEY, m text, s text, "Has m" int)')
+            cur.execute("""INSERT INTO "Has m" VALUES (1, 'x', 'y', 7), (2, 'z', 'w', 8)""")
+            before = table_content_hash(cur, "public", "Has m")
+            assert write_rows(cur, "run-m", ("public", "Has m"), ["id"], sql.SQL("t.id = 1"), (), "test", True) == 1
+            cur.execute("SELECT row_data FROM pgsafe.quarantine_row WHERE run_id = 'run-m'")
+            assert cur.fetchone()[0] == {"id": 1, "m": "x", "s": "y", "Has m": 7}
+            moved = quarantine_contribution(cur, "public", "Has m", run_id="run-m")
+            after = table_content_hash(cur, "public", "Has m")
+            assert moved["rows"] == 1 and add_hashes(after["hash"], moved["hash"]) == before["hash"]
+            assert restore_rows(cur, "run-m") == {'"public"."Has m"': 1}  # its sha256 checked on the way back
+            assert table_content_hash(cur, "public", "Has m") == before
     finally:
         conn.rollback()
         conn.close()
