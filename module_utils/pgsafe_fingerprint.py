@@ -4,8 +4,9 @@
 A fingerprint is taken before and after every migration; ``compare()`` loads or takes them and
 hands them to ``pgsafe_fingerprint_reconcile.reconcile()``, which explains each difference as planned
 or flags it as loss.  How a table's content is hashed (the canonical form, algorithm
-``pgsafe-fp-v3``) is pgsafe_content_hash's job; this file chooses the tables, reads them in ONE
-``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot), accounts for
+``pgsafe-fp-v4``) is pgsafe_content_hash's job; this file chooses the tables, reads them in ONE
+``READ ONLY REPEATABLE READ`` snapshot (workers share it; a large table is split in block ranges
+read by several workers, ``table_pieces``, whose hashes add up to the whole), accounts for
 quarantined rows and retired tables, and stores fingerprints in the product schema.
 
 Plain Python; SQL is built with psycopg2.sql (identifiers quoted, values as parameters).
