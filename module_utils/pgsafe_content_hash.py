@@ -476,10 +476,13 @@ def mapped_rows_hash(cur, source, values, kinds, where=None, params=None, table_
     sql = _sql()
     row = sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(
         sql.SQL("{0}, {1}").format(sql.Literal(name), expr) for name, expr in values.items()))
-    query = sql.SQL("SELECT count(*), sum({0}) FROM {1}").format(
-        jsonb_row_hash_sql(row, {name: kinds[name] for name in values}, table_normalize, uuid_text), source)
+    rows = sql.SQL("SELECT {0} AS j FROM {1}").format(row, source)
     if where is not None:
-        query = sql.SQL("{0} WHERE {1}").format(query, where)
+        rows = sql.SQL("{0} WHERE {1}").format(rows, where)
+    # OFFSET 0 keeps the subquery: each row's values (a cast, a USING expression) are computed once, not again
+    # for every reference the row hash makes to them
+    query = sql.SQL("SELECT count(*), sum({0}) FROM ({1} OFFSET 0) AS r").format(
+        jsonb_row_hash_sql(sql.SQL("r.j"), {name: kinds[name] for name in values}, table_normalize, uuid_text), rows)
     previous = pin_settings(cur)
     try:
         cur.execute(query, params)
