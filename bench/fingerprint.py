@@ -7,6 +7,8 @@ Own cluster on port 55454 (stopped at the end).  The scale giving ~1 GB is measu
 scale 10, extrapolate; PGSAFE_BENCH_FP_MB sets the target size, PGSAFE_BENCH_FP_SCALE forces a
 scale); the seeded database is kept between runs of the benchmark in that cluster's data directory.
 Both sides read the same tables in the same run, alternating, several times; medians are reported.
+Every run's fingerprint must equal the first (1 worker, every table in one scan): at 2 workers the large
+tables are read in block-range pieces, so this also checks the pieces add up to the single scan.
 """
 from __future__ import annotations
 

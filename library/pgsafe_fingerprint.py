@@ -104,7 +104,7 @@ algorithm:
   description: Canonical form and hash version.
   returned: success
   type: str
-  sample: pgsafe-fp-v3
+  sample: pgsafe-fp-v4
 total_rows:
   description: Sum of the row counts.
   returned: success

@@ -13,59 +13,79 @@ every migration; ``reconcile()`` explains each difference as planned (a cast, qu
 merged rows, a table retired to the quarantine schema, a drop of an empty table) or flags it as
 loss.
 
-Canonical form (algorithm ``pgsafe-fp-v3``)
+Canonical form (algorithm ``pgsafe-fp-v4``)
 -------------------------------------------
-Each value is hashed with PostgreSQL's own typed 64-bit hash function (seed 0), chosen by the
-column's *hash kind* (``column_kind()``, from the base type):
+Each value is hashed to 64 bits by the column's *hash kind* (``column_kind()``, from the base type);
+``LIVE_HASH`` / ``JSONB_HASH`` hold the SQL:
 
-========== ============================================= ==========================================
-kind        live value                                     same value from ``to_jsonb(row)`` (v)
-========== ============================================= ==========================================
-text        ``hashtextextended(col COLLATE "C")``          ``v #>> '{}'`` hashed the same way
-uuid        ``uuid_hash_extended(col)``                    ``(v #>> '{}')::uuid``
-int         ``hashint8extended(col::int8)`` (int2/4/8)     ``::int8``
-numeric     ``hash_numeric_extended(col)``                 ``::numeric``
-float8/4    ``hashfloat8extended`` / ``hashfloat4extended`` ``::float8`` / ``::float4``
-bool        ``hashint8extended(col::int)``                 ``::bool::int``
-timestamptz ``timestamp_hash_extended(col::timestamp)``   ``::timestamptz::timestamp`` (UTC pinned)
-timestamp   ``timestamp_hash_extended(col)``               ``::timestamp``
-jsonb/json  ``jsonb_hash_extended(nullif(col::jsonb, 'null'))`` ``v`` (key order never matters)
-interval    ``interval_hash_extended(col)``                ``::interval``
-plain       ``hashtextextended(col::text)`` (enum, inet, money, bytea, ...)  ``v #>> '{}'``
-other       ``hashtextextended(to_jsonb(col) #>> '{}')``   ``v #>> '{}'``
-========== ============================================= ==========================================
+=========== ======================================================== ================================
+kind        live value                                               from ``to_jsonb(row)`` (v)
+=========== ======================================================== ================================
+text        ``hashtextextended(col COLLATE "C")`` (uuid spellings:    ``v #>> '{}'``, the same way
+            see below)
+uuid        ``hashtextextended(col::text)``: its canonical spelling  ``(v #>> '{}')::uuid::text``
+int         ``hashint8extended(0, col::int8)`` (int2/4/8)            ``::int8``
+numeric     ``hashtextextended(trim_scale(col)::text)``              ``::numeric``, the same way
+float8/4    ``hashfloat8extended`` / ``hashfloat4extended``          ``::float8`` / ``::float4``
+bool        ``hashint8extended(0, col::int)``                        ``::bool::int``
+timestamptz ``timestamp_hash_extended(col::timestamp)`` (UTC pinned)  ``::timestamptz::timestamp``
+timestamp   ``timestamp_hash_extended(col)``                         ``::timestamp``
+jsonb/json  ``hashtextextended(nullif(col::jsonb, 'null')::text)``   ``v``, the same way
+interval    ``hashtextextended(col::text)`` (IntervalStyle pinned)    ``::interval::text``
+plain       ``hashtextextended(col::text)`` (enum, money, bytea...)  ``v #>> '{}'``
+other       ``hashtextextended(to_jsonb(col) #>> '{}')`` (arrays,    ``v #>> '{}'``
+            date, inet, composite, ...)
+=========== ======================================================== ================================
 
-so equal values hash equal across the type changes a migration makes (int4 -> int8, varchar ->
-text, json -> jsonb, timestamp <-> timestamptz at UTC wall time, numeric scale 12.5 = 12.50).  Then:
+Equal values hash equal across the type changes a migration makes: int2/int4 -> int8, varchar ->
+text, json -> jsonb, timestamp <-> timestamptz at UTC wall time, numeric(p,1) -> numeric(p,2), text
+-> uuid.  What is deliberately equal (one value, several spellings): numeric scale (12.5 = 12.50:
+a rescaling type change keeps the number, and every later computation gives the same result);
+float -0.0 = 0.0 and one NaN (they compare equal in SQL); the spellings of one UUID in a text column
+(below); a JSON null and SQL NULL in a jsonb column (to_jsonb(row) cannot tell them apart); jsonb
+key order and whitespace of json.  Everything else is exact: the sign of a number, inside jsonb too
+(PostgreSQL's hash_numeric ignores it, and gives NaN and +-Infinity one hash, which is why numeric
+and jsonb are hashed by their canonical text), int8 values whose halves PostgreSQL's hashint8 folds
+alike (0 and 4294967297: the value goes in through the seed, mixed whole), intervals ('1 mon' is
+not '30 days'), the letters' case and bytes of text (collation "C", whatever the column's).  One
+fold remains, PostgreSQL's own in timestamp_hash: two timestamps exactly 2**32 microseconds (71 min
+34.967296 s) +-1 us apart can hash alike; no accident we know of has that shape.
 
 * text columns (string category), when ``uuid_text='auto'`` (the default): a value spelled like
   a UUID (any case, optional hyphens at the 8-4-4-4-12 positions, optional ``{braces}``) is
-  hashed as that uuid (``uuid_hash_extended(value::uuid)``), so a text column compares equal to
-  the uuid column it becomes, and an upper-case or braced spelling equals the canonical one;
+  hashed as its canonical spelling (``value::uuid::text``), the one a uuid column's values hash
+  as, so a text column compares equal to the uuid column it becomes, and an upper-case or braced
+  spelling equals the canonical one.  Canonical-shaped values (36 bytes, lower case, no brace)
+  skip the pattern match (``_uuid_or_text``): v3 matched every value of 32-38 bytes against a
+  regular expression, most of its cost on tables keyed by text uuids;
 * explicit ``normalize`` per column: ``uuid`` (cast to uuid), ``jsonb`` (text holding JSON,
   parsed), ``text`` (the value's ``::text``), ``numeric`` (``::text::numeric``), ``timestamp_utc``
   (text parsed as timestamptz, UTC wall time), ``ignore`` (left out).
 
-The row hash folds the value hashes, columns in jsonb key order of their names (byte length,
-then bytes: ``column_order()``, so column order in the table does not matter):
-``h0 = 0``, ``h(i) = hashint8extended(coalesce(value_hash_i, NULL_HASH), h(i-1))`` (a NULL, SQL
-NULL or JSON null, folds ``NULL_HASH``).  The table hash is the sum of the row hashes modulo
-2**64, as 16 hex digits (empty table: ``0000000000000000``).  Summing (not xor) keeps duplicate
-rows visible and makes the hash additive: ``hash(before) = hash(after) + hash(quarantined rows)``
-modulo 2**64, which is how quarantined and merged rows are accounted for.  No value is converted
-to text unless its kind is text/plain/other, which is why a fingerprint reads a table faster
-than ``pg_dump`` writes it.
+The row hash chains the value hashes, columns in jsonb key order of their names (byte length,
+then bytes: ``column_order()``, so column order in the table does not matter), through
+hashint8extended's seed, which mixes all 64 bits: ``h0 = 0``, ``h(i) = hashint8extended(0, h(i-1)
+# coalesce(value_hash_i, NULL_HASH))`` (# is xor; a NULL, SQL NULL or JSON null, is ``NULL_HASH``).
+The chain is not linear, so two rows exchanging values is a change.  The table hash is the sum of
+the row hashes modulo 2**64, as 16 hex digits (empty table: ``0000000000000000``).  Summing (not
+xor) keeps duplicate rows visible and makes the hash additive: ``hash(before) = hash(after) +
+hash(quarantined rows)`` modulo 2**64, which is how quarantined and merged rows are accounted for,
+and how a large table read in pieces by several workers adds up to its single scan
+(pgsafe_fingerprint.table_pieces).  Fingerprints of another algorithm (v3 and older) never compare
+with these: reconcile() refuses a pair of different algorithms, and one stored without its
+algorithm loads as ``unrecorded``.
 
 Session settings are pinned inside the fingerprint transaction (``PINNED_SETTINGS``: TimeZone UTC,
 DateStyle ISO, IntervalStyle postgres, extra_float_digits 1, bytea_output hex, lc_monetary C,
 search_path pg_catalog, row_security off), so two clients with different settings get identical
 fingerprints.  ``row_security = off`` makes a login subject to row-level security fail loudly
-instead of silently counting fewer rows.  Every table is read in ONE scan, server side, inside a
-``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot).
+instead of silently counting fewer rows.  Every table is read server side inside ONE ``READ ONLY
+REPEATABLE READ`` snapshot (workers share it: pg_export_snapshot), large ones in block-range pieces.
 
 Quarantined rows (``pgsafe.quarantine_row.row_data``) must be stored as ``to_jsonb(t.*)`` of the
-original row: ``jsonb_row_hash_sql()`` hashes such a jsonb's values by the column kinds of the
-table (stored in every fingerprint entry as ``kinds``), folded in the same order with the same
+original row (``t.*``: a bare ``t`` is the table's column of that name when it has one):
+``jsonb_row_hash_sql()`` hashes such a jsonb's values by the column kinds of the table (stored
+in every fingerprint entry as ``kinds``), folded in the same order with the same
 normalisations, so a quarantined row contributes exactly the hash it had as a live row (parsing
 the values back also makes it independent of the quarantining session's settings).  A jsonb
 column holding a JSON null and a SQL NULL are the same in ``to_jsonb(row)``, so they hash the
@@ -84,7 +104,7 @@ from decimal import Decimal
 
 from ansible.module_utils.pgsafe_identifiers import canonical_key, table_key
 
-ALGORITHM = "pgsafe-fp-v3"
+ALGORITHM = "pgsafe-fp-v4"
 MOD = 2 ** 64
 EMPTY_HASH = "0" * 16
 
@@ -135,14 +155,14 @@ def _sql():
     return sql
 
 
-# Hash kind of a column, from its base type: values are hashed by PostgreSQL's own typed 64-bit hash
-# functions (no text output at all for most types), which is what makes a fingerprint cheaper than a dump.
+# Hash kind of a column, from its base type.  inet and cidr are "other": their ::text adds the netmask their
+# output (to_jsonb) leaves out, so a quarantined row would not hash like the live one.
 KIND_BY_TYPE = {
     "text": "text", "varchar": "text", "name": "text", "citext": "text",
     "uuid": "uuid", "int2": "int", "int4": "int", "int8": "int", "numeric": "numeric", "float8": "float8",
     "float4": "float4", "bool": "bool", "timestamptz": "timestamptz", "timestamp": "timestamp", "jsonb": "jsonb",
     "json": "json", "interval": "interval",
-    "inet": "plain", "cidr": "plain", "macaddr": "plain", "macaddr8": "plain", "money": "plain", "bytea": "plain",
+    "macaddr": "plain", "macaddr8": "plain", "money": "plain", "bytea": "plain",
     "oid": "plain",
 }
 NULL_HASH = -7046029254386353131  # stands for a NULL value in the fold
@@ -161,93 +181,108 @@ def column_order(names):
 
 
 def _uuid_or_text(sql, text, uuid_text):
-    hashed = sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(text)
+    """A text value as hashed; with ``uuid_text='auto'`` a UUID spelling becomes its canonical spelling.
+
+    No regular expression for the common case: a value that cannot be a spelling (not 32-38 bytes) or is
+    canonical-shaped (36 bytes, lower case, no brace: a UUID spelling of that shape IS the canonical one)
+    is taken as it is; only the rest (upper case, braces, missing hyphens, or text that merely has such a
+    length) is matched against UUID_SPELLING_RE and, when it matches, replaced by ``value::uuid::text``.
+    The regex costs some 50 times the hash: keeping canonical values away from it is most of the speed of
+    a fingerprint of tables keyed by text uuids (v3 sent every one through it).
+    """
+    c = sql.SQL("({0} COLLATE \"C\")").format(text)
     if uuid_text != "auto":
-        return hashed
-    return sql.SQL("CASE WHEN octet_length({0}) BETWEEN 32 AND 38 AND {0} ~* {1} THEN uuid_hash_extended(({0})::uuid, 0) "
-                   "ELSE {2} END").format(text, sql.Literal(UUID_SPELLING_RE), hashed)
+        return c
+    return sql.SQL("(CASE WHEN octet_length({0}) NOT BETWEEN 32 AND 38 "
+                   "OR (octet_length({0}) = 36 AND NOT starts_with({0}, '{{') AND lower({0}) = {0}) "
+                   "OR {0} !~* {1} THEN {0} ELSE (({0})::uuid)::text END) COLLATE \"C\"").format(
+        c, sql.Literal(UUID_SPELLING_RE))
+
+
+# The 64-bit hash (seed 0) of a value of each kind, from the value ``{0}`` of the kind's own type (a live
+# column) or, on the jsonb path, from its text ``{1}`` (``v #>> '{}'``) or its jsonb ``{0}`` (``v``).  Equal
+# values give equal hashes on both paths; see the module docstring for what is deliberately equal.
+# hashint8extended(0, x) takes x as its seed, which it mixes whole: as the value argument it would fold the
+# 64 bits to 32 first (0 and 4294967297 hash alike).
+_TEXT_HASH = "hashtextextended(({0})::text COLLATE \"C\", 0)"
+LIVE_HASH = {
+    "uuid": _TEXT_HASH,
+    "int": "hashint8extended(0, ({0})::int8)",
+    "numeric": "hashtextextended(trim_scale({0})::text COLLATE \"C\", 0)",
+    "float8": "hashfloat8extended({0}, 0)",
+    "float4": "hashfloat4extended({0}, 0)",
+    "bool": "hashint8extended(0, ({0})::int::int8)",
+    "timestamptz": "timestamp_hash_extended(({0})::timestamp, 0)",
+    "timestamp": "timestamp_hash_extended({0}, 0)",
+    "jsonb": "hashtextextended((nullif({0}, 'null'::jsonb))::text COLLATE \"C\", 0)",
+    "json": "hashtextextended((nullif(({0})::jsonb, 'null'::jsonb))::text COLLATE \"C\", 0)",
+    "interval": _TEXT_HASH,
+    "plain": _TEXT_HASH,
+}
+JSONB_HASH = {
+    "uuid": "hashtextextended((({1})::uuid)::text COLLATE \"C\", 0)",
+    "int": "hashint8extended(0, ({1})::int8)",
+    "numeric": "hashtextextended(trim_scale(({1})::numeric)::text COLLATE \"C\", 0)",
+    "float8": "hashfloat8extended(({1})::float8, 0)",
+    "float4": "hashfloat4extended(({1})::float4, 0)",
+    "bool": "hashint8extended(0, ({1})::bool::int::int8)",
+    "timestamptz": "timestamp_hash_extended((({1})::timestamptz)::timestamp, 0)",
+    "timestamp": "timestamp_hash_extended(({1})::timestamp, 0)",
+    "jsonb": "hashtextextended((nullif({0}, 'null'::jsonb))::text COLLATE \"C\", 0)",
+    "json": "hashtextextended((nullif({0}, 'null'::jsonb))::text COLLATE \"C\", 0)",
+    "interval": "hashtextextended((({1})::interval)::text COLLATE \"C\", 0)",
+}
 
 
 def _live_value_hash(column, how, uuid_text):
-    """SQL for the 64-bit hash (seed 0) of one column's value in a live row (alias ``t``); NULL for NULL."""
+    """SQL for the 64-bit hash of one column's value in a live row (alias ``t``); NULL for NULL."""
     sql = _sql()
     col = sql.SQL("t.{0}").format(sql.Identifier(column["name"]))
     kind = column_kind(column)
     if how == "uuid":
-        return sql.SQL("uuid_hash_extended((({0})::text)::uuid, 0)").format(col)
+        return sql.SQL(JSONB_HASH["uuid"]).format(col, sql.SQL("({0})::text").format(col))
     if how == "jsonb":
         value = col if kind == "jsonb" else sql.SQL("(({0})::text)::jsonb").format(col)
-        return sql.SQL("jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)").format(value)
+        return sql.SQL(LIVE_HASH["jsonb"]).format(value)
     if how == "text":
-        return sql.SQL("hashtextextended(({0})::text COLLATE \"C\", 0)").format(col)
+        return sql.SQL(_TEXT_HASH).format(col)
     if how == "numeric":
-        return sql.SQL("hash_numeric_extended((({0})::text)::numeric, 0)").format(col)
-    if how == "timestamp_utc":
-        if kind in ("timestamptz", "timestamp"):
-            how = None  # timestamps already hash as their UTC wall time
-        else:
-            return sql.SQL("timestamp_hash_extended(((({0})::text)::timestamptz)::timestamp, 0)").format(col)
+        return sql.SQL(JSONB_HASH["numeric"]).format(col, sql.SQL("({0})::text").format(col))
+    if how == "timestamp_utc" and kind not in ("timestamptz", "timestamp"):  # timestamps: their instant already
+        return sql.SQL(JSONB_HASH["timestamptz"]).format(col, sql.SQL("({0})::text").format(col))
     if kind == "text":
         text = col if column["type_name"] == "text" else sql.SQL("({0})::text").format(col)
-        return _uuid_or_text(sql, text, uuid_text) if column.get("category") == "S" else \
-            sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(text)
-    template = {
-        "uuid": "uuid_hash_extended({0}, 0)",
-        "int": "hashint8extended(({0})::int8, 0)",
-        "numeric": "hash_numeric_extended({0}, 0)",
-        "float8": "hashfloat8extended({0}, 0)",
-        "float4": "hashfloat4extended({0}, 0)",
-        "bool": "hashint8extended((({0})::int)::int8, 0)",
-        "timestamptz": "timestamp_hash_extended(({0})::timestamp, 0)",
-        "timestamp": "timestamp_hash_extended({0}, 0)",
-        "jsonb": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
-        "json": "jsonb_hash_extended(nullif(({0})::jsonb, 'null'::jsonb), 0)",
-        "interval": "interval_hash_extended({0}, 0)",
-        "plain": "hashtextextended(({0})::text COLLATE \"C\", 0)",
-    }.get(kind, "hashtextextended((to_jsonb({0}) #>> '{{}}') COLLATE \"C\", 0)")
-    return sql.SQL(template).format(col)
+        return sql.SQL("hashtextextended({0}, 0)").format(
+            _uuid_or_text(sql, text, uuid_text if column.get("category") == "S" else "off"))
+    return sql.SQL(LIVE_HASH.get(kind, "hashtextextended((to_jsonb({0}) #>> '{{}}') COLLATE \"C\", 0)")).format(col)
 
 
 def _jsonb_value_hash(v, kind, how, uuid_text):
     """SQL for the same hash from the value ``v`` (jsonb) a column had in ``to_jsonb(row)``."""
     sql = _sql()
     s = sql.SQL("({0} #>> '{{}}')").format(v)
-    if how == "uuid":
-        return sql.SQL("uuid_hash_extended(({0})::uuid, 0)").format(s)
     if how == "jsonb":
-        return sql.SQL("jsonb_hash_extended(nullif(CASE WHEN jsonb_typeof({0}) = 'string' THEN ({1})::jsonb ELSE {0} "
-                       "END, 'null'::jsonb), 0)").format(v, s)
+        parsed = sql.SQL("CASE WHEN jsonb_typeof({0}) = 'string' THEN ({1})::jsonb ELSE {0} END").format(v, s)
+        return sql.SQL(JSONB_HASH["jsonb"]).format(parsed)
     if how == "text":
         return sql.SQL("hashtextextended({0} COLLATE \"C\", 0)").format(s)
-    if how == "numeric":
-        return sql.SQL("hash_numeric_extended(({0})::numeric, 0)").format(s)
-    if how == "timestamp_utc" and kind not in ("timestamptz", "timestamp"):
-        return sql.SQL("timestamp_hash_extended((({0})::timestamptz)::timestamp, 0)").format(s)
+    if how in ("uuid", "numeric"):
+        kind = how
+    elif how == "timestamp_utc" and kind not in ("timestamptz", "timestamp"):
+        kind = "timestamptz"
     if kind == "text":
-        return _uuid_or_text(sql, s, uuid_text)
-    template = {
-        "uuid": "uuid_hash_extended(({1})::uuid, 0)",
-        "int": "hashint8extended(({1})::int8, 0)",
-        "numeric": "hash_numeric_extended(({1})::numeric, 0)",
-        "float8": "hashfloat8extended(({1})::float8, 0)",
-        "float4": "hashfloat4extended(({1})::float4, 0)",
-        "bool": "hashint8extended((({1})::bool::int)::int8, 0)",
-        "timestamptz": "timestamp_hash_extended((({1})::timestamptz)::timestamp, 0)",
-        "timestamp": "timestamp_hash_extended(({1})::timestamp, 0)",
-        "jsonb": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
-        "json": "jsonb_hash_extended(nullif({0}, 'null'::jsonb), 0)",
-        "interval": "interval_hash_extended(({1})::interval, 0)",
-    }.get(kind, "hashtextextended({1} COLLATE \"C\", 0)")
-    return sql.SQL(template).format(v, s)
+        return sql.SQL("hashtextextended({0}, 0)").format(_uuid_or_text(sql, s, uuid_text))
+    return sql.SQL(JSONB_HASH.get(kind, "hashtextextended({1} COLLATE \"C\", 0)")).format(v, s)
 
 
 def _fold(value_hashes):
-    """hashint8extended chained through its seed over the value hashes, from seed 0 (NULL -> NULL_HASH)."""
+    """The row hash: the value hashes chained through hashint8extended's seed, ``h = hashint8extended(0, h #
+    coalesce(value_hash, NULL_HASH))`` from ``h = 0`` (# is xor): every step mixes all 64 bits of the state."""
     sql = _sql()
     expr = sql.SQL("0::bigint")
     for value_hash in value_hashes:
-        expr = sql.SQL("hashint8extended(coalesce({0}, {1}::bigint), {2})").format(
-            value_hash, sql.Literal(NULL_HASH), expr)
+        expr = sql.SQL("hashint8extended(0, {0} # coalesce({1}, {2}::bigint))").format(
+            expr, value_hash, sql.Literal(NULL_HASH))
     return expr
 
 
@@ -441,10 +476,13 @@ def mapped_rows_hash(cur, source, values, kinds, where=None, params=None, table_
     sql = _sql()
     row = sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(
         sql.SQL("{0}, {1}").format(sql.Literal(name), expr) for name, expr in values.items()))
-    query = sql.SQL("SELECT count(*), sum({0}) FROM {1}").format(
-        jsonb_row_hash_sql(row, {name: kinds[name] for name in values}, table_normalize, uuid_text), source)
+    rows = sql.SQL("SELECT {0} AS j FROM {1}").format(row, source)
     if where is not None:
-        query = sql.SQL("{0} WHERE {1}").format(query, where)
+        rows = sql.SQL("{0} WHERE {1}").format(rows, where)
+    # OFFSET 0 keeps the subquery: each row's values (a cast, a USING expression) are computed once, not again
+    # for every reference the row hash makes to them
+    query = sql.SQL("SELECT count(*), sum({0}) FROM ({1} OFFSET 0) AS r").format(
+        jsonb_row_hash_sql(sql.SQL("r.j"), {name: kinds[name] for name in values}, table_normalize, uuid_text), rows)
     previous = pin_settings(cur)
     try:
         cur.execute(query, params)

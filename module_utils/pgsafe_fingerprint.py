@@ -4,8 +4,9 @@
 A fingerprint is taken before and after every migration; ``compare()`` loads or takes them and
 hands them to ``pgsafe_fingerprint_reconcile.reconcile()``, which explains each difference as planned
 or flags it as loss.  How a table's content is hashed (the canonical form, algorithm
-``pgsafe-fp-v3``) is pgsafe_content_hash's job; this file chooses the tables, reads them in ONE
-``READ ONLY REPEATABLE READ`` transaction (workers share its exported snapshot), accounts for
+``pgsafe-fp-v4``) is pgsafe_content_hash's job; this file chooses the tables, reads them in ONE
+``READ ONLY REPEATABLE READ`` snapshot (workers share it; a large table is split in block ranges
+read by several workers, ``table_pieces``, whose hashes add up to the whole), accounts for
 quarantined rows and retired tables, and stores fingerprints in the product schema.
 
 Plain Python; SQL is built with psycopg2.sql (identifiers quoted, values as parameters).
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 
 from ansible.module_utils.pgsafe_connection import connect as open_connection
 from ansible.module_utils.pgsafe_content_hash import (ALGORITHM, PINNED_SETTINGS, UUID_TEXT_MODES, FingerprintError,
-                                                      _sql, column_kind, fold_hash, jsonb_row_hash_sql,
+                                                      _sql, add_hashes, column_kind, fold_hash, jsonb_row_hash_sql,
                                                       normalize_spec, pin_settings, restore_settings,
                                                       table_columns, table_fingerprint_sql, table_kinds)
 from ansible.module_utils.pgsafe_fingerprint_reconcile import reconcile, tables_of, validate_explanation
@@ -74,9 +76,10 @@ def resolve_tables(cur, tables=None, exclude_schemas=()):
     return resolved
 
 
-def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_columns=None):
+def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_columns=None, where=None):
     """One table's fingerprint; ``hashed_columns`` ({key: names}) limits the row hash to those columns (an
-    after-fingerprint compared with a before one: a column added since holds new data, nothing to lose)."""
+    after-fingerprint compared with a before one: a column added since holds new data, nothing to lose);
+    ``where`` (a psycopg2.sql filter on alias ``t``) limits it to a piece of the table (see table_pieces)."""
     key = table_key(schema, table)
     all_columns, _ = table_columns(cur, schema, table)
     wanted = (hashed_columns or {}).get(key)
@@ -86,7 +89,7 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
     if unknown:
         raise FingerprintError("normalize for {0} names columns it does not have: {1}".format(key, ", ".join(unknown)))
     try:
-        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind))
+        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind, where))
     except Exception as exc:  # psycopg2.Error: say which table and why
         raise FingerprintError("cannot fingerprint {0}: {1}".format(key, " ".join(str(exc).split()))) from None
     rows, total = cur.fetchone()
@@ -118,6 +121,59 @@ def fingerprint_in_transaction(cur, tables=None, normalize=None, uuid_text="auto
         return result
     finally:
         restore_settings(cur, previous)
+
+
+# A table of at least SPLIT_BYTES is read by several workers at once, in pieces of about that size (at most
+# two per worker): block ranges scanned with TID range scans (PostgreSQL 14+), whose sums add up to the whole
+# table's because every row is in exactly one piece (the first and last are open-ended, so rows in pages the
+# size did not count are still read).  All pieces are read in the one shared snapshot.
+SPLIT_BYTES = 32 * 1024 * 1024
+
+
+def piece_bounds(blocks, pieces):
+    """[(first block or None, end block or None)]: ``pieces`` ranges covering every block of a table."""
+    pieces = max(1, min(int(pieces), int(blocks) or 1))
+    cuts = [blocks * i // pieces for i in range(1, pieces)]
+    return list(zip([None] + cuts, cuts + [None], strict=True))
+
+
+def _piece_filter(first, end):
+    sql = _sql()
+    parts = []
+    if first is not None:
+        parts.append(sql.SQL("t.ctid >= {0}::tid").format(sql.Literal("({0},0)".format(first))))
+    if end is not None:
+        parts.append(sql.SQL("t.ctid < {0}::tid").format(sql.Literal("({0},0)".format(end))))
+    return sql.SQL(" AND ").join(parts) if parts else None
+
+
+def table_pieces(cur, targets, workers):
+    """Work items ``(target, where)``, largest first: tables of SPLIT_BYTES or more split in block ranges
+    when ``workers`` > 1 on PostgreSQL 14+, partitioned tables (sizes unknown, the biggest reads) first."""
+    cur.execute("SELECT current_setting('server_version_num')::int >= 140000, current_setting('block_size')::int")
+    tid_ranges, block_size = cur.fetchone()
+    cur.execute("SELECT x.s, x.t, pg_catalog.pg_relation_size(c.oid) FROM unnest(%s::text[], %s::text[]) AS x(s, t) "
+                "JOIN pg_catalog.pg_namespace n ON n.nspname = x.s "
+                "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = x.t",
+                ([t[0] for t in targets], [t[1] for t in targets]))
+    sizes = {(schema, table): size for schema, table, size in cur.fetchall()}
+    items = []
+    for target in targets:
+        size = sizes.get((target[0], target[1]), 0)
+        pieces = min(2 * workers, size // SPLIT_BYTES) if workers > 1 and tid_ranges and target[2] == "r" else 1
+        rank = (target[2] != "p", -size)
+        items += [(rank, target, _piece_filter(first, end))
+                  for first, end in piece_bounds(size // block_size, pieces)]
+    items.sort(key=lambda item: item[0])
+    return [(target, where) for _, target, where in items]
+
+
+def _add_piece(result, key, entry):
+    """Add a piece's rows and hash to the table's entry so far (hashes are additive)."""
+    if key in result:
+        entry = dict(entry, rows=result[key]["rows"] + entry["rows"], hash=add_hashes(result[key]["hash"],
+                                                                                     entry["hash"]))
+    result[key] = entry
 
 
 def _begin_snapshot_transaction(conn, snapshot=None):
@@ -152,6 +208,7 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
     saved_autocommit = conn.autocommit
     conn.autocommit = True
     extra = []
+    lock = threading.Lock()
     try:
         cur = _begin_snapshot_transaction(conn)
         cur.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
@@ -166,15 +223,23 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
                 other = connect()
                 extra.append(other)
                 cursors.append(_begin_snapshot_transaction(other, snapshot))
+        items = table_pieces(cur, targets, len(cursors))
+        left = {}
+        for target, _ in items:
+            left[target] = left.get(target, 0) + 1
         with Progress("fingerprint", total=len(targets), unit="tables") as progress:
-            def one(worker_cur, target):
-                entry = _fingerprint_one(worker_cur, target[0], target[1], target[2], normalize, uuid_text,
-                                         hashed_columns)
-                progress.advance(1)
+            def one(worker_cur, item):
+                (schema, table, kind), where = item
+                entry = _fingerprint_one(worker_cur, schema, table, kind, normalize, uuid_text, hashed_columns, where)
+                with lock:
+                    left[item[0]] -= 1
+                    if not left[item[0]]:
+                        progress.advance(1)
                 return entry
 
-            # partitioned tables (the biggest reads) first
-            result = dict(run_over_cursors(cursors, sorted(targets, key=lambda t: t[2] != "p"), one))
+            result = {}
+            for key, entry in run_over_cursors(cursors, items, one):
+                _add_piece(result, key, entry)
         return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
                 "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
                 "tables": {key: result[key] for key in sorted(result)}}
@@ -284,7 +349,8 @@ def load_fingerprint(cur, run_id=None, label="before", fingerprint_id=None):
         return None
     fp = dict(row[6]) if extras and row[6] else {}
     fp.update({"id": row[0], "run_id": row[1], "label": row[2], "tables": row[4],
-               "algorithm": (row[5] if extras else None) or fp.get("algorithm") or ALGORITHM})
+               # never assumed current: a fingerprint of unknown algorithm must not compare as equal or unequal
+               "algorithm": (row[5] if extras else None) or fp.get("algorithm") or "unrecorded"})
     fp.setdefault("taken_at", row[3].isoformat())
     return fp
 

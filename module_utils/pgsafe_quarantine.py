@@ -19,7 +19,8 @@ except ImportError:  # pragma: no cover
     psycopg2 = None
     sql = None
 
-ROW_SHA256 = "encode(sha256(convert_to(to_jsonb({0})::text, 'UTF8')), 'hex')"
+# {0}.*, never a bare {0}: that is the row's column of the same name when the table has one (a column "m")
+ROW_SHA256 = "encode(sha256(convert_to(to_jsonb({0}.*)::text, 'UTF8')), 'hex')"
 
 
 class QuarantineError(Exception):
@@ -52,7 +53,7 @@ def write_rows(cur, run_id, key, pk_columns, where, params, reason, move):
                                                row_sha256)
             SELECT %s, %s, %s, {2}, %s || CASE WHEN m.part <> {4}::regclass
                                               THEN ' (in partition ' || m.part::regclass::text || ')' ELSE '' END,
-                   to_jsonb(x), {3}
+                   to_jsonb(x.*), {3}
               FROM m CROSS JOIN LATERAL (SELECT (m.r).*) x""").format(
         sql.Identifier(*key), where, pk_object(pk_columns, "x"), row_sha256("x"),
         sql.Literal(sql.Identifier(*key).as_string(cur))),
