@@ -207,6 +207,7 @@ def one_run(server, strategy, script):
         for a in result.get("attempts", []):
             key = a["step"].split(" on ")[0].split(" bazaar")[0]
             steps[key] = steps.get(key, 0) + a["seconds"]
+        log("{0} events: {1}".format(strategy, "; ".join(result.get("events", []))))
         log("{0} steps: {1}".format(strategy, ", ".join("{0}={1:.2f}s".format(k, v) for k, v in steps.items())))
         for wall, took in sorted(probe.slow, key=lambda x: -x[1])[:5]:
             during = [a["step"] for a in result.get("attempts", []) if "started_at" in a

@@ -29,8 +29,10 @@ from ansible.module_utils.pgsafe_typechange_sql import (TRIGGER_NAME, _ident, _t
 
 try:  # psycopg2 is needed for the SQL parts only; the pure parts are importable without it
     from psycopg2 import sql
+    from psycopg2.extensions import encodings
 except ImportError:  # pragma: no cover
     sql = None
+    encodings = {}
 
 MAX_SESSIONS = 4  # tables prepared at once, each on its own session
 PARTITIONED_TRIGGERS_VERSION = 130000
@@ -53,6 +55,26 @@ def table_check_name(cols):
 
 def not_null_columns(cols):
     return [c for c in cols if c["notnull"] or c["not_null"]]
+
+
+class OneRoundTrip:
+    """A cursor stand-in that collects statements (Composables or text with parameters) and sends them to the
+    server in one execute; the server runs them in order in the caller's transaction, stopping at the first
+    error."""
+
+    def __init__(self, cur):
+        self.cur, self.parts = cur, []
+
+    def execute(self, statement, params=None):
+        text = statement.as_string(self.cur) if hasattr(statement, "as_string") else statement
+        if params is not None:
+            text = self.cur.mogrify(text, params).decode(encodings.get(self.cur.connection.encoding, "utf-8"))
+        self.parts.append(text)
+
+    def flush(self):
+        if self.parts:
+            self.cur.execute(";\n".join(self.parts))
+            self.parts = []
 
 
 class OnlineStrategy:
@@ -371,16 +393,20 @@ class OnlineStrategy:
             sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(tbl, sql.Identifier(name))), conn=conn)
 
     def _swap(self, cur, by_table):
-        lock_tables(cur, self.lock_plan())
-        drop_fks(cur, self.plan)
-        drop_views(cur, self.plan)
+        """The swap under the locks: every statement (locks first) sent in one round trip, so writers queue for
+        the server's time of the catalog changes only, not for ~40 round trips."""
+        batch = OneRoundTrip(cur)
+        lock_tables(batch, self.lock_plan())
+        drop_fks(batch, self.plan)
+        drop_views(batch, self.plan)
         for key, cols in by_table.items():
-            self._swap_table(cur, key, cols)
-        recreate_views(cur, self.plan)
-        added = add_fks_not_valid(cur, self.plan)
+            self._swap_table(batch, key, cols)
+        recreate_views(batch, self.plan)
+        added = add_fks_not_valid(batch, self.plan)
         self.journal("typechange:online", "completed", ",".join(self.plan["touched_tables"]),
                      {"fks_added_not_valid": added, "quarantined": {k: v["rows"] for k, v in self.moved.items()}},
-                     self.rollback, cur=cur)
+                     self.rollback, cur=batch)
+        batch.flush()
         return added
 
     def _swap_table(self, cur, key, cols):
