@@ -99,18 +99,20 @@ def key_range_statement(tbl, pk, sets, differs, resume):
 
 
 def clone_connection(conn):
-    """A second session like ``conn`` (same server, login, database, role, recording of statements)."""
+    """A second session like ``conn`` (same server, login, database, role, lock_timeout, recording of
+    statements)."""
     params = dict(conn.info.dsn_parameters)
     if conn.info.password:
         params["password"] = conn.info.password
     other = psycopg2.connect(connection_factory=type(conn), **params)
     with conn.cursor() as cur:
-        cur.execute("SELECT current_user <> session_user, current_user")
-        switched, role = cur.fetchone()
+        cur.execute("SELECT current_user <> session_user, current_user, current_setting('lock_timeout')")
+        switched, role, lock_timeout = cur.fetchone()
     conn.rollback()
     with other.cursor() as cur:
         if switched:
             cur.execute(sql.SQL("SET ROLE {0}").format(sql.Identifier(role)))
+        cur.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     other.commit()
     return other
 

@@ -229,8 +229,9 @@ class OnlineStrategy:
             self._took("NOT NULL check " + name, started)
 
     def _batch_runner(self, conn):
-        """run_batch(what, statement) for Backfill: the statement (fully rendered, no parameters) in a transaction
-        of its own with the step's lock_timeout and synchronous_commit off (see pgsafe_typechange_backfill)."""
+        """run_batch(what, statement, params) for Backfill: one batch, its settings (the step's lock_timeout,
+        synchronous_commit off: see pgsafe_typechange_backfill) and the statement in one message, which the server
+        runs as one transaction (the session is in autocommit during the walk): one round trip a batch."""
         settings = [("lock_timeout", str(self.lock_timeout)), ("synchronous_commit", "off")]
         if self.statement_timeout:
             settings.append(("statement_timeout", str(self.statement_timeout)))
@@ -264,6 +265,8 @@ class OnlineStrategy:
                 self.journal("online:backfill:progress", "completed", name,
                              {"rows": rows, "batches": batches, "batch_size": size}, conn=conn)
         job = Backfill(self._batch_runner(conn), self.batch_target_ms, self.batch_size, self.throttle_ms, stop, report)
+        conn.commit()
+        conn.autocommit = True
         try:
             if self.plan["_facts"]["server_version_num"] >= TID_RANGE_SCAN_VERSION:
                 for leaf in self.leaves[key]:
@@ -274,6 +277,8 @@ class OnlineStrategy:
                 job.by_key(_ident(*key), name, self.facts[key]["pk"], sets, differs)
         finally:
             progress.close()
+            if not conn.closed:
+                conn.autocommit = False
         self.events.append("backfilled {0} rows of {1} in {2} batches".format(job.rows, name, job.batches))
 
     def _verify_backfill(self, conn, key, cols, stop):
@@ -319,6 +324,7 @@ class OnlineStrategy:
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, false)", (str(self.lock_timeout),))
                 for idx in self.facts[key]["indexes"]:
                     if not any(c in subst for c in idx["columns"]):
                         continue
@@ -326,9 +332,11 @@ class OnlineStrategy:
                     tree = self._index_tree(cur, key, idx)
                     shadow = {node[2]: derived_name(node[2], suffix=NEW_SUFFIX) for node in tree}
                     for schema, table, name, _parent, leaf in tree:
-                        if not leaf:
-                            cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {0} ON ONLY {1} ({2})").format(
-                                sql.Identifier(shadow[name]), _ident(schema, table), columns))
+                        if not leaf:  # no rows of its own: instant, but under a SHARE lock (bounded, retried)
+                            only = sql.SQL("CREATE INDEX IF NOT EXISTS {0} ON ONLY {1} ({2})").format(
+                                sql.Identifier(shadow[name]), _ident(schema, table), columns)
+                            retry_on_lock(lambda only=only: cur.execute(only), self.retries, self.backoff,
+                                          self.backoff_max, self.attempts, "create index " + shadow[name])
                     for schema, table, name, _parent, leaf in tree:
                         if leaf:
                             self._build_concurrently(cur, schema, table, shadow[name], idx["unique"], columns)
