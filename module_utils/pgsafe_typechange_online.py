@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover
     sql = None
     encodings = {}
 
-MAX_SESSIONS = 4  # tables prepared at once, each on its own session
+MAX_SESSIONS = 2  # tables prepared at once, each on a session of its own (one more than the run's)
 PARTITIONED_TRIGGERS_VERSION = 130000
 
 
