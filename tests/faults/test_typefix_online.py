@@ -147,3 +147,40 @@ def test_backfill_batches_shrink_to_their_time_budget(pg_server, empty_db):
     assert later[len(later) // 2] <= 0.2, times  # median batch back near 60 ms (slack for a loaded machine)
     assert column_types(pg_server, db, "slow")["code"] == "uuid"
     assert pg_server.execute(db, "SELECT count(*) FROM slow WHERE code::text = md5(id::text)::uuid::text")[0][0] == 1500
+
+
+def test_rows_moved_behind_the_backfill_get_one_more_pass_before_the_verification_passes(pg_server, empty_db):
+    """A table rewritten under the backfill (VACUUM FULL, CLUSTER) can move unsynced rows into blocks the walk
+    already passed: the verification finds them and backfills again instead of swapping a stale shadow."""
+    from ansible.module_utils.pgsafe_connection import connect
+    from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+    from ansible.module_utils.pgsafe_typechange import Runner
+    from ansible.module_utils.pgsafe_typechange_facts import canonicalise_targets, gather_facts
+    from ansible.module_utils.pgsafe_typechange_parse import normalise_changes
+    from ansible.module_utils.pgsafe_typechange_plan import build_plan
+    db = empty_db
+    pg_server.execute(db, "CREATE TABLE t (id int PRIMARY KEY, code text); INSERT INTO t SELECT i, "
+                          "md5(i::text)::uuid::text FROM generate_series(1, 2000) i")
+    changes = normalise_changes([{"table": "t", "column": "code", "type": "uuid"}])
+    conn = connect(pg_server.module_params(db))
+    try:
+        with conn.cursor() as cur:
+            ensure_meta_schema(cur)
+            canonicalise_targets(cur, changes)
+            facts = gather_facts(cur, changes, [])
+        conn.commit()
+        plan = dict(build_plan(changes, [], facts, "online"), _facts=facts)
+        runner = Runner(conn, plan, "moved-rows", lock_timeout="2s")
+        key, cols = ("public", "t"), plan["changes"]
+        runner._online_preflight({key: cols})
+        runner.txn("shadow", lambda cur: runner._shadow(cur, key, cols))
+        runner._backfill(conn, key, cols, threading.Event())
+        # What a rewrite under the walk looks like afterwards: rows whose shadow is stale.
+        pg_server.execute(db, "ALTER TABLE t DISABLE TRIGGER USER; UPDATE t SET code_pgsafe_new = NULL WHERE id % 10 = 0;"
+                              " ALTER TABLE t ENABLE TRIGGER USER")
+        runner._verify_backfill(conn, key, cols, threading.Event())
+    finally:
+        conn.close()
+    assert any("200 row(s) differed from their shadow after the backfill: one more pass" in e for e in runner.events)
+    assert runner.counts['"public"."t"']["before"] == 2000
+    assert pg_server.execute(db, "SELECT count(*) FROM t WHERE code_pgsafe_new IS DISTINCT FROM code::uuid")[0][0] == 0
