@@ -75,20 +75,26 @@ class Runner(RewriteStrategy, OnlineStrategy):
         if self.statement_timeout:
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(self.statement_timeout),))
 
-    def journal(self, step, status, obj=None, details=None, rollback=None, cur=None):
+    def journal(self, step, status, obj=None, details=None, rollback=None, cur=None, conn=None):
+        """One journal row: in ``cur``'s transaction, or in a transaction of its own on ``conn`` (the Runner's
+        connection by default; the online strategy's other sessions pass theirs)."""
         from ansible.module_utils.pgsafe_meta import journal as write
         if cur is not None:
             write(cur, self.run_id, step, status, obj, details, rollback)
             return
-        with self.conn.cursor() as c:
+        conn = conn or self.conn
+        with conn.cursor() as c:
             write(c, self.run_id, step, status, obj, details, rollback)
-        self.conn.commit()
+        conn.commit()
 
-    def txn(self, what, work):
+    def txn(self, what, work, conn=None):
+        """work(cur) in a transaction of its own on ``conn`` (default the Runner's), with the step's settings and
+        bounded retries on lock timeouts."""
         def wrapped(cur):
             self.settings(cur)
             return work(cur)
-        return run_with_retries(self.conn, wrapped, self.retries, self.backoff, self.backoff_max, self.attempts, what)
+        return run_with_retries(conn or self.conn, wrapped, self.retries, self.backoff, self.backoff_max,
+                                self.attempts, what)
 
     def changed_tables(self):
         out = []

@@ -33,7 +33,8 @@ def gather_facts(cur, changes, fks):
         oids[oid] = (schema, table)
         t = _table_facts(cur, oid)
         facts["tables"][(schema, table)] = {"oid": oid, "columns": t["columns"], "pk": t["pk"], "size_bytes": row[1],
-                                            "indexes": t["indexes"], "checks": t["checks"], "triggers": t["triggers"]}
+                                            "indexes": t["indexes"], "checks": t["checks"], "triggers": t["triggers"],
+                                            "relkind": row[2]}
     if oids:
         facts["fks"] = _fk_facts(cur, oids)
         facts["views"] = _view_facts(cur, facts, oids)

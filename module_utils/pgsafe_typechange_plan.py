@@ -16,6 +16,7 @@ from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, quo
 from ansible.module_utils.pgsafe_locks import lock_statements
 from ansible.module_utils.pgsafe_typechange_dependents import collations_to_keep, plan_dependents
 from ansible.module_utils.pgsafe_typechange_facts import canonicalise_targets, gather_facts
+from ansible.module_utils.pgsafe_typechange_online import partition_online_blockers
 from ansible.module_utils.pgsafe_typechange_orphans import quarantine_set
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, canonical_type_text
 from ansible.module_utils.pgsafe_typechange_precheck import interpret_precheck, precheck
@@ -95,6 +96,8 @@ def _plan_change(ch, t, notes):
         _touch(notes["touched"], key)
     if needs and not t["pk"]:
         notes["online_blockers"].append("{0} has no primary key (needed for batched backfill)".format(name))
+    if needs:
+        notes["online_blockers"].extend(partition_online_blockers(name, t, ch["column"]))
     for idx in t["indexes"]:
         if ch["column"] in idx["columns"] and needs and not idx["simple"]:
             notes["online_blockers"].append("index {0} on {1} is an expression/partial/non-btree index".format(

@@ -1,0 +1,56 @@
+"""The online type change's batch sizing and its partitioned-table blockers (pure parts)."""
+from __future__ import annotations
+
+from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer
+from ansible.module_utils.pgsafe_typechange_online import partition_online_blockers, table_check_name
+
+
+def test_batch_size_shrinks_in_proportion_when_a_batch_overruns_its_budget():
+    sizer = BatchSizer(target_ms=100, most=5000, start=500)
+    assert sizer.size == 500
+    assert sizer.observe(1000) == 40  # 10x over: 500 * 0.8 * 100 / 1000
+    assert sizer.observe(400) == 8
+
+
+def test_batch_size_grows_at_most_twice_per_batch_and_never_past_the_ceiling():
+    sizer = BatchSizer(target_ms=100, most=1500, start=500)
+    assert sizer.observe(1) == 1000  # a very fast batch (rows already synced) says little: 2x, not 80x
+    assert sizer.observe(1) == 1500  # the ceiling (batch_size)
+    assert sizer.observe(0) == 1500
+
+
+def test_batch_size_settles_near_the_budget():
+    sizer, per_row_ms = BatchSizer(target_ms=100, most=100000, start=100), 0.05
+    for _ in range(12):
+        sizer.observe(sizer.size * per_row_ms)
+    assert 0.6 * 100 <= sizer.size * per_row_ms <= 100
+
+
+def test_batch_size_stays_at_least_the_floor_and_fixed_without_a_budget():
+    sizer = BatchSizer(target_ms=100, most=5000, start=500, least=50)
+    assert sizer.observe(60000) == 50
+    fixed = BatchSizer(target_ms=0, most=5000, start=500)
+    assert fixed.size == 5000 and fixed.observe(60000) == 5000
+
+
+def _table(relkind, indexes):
+    return {"relkind": relkind, "indexes": indexes}
+
+
+def _index(name, columns, unique=False, constraint=None):
+    return {"name": name, "columns": columns, "unique": unique, "constraint": constraint}
+
+
+def test_unique_or_key_index_on_a_changed_column_of_a_partitioned_table_blocks_online_naming_rewrite():
+    t = _table("p", [_index("ev_pkey", ["id", "created_at"], True, "ev_pkey"), _index("ev_export_idx", ["export_id"]),
+                     _index("ev_code_key", ["code"], True)])
+    (pk,) = partition_online_blockers('"public"."ev"', t, "id")
+    assert "ev_pkey" in pk and '"public"."ev"' in pk and "use strategy rewrite" in pk
+    assert partition_online_blockers('"public"."ev"', t, "export_id") == []  # a plain index is built per partition
+    assert len(partition_online_blockers('"public"."ev"', t, "code")) == 1
+    assert partition_online_blockers('"public"."ev"', _table("r", t["indexes"]), "id") == []  # plain tables: fine
+
+
+def test_one_not_null_check_per_table_named_after_its_first_column():
+    cols = [{"column": "id"}, {"column": "user_id"}]
+    assert table_check_name(cols) == "id_pgsafe_nn"
