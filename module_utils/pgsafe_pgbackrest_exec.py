@@ -89,14 +89,16 @@ def info(paths, stanza, run_as=None):
 def verify(paths, stanza, run_as=None):
     """``pgbackrest verify`` of the whole repository of the stanza, parsed (damage named file by file)."""
     started = time.monotonic()
-    out = run(pb.command(paths["config"], stanza, "verify", "--output=text", run_as=run_as), what="pgbackrest verify")
+    out = run(pb.command(paths["config"], stanza, "verify", "--output=text", "--verbose", run_as=run_as), what="pgbackrest verify")
     return dict(pb.parse_verify(out), seconds=round(time.monotonic() - started, 1))
 
 
 def mark_pitr_target(conn, paths, stanza, run_as=None):
     """The WAL position (LSN, time) right after the backup and before the run, archived: the PITR target."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_current_wal_lsn()::text, now()")
+        # A WAL record of its own: the target is its end, so the WAL switch below always follows it (a switch
+        # with no WAL written since the last one does nothing, and recovery must read a record past the target).
+        cur.execute("SELECT pg_logical_emit_message(false, 'pgsafe', 'pitr target')::text, now()")
         lsn, at = cur.fetchone()
     # pgbackrest check switches WAL and waits until that segment is archived: the target's segment is, too.
     run(pb.command(paths["config"], stanza, "check", run_as=run_as), what="pgbackrest check (WAL archiving)")
