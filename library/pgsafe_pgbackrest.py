@@ -21,6 +21,7 @@ description:
   - With I(action=restore) - restores the backup I(backup_id) (default the newest recorded one) of this database to
     its recorded PITR target (or I(target_lsn)) into I(data_dir), a local cluster that must not be running, and
     starts it on I(port), promoted (docs/pitr.md). Archiving is off in the copy.
+  - With I(action=stop) - stops the local cluster in I(data_dir) (a recovered one, once it is no longer needed).
   - Self-hosted servers only - pgBackRest reads the data directory; hosted databases keep the pg_dump engine.
 version_added: "0.2.0"
 author: pgsafe maintainers
@@ -37,7 +38,7 @@ options:
   action:
     description: Take a backup, or restore one to its PITR target into a local cluster.
     type: str
-    choices: [backup, restore]
+    choices: [backup, restore, stop]
     default: backup
   stanza:
     description: The pgBackRest stanza (one per target server).
@@ -91,7 +92,7 @@ options:
     type: str
     default: ""
   run_id:
-    description: The run the backup is recorded with.
+    description: The run the backup is recorded with; with I(action=restore), restore the backup that run took.
     type: str
   backup_id:
     description: With I(action=restore), the recorded backup to restore (default the newest of the stanza).
@@ -168,13 +169,13 @@ queries:
 
 from ansible.module_utils.pgsafe_backup import reported_failures
 from ansible.module_utils.pgsafe_module import PgsafeModule
-from ansible.module_utils.pgsafe_pgbackrest_run import restore_to_target, take_physical_backup
+from ansible.module_utils.pgsafe_pgbackrest_run import restore_to_target, stop_cluster, take_physical_backup
 
 
 def main():
     module = PgsafeModule(
         argument_spec=dict(
-            action=dict(type="str", choices=["backup", "restore"], default="backup"),
+            action=dict(type="str", choices=["backup", "restore", "stop"], default="backup"),
             stanza=dict(type="str", required=True),
             base_dir=dict(type="path", required=True),
             run_as=dict(type="str"),
@@ -195,7 +196,7 @@ def main():
             data_dir=dict(type="path"),
             port=dict(type="int"),
         ),
-        required_if=[("action", "restore", ("data_dir", "port"))],
+        required_if=[("action", "restore", ("data_dir", "port")), ("action", "stop", ("data_dir",))],
         required_together=[("restore_test_path", "restore_test_port")],
         supports_check_mode=True,
     )
@@ -203,8 +204,10 @@ def main():
     with reported_failures(module, "pgBackRest " + action):
         if action == "backup":
             result = take_physical_backup(module)
-        else:
+        elif action == "restore":
             result = restore_to_target(module)
+        else:
+            result = stop_cluster(module)
     module.exit_json(**result)
 
 

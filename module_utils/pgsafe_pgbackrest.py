@@ -194,7 +194,7 @@ def record_document(stanza, paths, backup, system_id, database, database_oid, se
                           "system_id": system_id, "lsn_start": backup["lsn_start"], "lsn_stop": backup["lsn_stop"],
                           "wal_start": backup["wal_start"], "wal_stop": backup["wal_stop"],
                           "repo_size": backup["repo_size"], "pitr_target": pitr_target,
-                          "verify": verification, "restore_test": restore_test}}
+                          "verify": verification, "restore_test": restore_test, "run_id": run_id}}
     sha = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     return doc, sha
 

@@ -89,7 +89,8 @@ def info(paths, stanza, run_as=None):
 def verify(paths, stanza, run_as=None):
     """``pgbackrest verify`` of the whole repository of the stanza, parsed (damage named file by file)."""
     started = time.monotonic()
-    out = run(pb.command(paths["config"], stanza, "verify", "--output=text", "--verbose", run_as=run_as), what="pgbackrest verify")
+    out = run(pb.command(paths["config"], stanza, "verify", "--output=text", "--verbose", run_as=run_as),
+              what="pgbackrest verify")
     return dict(pb.parse_verify(out), seconds=round(time.monotonic() - started, 1))
 
 

@@ -8,6 +8,7 @@ guard_physical:       the newest recorded backup that can guard a run, whose rep
 from __future__ import annotations
 
 import datetime
+import os
 import time
 
 from ansible.module_utils import pgsafe_pgbackrest as pb
@@ -103,11 +104,13 @@ def _recorded(module, p):
     finally:
         conn.close()
     physical = [r for r in records if pb.is_physical(r) and r["details"]["pgbackrest"].get("stanza") == p["stanza"]
-                and (not p["backup_id"] or r["backup_id"] == p["backup_id"])]
+                and (not p["backup_id"] or r["backup_id"] == p["backup_id"])
+                and (not p["run_id"] or r["details"]["pgbackrest"].get("run_id") == p["run_id"])]
     if not physical:
-        raise BackupError("no recorded pgBackRest backup {0}of stanza {1} in pgsafe.backup of this database: name one "
-                          "that is (backup_id) or take one (backup role, backup_engine=pgbackrest)".format(
-                              (p["backup_id"] + " ") if p["backup_id"] else "", p["stanza"]), kind="bad_input")
+        raise BackupError("no recorded pgBackRest backup {0}of stanza {1}{2} in pgsafe.backup of this database: name "
+                          "one that is (backup_id, run_id) or take one (backup role, backup_engine=pgbackrest)".format(
+                              (p["backup_id"] + " ") if p["backup_id"] else "", p["stanza"],
+                              " taken by run " + p["run_id"] if p["run_id"] else ""), kind="bad_input")
     return physical[0]  # newest first
 
 
@@ -130,6 +133,15 @@ def restore_to_target(module):
     ex.pg_ctl(p["pg_bin_dir"], p["data_dir"], "start", port=p["port"], run_as=p["run_as"])
     ex.wait_promoted(p, p["port"]).close()
     return dict(result, seconds=seconds)
+
+
+def stop_cluster(module):
+    """Stop the local cluster in ``data_dir`` (a recovered copy); nothing to do when it is not running."""
+    p = module.params
+    running = os.path.exists(os.path.join(p["data_dir"], "postmaster.pid"))
+    if running and not module.check_mode:
+        ex.pg_ctl(p["pg_bin_dir"], p["data_dir"], "stop", run_as=p["run_as"])
+    return {"changed": running, "data_dir": p["data_dir"], "config": pb.layout(p["base_dir"], p["stanza"])["config"]}
 
 
 def guard_physical(records, now, database, max_age_minutes, options, inventory, host):
