@@ -86,7 +86,12 @@ def ensure_database(server):
         pg.sprint90_fixtures.seed(conn, "prod", SCALE)
     finally:
         conn.close()
-    server.execute(DBNAME + "_tmp", "VACUUM ANALYZE")
+    conn = server.connect(DBNAME + "_tmp")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE")
+    finally:
+        conn.close()
     server.execute("postgres", 'ALTER DATABASE "%s" RENAME TO "%s"' % (DBNAME + "_tmp", DBNAME))
 
 

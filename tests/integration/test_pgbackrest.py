@@ -5,7 +5,8 @@
   cluster and records both in pgsafe.backup with their PITR target.
 - The guard accepts the verified physical backup plus targeted logical dumps of the touched tables (no full dump),
   and refuses the tables without their targeted dump.
-- A repository with a truncated file is refused by the guard, naming the file and the fix.
+- A repository with a truncated file is refused by the guard, naming the file and the fix, and a prod run on it
+  stops before its first change (every table as before).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import uuid
 import pytest
 
 from tests import pgbackrest_support as ps
+from tests.cleanup_helpers import all_table_hashes
 from tests.faults import faultlib as fl
 
 PORT = 56076
@@ -102,3 +104,9 @@ def test_pgbackrest_damaged_repository_is_refused_by_the_guard_naming_the_file(p
     assert refused.returncode != 0, refused.stdout[-3000:]
     assert "PGBACKREST REPOSITORY DAMAGED" in refused.flat and damaged in refused.flat
     assert "take a new full backup" in refused.flat and "backup_pgbackrest_type=full" in refused.flat
+    # a whole prod run on the damaged repository stops before its first change, naming the file
+    before = all_table_hashes(pgbr_server, world.db)
+    run = world.prod(**world.engine, **fl.NO_REHEARSAL)
+    assert run.returncode != 0 and "PGBACKREST REPOSITORY DAMAGED" in run.flat and damaged in run.flat
+    assert fl.column_type(pgbr_server, world.db, fl.EXPORTS, "id") == "text"
+    assert all_table_hashes(pgbr_server, world.db) == before
