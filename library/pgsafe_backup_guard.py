@@ -182,6 +182,9 @@ def main():
     if record is None:
         msg = guard_failure_message(database, p["covers"], p["max_age_minutes"], decision, p["inventory"],
                                     p["inventory_host"])
+        if pitr:
+            msg += (" With backup_engine=pgbackrest the whole-database backup is physical: each step takes its "
+                    "targeted dump (set schema_fix_take_backup: true for the type change; docs/pitr.md).")
         if module.check_mode:
             module.exit_json(changed=False, found=False, msg=msg, warnings=[msg])
         module.fail_json(msg=msg, found=False)
