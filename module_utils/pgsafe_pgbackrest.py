@@ -263,7 +263,8 @@ def restore_options(paths, label=None, target_lsn=None, delta=True, pg_path=None
         options.append("--set=" + label)
     if target_lsn:
         lsn_int(target_lsn)
-        options += ["--type=lsn", "--target=" + target_lsn, "--target-action=promote"]
+        # exclusive: every record before the target (the end of the PITR mark) is replayed, none after it
+        options += ["--type=lsn", "--target=" + target_lsn, "--target-exclusive", "--target-action=promote"]
     else:
         options += ["--type=immediate", "--target-action=promote"]
     return options

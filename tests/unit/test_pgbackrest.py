@@ -115,4 +115,5 @@ def test_restore_options_turn_archiving_off_and_target_the_lsn():
     options = pb.restore_options(PATHS, label="L", target_lsn="0/9000100", pg_path="/srv/pitr")
     assert "--archive-mode=off" in options and "--type=lsn" in options and "--target=0/9000100" in options
     assert "--target-action=promote" in options and "--set=L" in options and "--delta" in options
+    assert "--target-exclusive" in options
     assert "--type=immediate" in pb.restore_options(PATHS, label="L")
