@@ -76,6 +76,11 @@ class Runbook:
 
 
 def ensure_database(server):
+    # The physical side backs up the whole cluster: only this scale's database may be in it.
+    for (other,) in server.execute("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'bazaar\\_vid\\_big\\_%%' "
+                                               "AND datname NOT IN (%s, %s)", (DBNAME, DBNAME + "_tmp")):
+        log("dropping %s (another scale's database)" % other)
+        server.drop_database(other)
     if server.execute("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)):
         return
     log("seeding %s at scale %s (once; kept in the bench cluster)" % (DBNAME, SCALE))
@@ -166,6 +171,7 @@ def main():
         scratch_params = scratch.module_params("postgres")
         db_bytes = source.execute("postgres", "SELECT pg_database_size(%s)", (DBNAME,))[0][0]
         log("database %s: %.0f MB; loadavg %.1f" % (DBNAME, db_bytes / 1e6, os.getloadavg()[0]))
+        shutil.rmtree(BASE, ignore_errors=True)  # a repository of this run's backups only (verify reads it all)
         started = time.monotonic()
         full = pbr.take_physical_backup(Runbook(pgbackrest_params(params, "full")))
         log("the schedule's full pgBackRest backup (untimed in the ratio): %.1fs (%s)" % (
