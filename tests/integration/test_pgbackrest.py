@@ -52,14 +52,14 @@ def physical_records(server, db):
 
 
 def backup(env, **extra):
-    result = env.run("backup.yml", dict(env.engine, backup_hosts="prod", **extra))
+    result = env.run("backup.yml", dict(env.engine, backup_hosts="prod", **extra), timeout=1200)
     assert result.returncode == 0, result.stdout[-5000:]
     return result
 
 
 def guard(env, covers, **extra):
     return env.run("../tests/playbooks/backup_guard.yml",
-                   dict(env.engine, backup_guard_covers=covers, backup_guard_max_age_minutes=60, **extra))
+                   dict(env.engine, backup_guard_covers=covers, backup_guard_max_age_minutes=60, **extra), timeout=1200)
 
 
 @pytest.mark.slow
@@ -106,7 +106,7 @@ def test_pgbackrest_damaged_repository_is_refused_by_the_guard_naming_the_file(p
     assert "take a new full backup" in refused.flat and "backup_pgbackrest_type=full" in refused.flat
     # a whole prod run on the damaged repository stops before its first change, naming the file
     before = all_table_hashes(pgbr_server, world.db)
-    run = world.prod(**world.engine, **fl.NO_REHEARSAL)
+    run = world.run("sprint90_prod.yml", {**world.engine, **fl.NO_REHEARSAL, "confirm_database": world.db}, timeout=1800)
     assert run.returncode != 0 and "PGBACKREST REPOSITORY DAMAGED" in run.flat and damaged in run.flat
     assert fl.column_type(pgbr_server, world.db, fl.EXPORTS, "id") == "text"
     assert all_table_hashes(pgbr_server, world.db) == before

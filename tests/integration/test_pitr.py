@@ -33,7 +33,7 @@ def test_pitr_to_before_a_pgbackrest_guarded_prod_run_leaves_every_table_equal_t
         env = fl.Env(tmp_path, {"prod": (server, db), "staging": (scratch_server, "postgres")})
         try:
             before = all_table_hashes(server, db)
-            run = env.prod(**engine, **fl.NO_REHEARSAL)
+            run = env.run("sprint90_prod.yml", {**engine, **fl.NO_REHEARSAL, "confirm_database": db}, timeout=1800)
             assert run.returncode == 0, run.stdout[-6000:]
             assert fl.column_type(server, db, fl.EXPORTS, "id") == "uuid"  # the run changed prod
             assert all_table_hashes(server, db) != before
@@ -44,7 +44,7 @@ def test_pitr_to_before_a_pgbackrest_guarded_prod_run_leaves_every_table_equal_t
             run_id = server.execute(db, "SELECT run_id FROM pgsafe.run WHERE playbook = 'sprint90_prod' "
                                         "ORDER BY started_at DESC LIMIT 1")[0][0]
             back = env.run("restore_pitr.yml", {**engine, "pitr_host": "prod", "pitr_run_id": run_id,
-                                                "pitr_data_dir": str(recovered), "pitr_port": PITR_PORT})
+                                                "pitr_data_dir": str(recovered), "pitr_port": PITR_PORT}, timeout=1200)
             assert back.returncode == 0, back.stdout[-6000:]
             assert "PITR OK" in back.flat and "equal to their pre-run fingerprint" in back.flat
             copy = Server(dict(server.libpq, port=PITR_PORT))
