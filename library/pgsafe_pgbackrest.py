@@ -20,7 +20,7 @@ description:
     recorded as not verified, so the guard refuses it.
   - With I(action=restore) - restores the backup I(backup_id) (default the newest recorded one) of this database to
     its recorded PITR target (or I(target_lsn)) into I(data_dir), a local cluster that must not be running, and
-    starts it on I(port), promoted (docs/pitr.md). Archiving is off in the copy.
+    starts it on I(target_port), promoted (docs/pitr.md). Archiving is off in the copy.
   - With I(action=stop) - stops the local cluster in I(data_dir) (a recovered one, once it is no longer needed).
   - Self-hosted servers only - pgBackRest reads the data directory; hosted databases keep the pg_dump engine.
 version_added: "0.2.0"
@@ -103,7 +103,7 @@ options:
   data_dir:
     description: With I(action=restore), the local cluster's data directory (created, or delta-restored when it exists).
     type: path
-  port:
+  target_port:
     description: With I(action=restore), the port the restored cluster is started on.
     type: int
 """
@@ -124,7 +124,7 @@ EXAMPLES = r"""
     base_dir: /var/lib/pgsafe/pgbackrest
     run_as: postgres
     data_dir: /var/lib/pgsafe/pitr/prod
-    port: 55438
+    target_port: 55438
 """
 
 RETURN = r"""
@@ -194,9 +194,9 @@ def main():
             backup_id=dict(type="str"),
             target_lsn=dict(type="str"),
             data_dir=dict(type="path"),
-            port=dict(type="int"),
+            target_port=dict(type="int"),
         ),
-        required_if=[("action", "restore", ("data_dir", "port")), ("action", "stop", ("data_dir",))],
+        required_if=[("action", "restore", ("data_dir", "target_port")), ("action", "stop", ("data_dir",))],
         required_together=[("restore_test_path", "restore_test_port")],
         supports_check_mode=True,
     )

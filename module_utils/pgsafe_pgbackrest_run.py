@@ -126,12 +126,12 @@ def restore_to_target(module):
     pb.lsn_int(target)
     result = {"changed": True, "backup_id": record["backup_id"], "label": info["label"], "type": info.get("type"),
               "pitr_target": dict(info.get("pitr_target") or {}, lsn=target), "config": paths["config"],
-              "data_dir": p["data_dir"], "port": p["port"]}
+              "data_dir": p["data_dir"], "port": p["target_port"]}
     if module.check_mode:
         return dict(result, msg="would restore {0} to {1} into {2}".format(info["label"], target, p["data_dir"]))
     seconds = ex.restore(paths, p["stanza"], p["data_dir"], label=info["label"], target_lsn=target, run_as=p["run_as"])
-    ex.pg_ctl(p["pg_bin_dir"], p["data_dir"], "start", port=p["port"], run_as=p["run_as"])
-    ex.wait_promoted(p, p["port"]).close()
+    ex.pg_ctl(p["pg_bin_dir"], p["data_dir"], "start", port=p["target_port"], run_as=p["run_as"])
+    ex.wait_promoted(p, p["target_port"]).close()
     return dict(result, seconds=seconds)
 
 
