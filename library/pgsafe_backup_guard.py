@@ -55,6 +55,20 @@ options:
         as its restore test.
     type: bool
     default: true
+  engine:
+    description:
+      - C(pg_dump) - the logical backups above guard the step.
+      - C(pgbackrest) - a recorded pgBackRest backup of I(pgbackrest)'s stanza must also guard it - verified,
+        restore-tested, within I(max_age_minutes), with an archived PITR target, and whose repository
+        C(pgbackrest verify) finds intact now (a damaged file is named in the refusal); the tables in I(covers)
+        are then guarded by targeted logical backups, so no whole-database dump is needed (with I(covers)
+        C(database) the physical backup alone guards).
+    type: str
+    choices: [pg_dump, pgbackrest]
+    default: pg_dump
+  pgbackrest:
+    description: With I(engine=pgbackrest) - C(stanza), C(base_dir) and C(run_as), as given to pgsafe_pgbackrest.
+    type: dict
   inventory:
     description: Inventory path for the command in the failure message.
     type: str
@@ -100,6 +114,11 @@ locations:
   returned: when found
   type: list
   elements: str
+pitr:
+  description: With I(engine=pgbackrest), the physical backup (C(backup_id), C(label), C(stanza), C(repo)) and its
+    PITR target (C(lsn), C(time)) - the way back to just before the run (docs/pitr.md).
+  returned: when found with engine=pgbackrest
+  type: dict
 covers:
   description: What that backup covers.
   returned: when found
@@ -116,10 +135,12 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.pgsafe_backup import BackupError, find_usable_backup, guard_failure_message
+from ansible.module_utils.pgsafe_backup import BackupError, find_usable_backup, guard_failure_message, parse_covers
 from ansible.module_utils.pgsafe_backup_records import fetch_backup_records
 from ansible.module_utils.pgsafe_connection import second_connection_option
 from ansible.module_utils.pgsafe_module import PgsafeModule
+from ansible.module_utils.pgsafe_pgbackrest import is_physical
+from ansible.module_utils.pgsafe_pgbackrest_run import guard_physical
 
 
 def main():
@@ -129,10 +150,13 @@ def main():
             max_age_minutes=dict(type="int", default=180),
             backup_root=dict(type="path"),
             require_restore_tested=dict(type="bool", default=True),
+            engine=dict(type="str", choices=["pg_dump", "pgbackrest"], default="pg_dump"),
+            pgbackrest=dict(type="dict"),
             inventory=dict(type="str", default="inventories/<env>"),
             inventory_host=dict(type="str", default="<host>"),
             source=second_connection_option(),
         ),
+        required_if=[("engine", "pgbackrest", ("pgbackrest",))],
         supports_check_mode=True,
     )
     p = module.params
@@ -145,14 +169,22 @@ def main():
         conn.rollback()
     finally:
         conn.close()
+    pitr = physical_guard(module, records, now, database) if p["engine"] == "pgbackrest" else None
     try:
-        record, decision = find_usable_backup(records, p["covers"], p["max_age_minutes"], now,
-                                              p["require_restore_tested"], p["backup_root"])
+        if pitr and parse_covers(p["covers"]) == [{"type": "database"}]:  # the physical backup alone guards
+            record, decision = [r for r in records if r["backup_id"] == pitr["backup_id"]][0], None
+        else:  # tables: the targeted logical backups (a physical backup has no files to check by checksum)
+            record, decision = find_usable_backup([r for r in records if not is_physical(r)], p["covers"],
+                                                  p["max_age_minutes"], now, p["require_restore_tested"],
+                                                  p["backup_root"])
     except BackupError as exc:
         module.fail_json(msg=str(exc), found=False)
     if record is None:
         msg = guard_failure_message(database, p["covers"], p["max_age_minutes"], decision, p["inventory"],
                                     p["inventory_host"])
+        if pitr:
+            msg += (" With backup_engine=pgbackrest the whole-database backup is physical: each step takes its "
+                    "targeted dump (set schema_fix_take_backup: true for the type change; docs/pitr.md).")
         if module.check_mode:
             module.exit_json(changed=False, found=False, msg=msg, warnings=[msg])
         module.fail_json(msg=msg, found=False)
@@ -160,7 +192,22 @@ def main():
     age = (now - record["taken_at"]).total_seconds() / 60.0
     module.exit_json(changed=False, found=True, backup_id=record["backup_id"], taken_at=record["taken_at"].isoformat(),
                      age_minutes=round(age, 1), location=record.get("verified_location") or (locations or [None])[0],
-                     locations=locations, covers=record["covers"])
+                     locations=locations, covers=record["covers"], pitr=pitr)
+
+
+def physical_guard(module, records, now, database):
+    """engine=pgbackrest: the physical backup that guards the run, or the refusal (fails, or warns in check mode)."""
+    p = module.params
+    record, refusal = guard_physical(records, now, database, p["max_age_minutes"], p["pgbackrest"], p["inventory"],
+                                     p["inventory_host"])
+    if record is None:
+        if module.check_mode:
+            module.exit_json(changed=False, found=False, msg=refusal, warnings=[refusal])
+        module.fail_json(msg=refusal, found=False)
+    info = record["details"]["pgbackrest"]
+    return {"backup_id": record["backup_id"], "label": info["label"], "stanza": info["stanza"], "repo": info["repo"],
+            "lsn": info["pitr_target"]["lsn"], "time": info["pitr_target"]["time"],
+            "verified_now": record["verify_now"]["status"]}
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ def record_backup(params, manifest, manifest_sha256, locations, verification=Non
                        "tables": {k: {"rows": v["rows"]} for k, v in manifest.get("tables", {}).items()}}
             if manifest.get("restored_copy"):
                 details["restored_copy"] = manifest["restored_copy"]
+            # The engine (absent: pg_dump) and its own facts: a pgBackRest backup's stanza, label, LSNs, PITR target.
+            for key in ("engine", "pgbackrest"):
+                if manifest.get(key):
+                    details[key] = manifest[key]
             if verification is not None:
                 details["verification"] = {"checks": verification.get("checks"),
                                            "problems": verification.get("problems"),

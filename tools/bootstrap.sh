@@ -7,6 +7,8 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
 command -v make >/dev/null 2>&1 || need+=(make)
+# Physical backups with WAL archiving (roles/backup with backup_engine=pgbackrest, docs/pitr.md).
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 python3 -c 'import venv' 2>/dev/null || need+=(python3-venv)
 # Molecule runs Postgres 15 and 17 in podman containers built offline with debootstrap.
 command -v podman >/dev/null 2>&1 || need+=(podman)
