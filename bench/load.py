@@ -27,6 +27,7 @@ class Txn:
     op: str
     write: bool
     error: str | None = None
+    pid: int = 0  # the backend that ran it (matched with LockWaits' samples)
 
     @property
     def end(self) -> float:
@@ -63,7 +64,7 @@ class AppLoad:
 
     def _client(self, seed):
         rng = random.Random(seed)
-        conn, n = None, seed
+        conn, n, pid = None, seed, 0
         while not self._halt.is_set():
             op = self.ops[n % len(self.ops)]
             n += 1
@@ -71,6 +72,7 @@ class AppLoad:
             try:
                 if conn is None or conn.closed:
                     conn = self.connect()
+                    pid = conn.get_backend_pid()
                 with conn.cursor() as cur:
                     op.run(cur, rng)
                 conn.commit()
@@ -80,24 +82,26 @@ class AppLoad:
                     conn.rollback()
                 except Exception:  # noqa: BLE001 - the connection is gone: reconnect next time
                     conn = None
-            self.records.append(Txn(wall, time.monotonic() - t0, op.name, op.write, error))
+            self.records.append(Txn(wall, time.monotonic() - t0, op.name, op.write, error, pid))
             time.sleep(self.pause)
         if conn is not None and not conn.closed:
             conn.close()
 
 
 class LockWaits(threading.Thread):
-    """Every ``interval`` s: which of the load's backends wait on a lock, and the queries blocking them."""
+    """Every ``interval`` s: which of the load's backends wait on a lock held or asked for by another
+    session than the load's own (two clients writing one row are the application's business), and the
+    queries blocking them."""
 
-    QUERY = """SELECT w.query, b.query, b.application_name
+    QUERY = """SELECT w.pid, w.query, b.query, b.application_name
                  FROM pg_stat_activity w, unnest(pg_blocking_pids(w.pid)) AS bp(pid)
                  JOIN pg_stat_activity b ON b.pid = bp.pid
-                WHERE w.application_name = %s AND w.wait_event_type = 'Lock'"""
+                WHERE w.application_name = %s AND w.wait_event_type = 'Lock' AND b.application_name <> %s"""
 
     def __init__(self, connect, application_name: str, interval: float = 0.02):
         super().__init__(daemon=True)
         self.connect, self.app, self.interval = connect, application_name, interval
-        self.samples: list[tuple] = []  # (wall, waiting query, blocking query, blocker's application)
+        self.samples: list[tuple] = []  # (wall, waiting pid, waiting query, blocking query, blocker's application)
         self._halt = threading.Event()
 
     def run(self):
@@ -105,7 +109,7 @@ class LockWaits(threading.Thread):
         conn.autocommit = True
         with conn.cursor() as cur:
             while not self._halt.is_set():
-                cur.execute(self.QUERY, (self.app,))
+                cur.execute(self.QUERY, (self.app, self.app))
                 now = time.time()
                 self.samples.extend((now, *row) for row in cur.fetchall())
                 time.sleep(self.interval)
@@ -118,11 +122,18 @@ class LockWaits(threading.Thread):
     def blockers(self, start: float, end: float, limit: int = 3) -> list[str]:
         """The most frequent blocking statements seen between start and end."""
         seen: dict[str, int] = {}
-        for wall, _waiting, blocking, _app in self.samples:
+        for wall, _pid, _waiting, blocking, _app in self.samples:
             if start <= wall <= end:
                 key = " ".join((blocking or "").split())[:160]
                 seen[key] = seen.get(key, 0) + 1
         return [q for q, _ in sorted(seen.items(), key=lambda kv: -kv[1])[:limit]]
+
+    def waited(self, records):
+        """The transactions seen waiting on a lock (a sample of their backend inside their time)."""
+        by_pid: dict[int, list[float]] = {}
+        for wall, pid, *_ in self.samples:
+            by_pid.setdefault(pid, []).append(wall)
+        return [r for r in records if any(r.start <= w <= r.end for w in by_pid.get(r.pid, ()))]
 
 
 def baselines(records, until: float) -> dict[str, float]:

@@ -77,6 +77,7 @@ def test_stall_measurement_sees_a_writer_blocked_behind_a_strong_lock(pg_server,
         time.sleep(0.5)
         blocker = pg_server.connect(prod_db, autocommit=False)
         with blocker.cursor() as cur:
+            asked = time.time()  # writers queue behind the request while it waits for theirs to end
             cur.execute('LOCK TABLE "bazaar-vid_exports" IN ACCESS EXCLUSIVE MODE')
             held_from = time.time()
             time.sleep(0.4)
@@ -95,6 +96,9 @@ def test_stall_measurement_sees_a_writer_blocked_behind_a_strong_lock(pg_server,
     assert blocked["max_stall"] >= 0.3, blocked
     assert blocked["worst"].op == "update" and blocked["failed"] == 0
     assert any("LOCK TABLE" in q for q in waits.blockers(held_from, held_to)), waits.samples[:5]
+    waited = waits.waited(app.records)
+    assert any(r is blocked["worst"] for r in waited)  # the stall is known to be a lock wait
+    assert all(r.end >= asked for r in waited), "a transaction before the lock counted as waiting"
 
 
 def test_stall_arithmetic():
