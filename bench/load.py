@@ -13,6 +13,7 @@ time window (a run's step).
 """
 from __future__ import annotations
 
+import bisect
 import random
 import statistics
 import threading
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)
 class Txn:
     start: float  # wall clock (time.time())
     seconds: float
@@ -133,7 +134,14 @@ class LockWaits(threading.Thread):
         by_pid: dict[int, list[float]] = {}
         for wall, pid, *_ in self.samples:
             by_pid.setdefault(pid, []).append(wall)
-        return [r for r in records if any(r.start <= w <= r.end for w in by_pid.get(r.pid, ()))]
+        for walls in by_pid.values():
+            walls.sort()
+
+        def seen(r):
+            walls = by_pid.get(r.pid, ())
+            i = bisect.bisect_left(walls, r.start)
+            return i < len(walls) and walls[i] <= r.end
+        return [r for r in records if seen(r)]
 
 
 def baselines(records, until: float) -> dict[str, float]:

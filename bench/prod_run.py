@@ -222,14 +222,14 @@ def main():
         tpl = template(prod)
         with tempfile.TemporaryDirectory(prefix="pgsafe-bench-prod-run-", dir=ROOT / ".bench") as tmp:
             for strategy in STRATEGIES:
-                results[strategy] = one_run(prod, scratch, tpl, strategy, Path(tmp))
+                r = results[strategy] = one_run(prod, scratch, tpl, strategy, Path(tmp))
+                for phase, seconds, s in r["steps"]:
+                    print(f"BENCH prod_run_step strategy={strategy} step={phase} "
+                          f"max_stall_ms={s['max_stall'] * 1000:.0f} lock_stall_ms={s['lock_stall'] * 1000:.0f} "
+                          f"failed_txns={s['failed']} seconds={seconds:.1f}", flush=True)
     finally:
         pg.pgclusters.stop(*PROD)
         pg.pgclusters.stop(*SCRATCH)
-    for r in results.values():
-        for phase, seconds, s in r["steps"]:
-            print(f"BENCH prod_run_step strategy={r['strategy']} step={phase} max_stall_ms={s['max_stall'] * 1000:.0f} "
-                  f"lock_stall_ms={s['lock_stall'] * 1000:.0f} failed_txns={s['failed']} seconds={seconds:.1f}")
     ours, anchor = results.get("online"), results.get("rewrite")
     if ours:
         line = (f"BENCH prod_run max_stall_ms={ours['max_stall_ms']:.0f} failed_txns={ours['failed']} "
