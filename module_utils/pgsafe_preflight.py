@@ -18,12 +18,17 @@ LONG_TRANSACTIONS = """
        AND datname = current_database()
        AND now() - xact_start > make_interval(secs => %s)
 """
+# A lock held by a transaction younger than this is the application's ordinary traffic (each strong lock of
+# the run waits for it under a lock timeout, with retries): only older holders stand in the run's way.
+LOCK_HOLDER_GRACE_SECONDS = 1.0
 LOCKS_ON_TABLES = """
     SELECT l.pid, l.mode, n.nspname, c.relname
       FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_stat_activity a ON a.pid = l.pid
      WHERE l.pid <> pg_backend_pid()
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+       AND clock_timestamp() - a.xact_start > make_interval(secs => %s)
 """
 OWNERSHIP = """
     SELECT t.nspname, t.relname, c.oid IS NOT NULL, coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false),
@@ -77,7 +82,7 @@ def inspect_tables(cur, names, readable_names, params, user):
                         "it): GRANT CREATE ON SCHEMA {1} TO the role that owns its tables".format(
                             user, quote_ident(schema)))
     if names:
-        cur.execute(LOCKS_ON_TABLES, ([n[0] for n in names], [n[1] for n in names]))
+        cur.execute(LOCKS_ON_TABLES, ([n[0] for n in names], [n[1] for n in names], LOCK_HOLDER_GRACE_SECONDS))
         for pid, mode, schema, table in cur.fetchall():
             problems.append("session {0} holds {1} on {2}: wait for it to finish or stop it before the run".format(
                 pid, mode, qualified(schema, table)))
