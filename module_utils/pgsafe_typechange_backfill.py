@@ -93,7 +93,7 @@ def key_range_statement(tbl, pk, sets, differs, resume):
             pkl, sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk), tbl)
     return sql.SQL("""WITH b AS (SELECT {0} FROM {1} t WHERE {2} ORDER BY {0} LIMIT %s),
                           u AS (UPDATE {1} t SET {3} FROM b WHERE {4} AND ({5}) RETURNING 1)
-                       SELECT (SELECT to_jsonb(z) FROM (SELECT * FROM b ORDER BY {6} DESC LIMIT 1) z),
+                       SELECT (SELECT to_jsonb(z.*) FROM (SELECT * FROM b ORDER BY {6} DESC LIMIT 1) z),
                               (SELECT count(*) FROM b), (SELECT count(*) FROM u)""").format(
         pkl, tbl, where, sets, join, differs, sql.SQL(", ").join(sql.Identifier(p) for p in pk))
 
