@@ -20,8 +20,9 @@ EXPORTS = '"bazaar-vid_exports"'
 
 def write_fleet_inventory(directory: Path, server, databases: list[str], group: str = "fleet",
                           staging: str | None = None, host_vars: dict | None = None) -> Path:
-    """An inventory of one fleet group (hosts db_01.. on ``databases``) sharing the Sprint 90 prod plan files,
-    plus ``staging`` (the rehearsal copy and scratch server) outside the group. Backups go under ``directory``."""
+    """An inventory of one fleet group (hosts db_01.. on ``databases``) and ``staging`` (the rehearsal copy and
+    scratch server) outside it, both in group ``plan`` whose group_vars are the Sprint 90 prod plan files (the
+    rehearsal plans the same files). Backups go under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     pwfile = directory / "pg_password"
     pwfile.write_text(pgclusters.password())
@@ -34,13 +35,14 @@ def write_fleet_inventory(directory: Path, server, databases: list[str], group: 
              "    pgsafe_rehearsal_host: staging",
              f"    backup_destinations: [\"{directory}/b1/{{{{ inventory_hostname }}}}\", "
              f"\"{directory}/b2/{{{{ inventory_hostname }}}}\"]",
-             "  children:", f"    {group}:", "      hosts:"]
+             "  children:", "    plan:", "      children:", f"        {group}:", "          hosts:"]
     for n, dbname in enumerate(databases, 1):
-        lines += [f"        {host(n)}:", f"          pg_port: {server.port}", f"          pg_database: {dbname}"]
-    lines += ["    rehearsal:", "      hosts:", "        staging:", f"          pg_port: {server.port}",
-              f"          pg_database: {staging or 'postgres'}"]
+        lines += [f"            {host(n)}:", f"              pg_port: {server.port}",
+                  f"              pg_database: {dbname}"]
+    lines += ["        rehearsal:", "          hosts:", "            staging:", f"              pg_port: {server.port}",
+              f"              pg_database: {staging or 'postgres'}"]
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    plans = directory / "group_vars" / group
+    plans = directory / "group_vars" / "plan"
     plans.mkdir(parents=True, exist_ok=True)
     for name in ("schema_fix.yml", "cleanup.yml"):
         (plans / name).symlink_to(ROOT / "inventories" / "local" / "host_vars" / "prod" / name)
