@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as _dt
 
 # A database's place in the fleet report, in the order the report lists the counts.
-MEMBER_STATUSES = ("succeeded", "converged", "failed", "not run")
+# planned: a --check run of that database (nothing changed; its report says what a real run would do).
+MEMBER_STATUSES = ("succeeded", "planned", "converged", "failed", "not run")
 
 
 def _pending(planned):
@@ -103,7 +104,7 @@ def member_row(host, member, report):
     status = member.get("status") or "not run"
     if status not in MEMBER_STATUSES:
         raise ValueError("fleet member {0}: unknown status {1!r}".format(host, status))
-    ran = status in ("succeeded", "failed") and report is not None
+    ran = status in ("succeeded", "failed") and report is not None  # a planned run changed nothing
     return {"host": host, "database": member.get("database"), "status": status,
             "seconds": _seconds(report) if report and status != "not run" else None,
             "rows_changed": rows_changed(report) if ran else 0,
@@ -119,7 +120,8 @@ def fleet_document(fleet, members, reports, databases):
     rows = [member_row(host, dict(member or {}, database=databases.get(host)), reports.get(host))
             for host, member in members.items()]
     counts = {status: sum(1 for r in rows if r["status"] == status) for status in MEMBER_STATUSES}
-    status = "succeeded" if counts["failed"] == 0 and counts["not run"] == 0 and not fleet.get("stop") else "failed"
+    status = ("failed" if counts["failed"] or counts["not run"] or fleet.get("stop") else
+              "planned" if counts["planned"] else "succeeded")
     first_failure = next((r for r in rows if r["status"] == "failed"), None)
     document = dict(fleet, product="pgsafe", kind="fleet", status=status, databases=len(rows), counts=counts,
                     rows_changed=sum(r["rows_changed"] for r in rows),

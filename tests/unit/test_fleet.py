@@ -99,3 +99,9 @@ def test_fleet_filters_name_themselves_on_bad_input():
         filters["pgsafe_fleet_one_plan"]([planned(1)], ["db_01"], "db_02")
     with pytest.raises(AnsibleFilterError, match="pgsafe_fleet_report: fleet member db_01: unknown status"):
         filters["pgsafe_fleet_report"]({"group": "g"}, {"db_01": {"status": "done"}}, {}, {})
+
+
+def test_fleet_report_of_a_check_run_is_planned_and_changes_nothing():
+    members = {"db_01": {"status": "planned", "report": "/a.json"}, "db_02": {"status": "converged"}}
+    doc = fleet_document({"group": "g", "stop": ""}, members, {"db_01": REPORT}, {})
+    assert doc["status"] == "planned" and doc["rows_changed"] == 0 and doc["members"][0]["seconds"] == 90.5
