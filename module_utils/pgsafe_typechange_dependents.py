@@ -20,6 +20,7 @@ import re
 
 from ansible.module_utils.pgsafe_identifiers import qualified, quote_ident
 from ansible.module_utils.pgsafe_typechange_parse import canonical_type_text
+from ansible.module_utils.pgsafe_typechange_sql import TRIGGER_NAME  # the online change's own sync trigger
 
 try:  # psycopg2 is needed for the catalog reads only; the decisions are importable without it
     from psycopg2 import sql
@@ -189,8 +190,11 @@ SELECT d.classid::regclass::text, d.objid, pg_describe_object(d.classid, d.objid
          WHEN 'pg_constraint'::regclass THEN (SELECT c.contype::text FROM pg_constraint c WHERE c.oid = d.objid)
          WHEN 'pg_rewrite'::regclass THEN (SELECT CASE WHEN r.rulename = '_RETURN' THEN c.relkind::text ELSE 'rule' END
                                              FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
-         WHEN 'pg_trigger'::regclass THEN (SELECT CASE WHEN t.tgisinternal THEN 'internal' END
-                                             FROM pg_trigger t WHERE t.oid = d.objid)
+         WHEN 'pg_trigger'::regclass THEN (SELECT CASE WHEN t.tgisinternal OR (t.tgname = %s
+                                                       AND p.pronamespace::regnamespace::text = 'pgsafe')
+                                                  THEN 'internal' END
+                                             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                                            WHERE t.oid = d.objid)
          WHEN 'pg_attrdef'::regclass THEN (SELECT CASE WHEN a.adnum = d.refobjsubid THEN 'own' END
                                              FROM pg_attrdef a WHERE a.oid = d.objid)
        END,
@@ -226,7 +230,7 @@ _CLASS_KINDS = {("pg_class", "i"): "index", ("pg_class", "I"): "index", ("pg_cla
 
 def _depend_rows(cur, target):
     """Objects pg_depend records on the column (each once, by kind)."""
-    cur.execute(_DEPEND_SQL, (target["oid"], target["attnum"]))
+    cur.execute(_DEPEND_SQL, (TRIGGER_NAME, target["oid"], target["attnum"]))
     out, seen = [], set()
     for classid, objid, described, sub, name in cur.fetchall():
         if sub == "internal" or (classid, objid) in seen:
