@@ -97,7 +97,7 @@ def rehearsal(server: pg.Server, source_db: str, work: Path, n: str) -> float:
         sys.stderr.write(result.stdout[-4000:])
         raise SystemExit("rehearsal failed: see above")
     for report in sorted(glob.glob(str(artifacts / "*/sprint90_rehearsal/latest/report.json"))):
-        phases = json.loads(Path(report).read_text()).get("phases") or []
+        phases = json.loads(Path(report).read_text()).get("timeline") or []
         log(f"phases {Path(report).parts[-4]}: " + " ".join(f"{p['phase']}={p['seconds']}" for p in phases))
     for backups in (work / f"b1-{n}", work / f"b2-{n}"):
         shutil.rmtree(backups, ignore_errors=True)
