@@ -157,13 +157,18 @@ def test_fleet_of_twenty_canary_failure_fix_and_rerun_converge_all_once(pg_serve
     a third run skips all 20 as converged; one fleet report lists them all."""
     bad = tmp_path / "not-a-directory"
     bad.write_text("a file where the canary's backups should go\n")
-    fleet = Fleet(pg_server, tmp_path, 20, host_vars={host(1): {"backup_destinations": [f"{bad}/b1", f"{bad}/b2"]}})
+    fleet = Fleet(pg_server, tmp_path, 20)
     try:
         code, out = fleet.play("fleet_rehearsal.yml")
         assert code == 0, out[-4000:]
         covered = [fleet.server.execute(db, "SELECT count(*) FROM pgsafe.attestation WHERE result = 'passed' "
                                             "AND details ? 'covered_by'")[0][0] for db in fleet.databases[1:]]
         assert covered == [1] * 19
+
+        # The fault, after the rehearsal (which backs the canary up too): the canary's backups cannot be written.
+        (fleet.inventory.parent / "host_vars").mkdir(exist_ok=True)
+        (fleet.inventory.parent / "host_vars" / f"{host(1)}.yml").write_text(
+            json.dumps({"backup_destinations": [f"{bad}/b1", f"{bad}/b2"]}) + "\n")
 
         code, out = fleet.apply()
         assert code != 0 and "Stopped at db_01" in " ".join(out.split()), out[-4000:]
