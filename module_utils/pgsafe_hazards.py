@@ -22,6 +22,8 @@ HAZARDS = {
     "non_transactional": "runs outside a transaction (CONCURRENTLY): an interruption leaves an INVALID index, "
                          "cleaned up by the next run",
     "dependents": "other objects depend on what changes (views, foreign keys): they are dropped and recreated",
+    "code_mentions_column": "a function, trigger function or event trigger mentions a changed column (the server "
+                            "does not track it): review the lines the plan lists",
 }
 
 

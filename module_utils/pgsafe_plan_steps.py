@@ -59,6 +59,8 @@ def type_change_step(cur, fix, options):
         hazards.append("fk_validation_scan")
     if plan["drop_fks"] or plan["views"]:
         hazards.append("dependents")
+    if any(d.get(plan["strategy"]) == "hazard" for d in plan.get("dependents", [])):
+        hazards.append("code_mentions_column")
     quarantined = raw.get("would_quarantine") or {}
     if quarantined:
         hazards.append("quarantine")

@@ -221,6 +221,7 @@ def test_a_dependent_the_change_carries_or_recreates_is_still_there_and_working(
     if kind != "comment":  # the server tracks a comment on the column itself, not as a dependent
         assert listed and listed[0]["rewrite"] == KINDS[kind][0], result["plan"]["dependents"]
     if kind in ("function body", "event trigger"):
+        assert "code_mentions_column" in step["hazards"], step["hazards"]  # typed, in the run's plan step
         hazard = [h for h in result["hazards"] if kind in h]
         assert hazard, result["hazards"]
         if kind == "function body":
