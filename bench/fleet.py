@@ -37,18 +37,8 @@ CLUSTERS = (("bench_fleet", 55446), ("bench_fleet_b", 55447))
 def write_inventory(directory: Path, members: dict, staging: tuple) -> Path:
     """Groups fleet_a and fleet_b (hosts a_01.., b_01..: (server, database)) under `bench`, and staging; the
     Sprint 90 prod plan files in group_vars/plan (the fleets and the rehearsal copy)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pwfile = directory / "pg_password"
-    pwfile.write_text(pg.pgclusters.password())
-    pwfile.chmod(0o600)
-    lines = ["all:", "  vars:", "    pg_host: 127.0.0.1", "    pg_user: postgres", "    pg_sslmode: disable",
-             f"    pg_password: \"{{{{ lookup('ansible.builtin.file', '{pwfile}') }}}}\"",
-             "    ansible_connection: local", "    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
-             "    pgsafe_environment: \"{{ inventory_hostname }}\"", "    pgsafe_maintenance_window: always",
-             "    pgsafe_scratch_host: staging", "    pgsafe_rehearsal_host: staging",
-             f"    backup_destinations: [\"{directory}/b1/{{{{ inventory_hostname }}}}\", "
-             f"\"{directory}/b2/{{{{ inventory_hostname }}}}\"]",
-             "  children:", "    plan:", "      children:", "        bench:", "          children:"]
+    lines = pg.fleet_inventory_head(directory) + [
+        "  children:", "    plan:", "      children:", "        bench:", "          children:"]
     for group, hosts in members.items():
         lines += [f"            {group}:", "              hosts:"]
         for name, (server, dbname) in hosts.items():
@@ -57,10 +47,7 @@ def write_inventory(directory: Path, members: dict, staging: tuple) -> Path:
     lines += ["        rehearsal:", "          hosts:", "            staging:",
               f"              pg_port: {staging[0].port}", f"              pg_database: {staging[1]}"]
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    plans = directory / "group_vars" / "plan"
-    plans.mkdir(parents=True)
-    for name in ("schema_fix.yml", "cleanup.yml"):
-        (plans / name).symlink_to(ROOT / "inventories" / "local" / "host_vars" / "prod" / name)
+    pg.link_prod_plan_files(directory)
     return directory / "hosts.yml"
 
 

@@ -113,6 +113,38 @@ class Server:
             self.drop_database(name)
 
 
+def inventory_head(directory: Path) -> list[str]:
+    """The first lines of a test inventory (``all: vars:``): local connection to the test clusters as postgres,
+    the password in a 0600 file in ``directory`` read by a lookup (never on a command line), the window always
+    open, staging as the scratch host. Callers append more ``all`` vars (4 spaces), then ``children``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pwfile = directory / "pg_password"
+    pwfile.write_text(pgclusters.password())
+    pwfile.chmod(0o600)
+    return ["all:", "  vars:", "    pg_host: 127.0.0.1", "    pg_user: postgres", "    pg_sslmode: disable",
+            f"    pg_password: \"{{{{ lookup('ansible.builtin.file', '{pwfile}') }}}}\"",
+            "    ansible_connection: local", "    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
+            "    pgsafe_maintenance_window: always", "    pgsafe_scratch_host: staging"]
+
+
+def fleet_inventory_head(directory: Path) -> list[str]:
+    """``inventory_head`` for a fleet: each database its own environment, staging the rehearsal copy, backups
+    under ``directory`` per host; then the caller's ``children``. ``link_prod_plan_files`` gives its group
+    the Sprint 90 prod plan files."""
+    return inventory_head(directory) + [
+        "    pgsafe_environment: \"{{ inventory_hostname }}\"", "    pgsafe_rehearsal_host: staging",
+        f"    backup_destinations: [\"{directory}/b1/{{{{ inventory_hostname }}}}\", "
+        f"\"{directory}/b2/{{{{ inventory_hostname }}}}\"]"]
+
+
+def link_prod_plan_files(directory: Path, group: str = "plan") -> None:
+    """group_vars/<group>/ of an inventory in ``directory``: the Sprint 90 prod plan files (schema_fix, cleanup)."""
+    plans = directory / "group_vars" / group
+    plans.mkdir(parents=True, exist_ok=True)
+    for name in ("schema_fix.yml", "cleanup.yml"):
+        (plans / name).symlink_to(ROOT / "inventories" / "local" / "host_vars" / "prod" / name)
+
+
 def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra_vars: dict | None = None,
                     shipped_plans: bool = False) -> Path:
     """An inventory like inventories/local whose hosts are databases of test clusters.
@@ -121,14 +153,7 @@ def write_inventory(directory: Path, hosts: dict[str, tuple[Server, str]], extra
     password goes to a 0600 file next to it, read by a lookup: never on a command line.
     ``shipped_plans`` links inventories/local/host_vars (the Sprint 90 plans) next to it.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    pwfile = directory / "pg_password"
-    pwfile.write_text(pgclusters.password())
-    pwfile.chmod(0o600)
-    lines = ["all:", "  vars:", "    pg_host: 127.0.0.1", "    pg_user: postgres", "    pg_sslmode: disable",
-             f"    pg_password: \"{{{{ lookup('ansible.builtin.file', '{pwfile}') }}}}\"",
-             "    ansible_connection: local", "    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
-             "    pgsafe_maintenance_window: always", "    pgsafe_scratch_host: staging"]
+    lines = inventory_head(directory)
     for key, value in (extra_vars or {}).items():
         lines.append(f"    {key}: {json.dumps(value)}")
     lines += ["  children:", "    sprint90:", "      hosts:"]

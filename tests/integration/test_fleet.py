@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg import ROOT, pgclusters, run_playbook
+from tests.pg import fleet_inventory_head, link_prod_plan_files, run_playbook
 
 EXPORTS = '"bazaar-vid_exports"'
 
@@ -23,29 +23,15 @@ def write_fleet_inventory(directory: Path, server, databases: list[str], group: 
     """An inventory of one fleet group (hosts db_01.. on ``databases``) and ``staging`` (the rehearsal copy and
     scratch server) outside it, both in group ``plan`` whose group_vars are the Sprint 90 prod plan files (the
     rehearsal plans the same files). Backups go under ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pwfile = directory / "pg_password"
-    pwfile.write_text(pgclusters.password())
-    pwfile.chmod(0o600)
-    lines = ["all:", "  vars:", "    pg_host: 127.0.0.1", "    pg_user: postgres", "    pg_sslmode: disable",
-             f"    pg_password: \"{{{{ lookup('ansible.builtin.file', '{pwfile}') }}}}\"",
-             "    ansible_connection: local", "    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"",
-             "    pgsafe_environment: \"{{ inventory_hostname }}\"",
-             "    pgsafe_maintenance_window: always", "    pgsafe_scratch_host: staging",
-             "    pgsafe_rehearsal_host: staging",
-             f"    backup_destinations: [\"{directory}/b1/{{{{ inventory_hostname }}}}\", "
-             f"\"{directory}/b2/{{{{ inventory_hostname }}}}\"]",
-             "  children:", "    plan:", "      children:", f"        {group}:", "          hosts:"]
+    lines = fleet_inventory_head(directory) + [
+        "  children:", "    plan:", "      children:", f"        {group}:", "          hosts:"]
     for n, dbname in enumerate(databases, 1):
         lines += [f"            {host(n)}:", f"              pg_port: {server.port}",
                   f"              pg_database: {dbname}"]
     lines += ["        rehearsal:", "          hosts:", "            staging:", f"              pg_port: {server.port}",
               f"              pg_database: {staging or 'postgres'}"]
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    plans = directory / "group_vars" / "plan"
-    plans.mkdir(parents=True, exist_ok=True)
-    for name in ("schema_fix.yml", "cleanup.yml"):
-        (plans / name).symlink_to(ROOT / "inventories" / "local" / "host_vars" / "prod" / name)
+    link_prod_plan_files(directory)
     for name, values in (host_vars or {}).items():
         (directory / "host_vars").mkdir(exist_ok=True)
         (directory / "host_vars" / f"{name}.yml").write_text(json.dumps(values) + "\n")
