@@ -490,6 +490,18 @@ def select_retention(backups, keep_count, keep_days, now):
 
 
 # --------------------------------------------------------------------------- the guard
+def age_problem(record, now, max_age):
+    """Why a recorded backup is too old to guard a run ("" when it is fresh enough): ``max_age`` a timedelta
+    or minutes, ``now`` the database's clock.  One wording for the logical and the physical (pgBackRest) guard."""
+    if not isinstance(max_age, datetime.timedelta):
+        max_age = datetime.timedelta(minutes=float(max_age))
+    age = _parse_time(now) - _parse_time(record["taken_at"])
+    if age <= max_age:
+        return ""
+    return "taken {0} minutes ago, older than the {1} minutes allowed".format(
+        int(age.total_seconds() // 60), int(max_age.total_seconds() // 60))
+
+
 def find_covering_backup(records, objects, max_age, now, require_restore_tested=True):
     """The guard's decision: the newest usable backup covering every object, or why there is none.
 
@@ -511,14 +523,13 @@ def find_covering_backup(records, objects, max_age, now, require_restore_tested=
         covers = [parse_cover(c) for c in (record.get("covers") or [])]
         if not all(covers_object(covers, w) for w in wanted):
             continue
-        age = now - _parse_time(record["taken_at"])
+        too_old = age_problem(record, now, max_age)
         if not record.get("verified"):
             reasons.append("{0}: not verified (checksums/table of contents)".format(record["backup_id"]))
         elif require_restore_tested and not record.get("restore_tested"):
             reasons.append("{0}: verified but never restore-tested".format(record["backup_id"]))
-        elif age > max_age:
-            reasons.append("{0}: taken {1} minutes ago, older than the {2} minutes allowed".format(
-                record["backup_id"], int(age.total_seconds() // 60), int(max_age.total_seconds() // 60)))
+        elif too_old:
+            reasons.append("{0}: {1}".format(record["backup_id"], too_old))
         else:
             usable.append(record)
     if usable:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 
-from ansible.module_utils.pgsafe_backup import BackupError, _parse_time
+from ansible.module_utils.pgsafe_backup import BackupError, _parse_time, age_problem
 
 ENGINE = "pgbackrest"
 ENGINES = ("pg_dump", ENGINE)
@@ -212,10 +212,9 @@ def physical_problems(record, now, max_age_minutes, archive_max=None):
         problems.append("not verified (pgbackrest verify)")
     if not record.get("restore_tested"):
         problems.append("never restore-tested")
-    age = _parse_time(now) - _parse_time(record["taken_at"])
-    if age > datetime.timedelta(minutes=float(max_age_minutes)):
-        problems.append("taken {0} minutes ago, older than the {1} minutes allowed".format(
-            int(age.total_seconds() // 60), int(max_age_minutes)))
+    too_old = age_problem(record, now, max_age_minutes)
+    if too_old:
+        problems.append(too_old)
     target = info.get("pitr_target") or {}
     if not target.get("lsn"):
         problems.append("no PITR target recorded")
