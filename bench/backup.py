@@ -29,10 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-import ansible.module_utils  # noqa: E402
+from tests.module_runs import use_project_module_utils  # noqa: E402
 
-if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+use_project_module_utils()
 
 from ansible.module_utils import pgsafe_backup_exec as ex  # noqa: E402
 from ansible.module_utils.pgsafe_connection import libpq_environment  # noqa: E402

@@ -1,13 +1,12 @@
 """Helpers for the cleanup tests: run a pgsafe module directly (as Ansible would), count and hash tables."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from psycopg2 import sql
+
+# One implementation of a direct module run, for every test (tests/module_runs.py).
+from tests.module_runs import GUARDED_MODULES, MODULE_TEST_GUARD_OVERRIDE, run_module, start_module  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_SQL = (ROOT / "files/reference/bazaar_vid.sql").read_text()
@@ -15,53 +14,6 @@ REFERENCE_SQL = (ROOT / "files/reference/bazaar_vid.sql").read_text()
 # dev's old api_usage_metric onto the code's "bazaar-vid_api_usage_metric": the same twelve camelCase columns
 DEV_MAP = {name: name for name in ("id", "provider", "model", "userId", "projectId", "toolName", "success",
                                    "responseTime", "tokenCount", "errorType", "errorMessage", "timestamp")}
-
-_WRAPPER = """
-import sys, ansible.module_utils
-ansible.module_utils.__path__.append({utils!r})
-import runpy
-runpy.run_path({module!r}, run_name='__main__')
-"""
-
-
-# Modules that refuse to change data without the backup that covers it (or a named override).
-GUARDED_MODULES = ("pgsafe_column_types", "pgsafe_table_merge", "pgsafe_table_retire", "pgsafe_schema_removal")
-MODULE_TEST_GUARD_OVERRIDE = "module-level test: the data is a throwaway copy"
-
-
-def run_module(name: str, params: dict, check: bool = False, diff: bool = False, timeout: int = 120) -> dict:
-    """Run library/<name>.py the way Ansible does (args file), return its JSON result (+ rc)."""
-    if name in GUARDED_MODULES and not check and "backup_id" not in params and "guard_override" not in params:
-        # Module-level cases: the backup guard has its own cases (a missing or wrong backup_id is refused).
-        params = dict(params, guard_override=MODULE_TEST_GUARD_OVERRIDE)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": dict(params, _ansible_check_mode=check, _ansible_diff=diff)}, handle)
-        argsfile = handle.name
-    code = _WRAPPER.format(utils=str(ROOT / "module_utils"), module=str(ROOT / "library" / f"{name}.py"))
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, argsfile], capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    finally:
-        Path(argsfile).unlink()
-    try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise AssertionError(f"module {name} printed no JSON: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") from None
-    result["rc"] = proc.returncode
-    return result
-
-
-def start_module(name: str, params: dict) -> subprocess.Popen:
-    """Start a module run in the background (for interruption tests)."""
-    if name in GUARDED_MODULES and "backup_id" not in params and "guard_override" not in params:
-        params = dict(params, guard_override=MODULE_TEST_GUARD_OVERRIDE)
-    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
-    json.dump({"ANSIBLE_MODULE_ARGS": params}, handle)
-    handle.close()
-    code = _WRAPPER.format(utils=str(ROOT / "module_utils"), module=str(ROOT / "library" / f"{name}.py"))
-    return subprocess.Popen([sys.executable, "-c", code, handle.name], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
 
 def rel(schema: str, name: str):
     return sql.SQL("{0}.{1}").format(sql.Identifier(schema), sql.Identifier(name))

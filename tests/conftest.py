@@ -12,10 +12,9 @@ sys.path.insert(0, str(ROOT))
 
 # module_utils/ is importable the way Ansible's modules import it (ansible.module_utils.pgsafe_*),
 # so the deciding logic is unit-tested as plain Python, without running Ansible.
-import ansible.module_utils  # noqa: E402
+from tests.module_runs import use_project_module_utils  # noqa: E402
 
-if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+use_project_module_utils()
 
 from tests import pg  # noqa: E402
 

@@ -2,20 +2,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.module_runs import GUARDED_MODULES, MODULE_TEST_GUARD_OVERRIDE, run_module, start_module  # noqa: F401
 
-_BOOT = """
-import sys, runpy
-import ansible.module_utils
-ansible.module_utils.__path__.append({mu!r})
-sys.argv = [{mod!r}, {args!r}]
-runpy.run_path({mod!r}, run_name='__main__')
-"""
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPORTS = "bazaar-vid_exports"
 ANALYTICS = "bazaar-vid_export_analytics"
@@ -36,43 +27,8 @@ PROD_FKS = [
 ]
 
 
-# Modules that refuse to change data without the backup that covers it (or a named override).
-GUARDED_MODULES = ("pgsafe_column_types", "pgsafe_table_merge", "pgsafe_table_retire", "pgsafe_schema_removal")
-MODULE_TEST_GUARD_OVERRIDE = "module-level test: the data is a throwaway copy"
-
-
-def run_module(name: str, args: dict, check: bool = False, diff: bool = False, timeout: int = 300) -> dict:
-    """Run library/<name>.py like Ansible does (args file), return its JSON result."""
-    if name in GUARDED_MODULES and not check and "backup_id" not in args and "guard_override" not in args:
-        # Module-level cases: the backup guard has its own cases (a missing or wrong backup_id is refused).
-        args = dict(args, guard_override=MODULE_TEST_GUARD_OVERRIDE)
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(payload, handle)
-        path = handle.name
-    try:
-        code = _BOOT.format(mu=str(ROOT / "module_utils"), mod=str(ROOT / "library" / f"{name}.py"), args=path)
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    finally:
-        Path(path).unlink()
-    out = proc.stdout.strip().splitlines()
-    try:
-        return json.loads(out[-1]) if out else {"failed": True, "msg": proc.stderr}
-    except json.JSONDecodeError:
-        return {"failed": True, "msg": proc.stdout + proc.stderr}
-
-
-def spawn_module(name: str, args: dict):
-    """Start a module run in the background (for kill tests); returns the Popen."""
-    if name in GUARDED_MODULES and "backup_id" not in args and "guard_override" not in args:
-        args = dict(args, guard_override=MODULE_TEST_GUARD_OVERRIDE)
-    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}
-    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
-    json.dump(payload, handle)
-    handle.close()
-    code = _BOOT.format(mu=str(ROOT / "module_utils"), mod=str(ROOT / "library" / f"{name}.py"), args=handle.name)
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# One implementation of a direct module run, for every test (tests/module_runs.py).
+spawn_module = start_module
 
 
 def column_types(server, db: str, table: str) -> dict:
