@@ -8,6 +8,9 @@ message says what to fix, naming the object the server named (its DETAIL and HIN
 """
 from __future__ import annotations
 
+# Lock conflicts: the same transaction succeeds once the other session lets go (pgsafe_locks retries these
+# in place, within one run).
+LOCK_CONFLICT_CODES = ("55P03", "40P01")  # lock_not_available, deadlock_detected
 # SQLSTATEs a re-run can get past: the same work succeeds once the other session is gone or the server is back.
 TRANSIENT_CODES = {
     "55P03": "a lock was not granted within lock_timeout (another session held it)",

@@ -18,7 +18,10 @@ except ImportError:  # pragma: no cover
     psycopg2 = None
     sql = None
 
-RETRYABLE = ("55P03", "40P01")  # lock_not_available, deadlock_detected
+from ansible.module_utils.pgsafe_failures import LOCK_CONFLICT_CODES
+
+# Retried in place: a lock timeout or a deadlock (the failure classification's lock conflicts, one list).
+RETRYABLE = LOCK_CONFLICT_CODES
 LOCK_MODES = ("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE")
 DEFAULT_BACKOFF = 0.5
 DEFAULT_BACKOFF_MAX = 5.0

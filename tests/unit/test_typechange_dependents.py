@@ -141,6 +141,12 @@ def test_lock_deadlock_serialization_and_connection_failures_say_re_run(code):
     assert msg.endswith("re-run to resume") and code in msg and '"public"."t"' in msg
 
 
+def test_every_lock_conflict_the_lock_helper_retries_is_a_failure_a_re_run_gets_past():
+    from ansible.module_utils.pgsafe_locks import RETRYABLE
+
+    assert RETRYABLE and all(is_transient(ServerError("boom", code)) for code in RETRYABLE)
+
+
 def test_a_lost_connection_without_sqlstate_says_re_run():
     assert "re-run to resume" in failure_message(OperationalError("server closed the connection"), "x")
 
