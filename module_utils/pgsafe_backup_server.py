@@ -17,6 +17,7 @@ from ansible.module_utils.pgsafe_backup import (PINNED_SETTINGS, SYSTEM_SCHEMAS,
                                                 missing_objects, tables_in_scope)
 from ansible.module_utils.pgsafe_connection import ConnectionFailure, connect
 from ansible.module_utils.pgsafe_identifiers import qualified
+from ansible.module_utils.pgsafe_partitions import partitions_by_table
 from ansible.module_utils.pgsafe_progress import Progress
 
 
@@ -66,17 +67,8 @@ def partitions_of(cur, tables):
     """``{(schema, table): [(schema, partition), ...]}`` for the partitioned tables among ``tables``: every
     partition at any depth, by name.  pg_dump -t of a partitioned table (before --table-and-children, PG 16)
     dumps none of its partitions, so a targeted backup names them too."""
-    out = {}
-    for schema, table in tables:
-        cur.execute("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'p'", (schema, table))
-        row = cur.fetchone()
-        if row:
-            cur.execute("SELECT n.nspname, c.relname FROM pg_partition_tree(%s::oid::regclass) t "
-                        "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE t.relid <> %s::oid ORDER BY 1, 2", (row[0], row[0]))
-            out[(schema, table)] = [tuple(r) for r in cur.fetchall()]
-    return out
+    return {key: [(schema, name) for _oid, schema, name in tree]
+            for key, tree in partitions_by_table(cur, tables).items()}
 
 
 def list_schemas(cur):

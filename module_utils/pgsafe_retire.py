@@ -26,6 +26,7 @@ import re
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, split_qualified
 from ansible.module_utils.pgsafe_locks import lock_statements, lock_tables
 from ansible.module_utils.pgsafe_meta import PRODUCT_SCHEMAS, QUARANTINE_SCHEMA, journal
+from ansible.module_utils.pgsafe_partitions import partition_tree
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 DEFAULT_RETENTION_DAYS = 30
@@ -137,16 +138,6 @@ def table_oid(cur, schema, name):
     return row[0]
 
 
-def partitions(cur, oid, schema=None):
-    """[(oid, schema, name)] of every partition of a partitioned table (any depth), by name; only those in
-    ``schema`` when given (the ones that move with it into and out of the quarantine schema)."""
-    cur.execute("SELECT t.relid::oid, n.nspname, c.relname FROM pg_partition_tree(%s::oid::regclass) t "
-                "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE t.relid <> %s::oid AND (%s::text IS NULL OR n.nspname = %s) ORDER BY 2, 3",
-                (oid, oid, schema, schema))
-    return [tuple(r) for r in cur.fetchall()]
-
-
 def exact_count(cur, schema, name):
     sql = _sql()
     cur.execute(sql.SQL("SELECT count(*) FROM {0}.{1}").format(sql.Identifier(schema), sql.Identifier(name)))
@@ -212,7 +203,7 @@ def dependencies(cur, schema, name, leaving=()):
         return []
     leaving = {tuple(x) for x in leaving} | {(schema, name)}
     found = []
-    tree = [oid] + [p[0] for p in partitions(cur, oid)]  # a partitioned table's partitions go with it
+    tree = [oid] + [p[0] for p in partition_tree(cur, oid)]  # a partitioned table's partitions go with it
     rows = []
     for rel in tree:
         cur.execute(_DEPENDENTS_SQL, {"oid": rel})
@@ -455,7 +446,7 @@ def retire_statements(cur, schema, name, qname, detached, quarantine_schema=QUAR
     oid = table_oid(cur, schema, name) or table_oid(cur, schema, qname)
     stmts += [sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(  # a partitioned table's partitions follow it
         sql.Identifier(schema), sql.Identifier(part), sql.Identifier(quarantine_schema))
-        for _oid, _schema, part in partitions(cur, oid, schema)]
+        for _oid, _schema, part in partition_tree(cur, oid, schema)]
     return [s.as_string(cur) for s in stmts]
 
 
@@ -500,7 +491,7 @@ def retire_table(cur, run_id, item, retention_days=DEFAULT_RETENTION_DAYS, reaso
         return result
     qname = quarantine_name_for(schema, name, _taken_names(cur, schema, quarantine_schema))
     detached = outbound_foreign_keys(cur, oid)
-    moved_partitions = [part for _oid, _schema, part in partitions(cur, oid, schema)]
+    moved_partitions = [part for _oid, _schema, part in partition_tree(cur, oid, schema)]
     ensure_retire_schema(cur, quarantine_schema)
     for stmt in retire_statements(cur, schema, name, qname, detached, quarantine_schema):
         cur.execute(stmt)
@@ -585,7 +576,7 @@ def restore_table(cur, run_id, record, apply=True):
     cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
         sql.Identifier(record["quarantine_schema"]), sql.Identifier(record["name"]),
         sql.Identifier(record["schema"])))
-    for _oid, _schema, part in partitions(cur, table_oid(cur, record["schema"], record["name"]),
+    for _oid, _schema, part in partition_tree(cur, table_oid(cur, record["schema"], record["name"]),
                                           record["quarantine_schema"]):  # its partitions come back with it
         cur.execute(sql.SQL("ALTER TABLE {0}.{1} SET SCHEMA {2}").format(
             sql.Identifier(record["quarantine_schema"]), sql.Identifier(part), sql.Identifier(record["schema"])))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ansible.module_utils.pgsafe_content_hash import column_kind, mapped_rows_hash, table_content_hash, table_kinds
 from ansible.module_utils.pgsafe_identifiers import derived_name
+from ansible.module_utils.pgsafe_partitions import partitions_by_table
 from ansible.module_utils.pgsafe_typechange_parse import canonical_type_text, fk_action
 
 try:  # psycopg2 is needed for the SQL parts only; the pure parts are importable without it
@@ -103,19 +104,15 @@ def partition_facts(cur, tables):
     its leaf partitions at any depth, by name, with the FKs each holds of its own (not attached to a parent's:
     left NOT VALID by a run that stopped before the parent's FK was added).  Read-only; the plan keeps it in
     ``_facts["partitions"]``."""
-    out = {}
-    for schema, table in tables:
-        cur.execute("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'p'", (schema, table))
-        row = cur.fetchone()
-        if row:
-            cur.execute("SELECT n.nspname, c.relname, ARRAY(SELECT k.conname FROM pg_catalog.pg_constraint k "
-                        "WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.conparentid = 0)::text[] "
-                        "FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t "
-                        "JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n "
-                        "ON n.oid = c.relnamespace WHERE t.isleaf ORDER BY n.nspname, c.relname", (row[0],))
-            out[(schema, table)] = [(r[0], r[1], list(r[2])) for r in cur.fetchall()]
-    return out
+    trees = partitions_by_table(cur, tables, leaves_only=True)
+    leaves = [oid for tree in trees.values() for oid, _schema, _name in tree]
+    own_fks = {}
+    if leaves:
+        cur.execute("SELECT conrelid, array_agg(conname::text ORDER BY conname) FROM pg_catalog.pg_constraint "
+                    "WHERE conrelid = ANY(%s::oid[]) AND contype = 'f' AND conparentid = 0 GROUP BY conrelid",
+                    (leaves,))
+        own_fks = {row[0]: list(row[1]) for row in cur.fetchall()}
+    return {key: [(schema, name, own_fks.get(oid, [])) for oid, schema, name in tree] for key, tree in trees.items()}
 
 
 def _leaves(plan, schema, table, with_fks=False):
