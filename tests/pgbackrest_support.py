@@ -51,9 +51,7 @@ def stop_datadir(path) -> None:
 def engine_vars(base_dir, stanza: str, restore_test_port: int) -> dict:
     """The inventory variables of the pgBackRest engine for a local cluster (as the docs show them)."""
     return {"backup_engine": "pgbackrest", "backup_pgbackrest_stanza": stanza, "backup_pgbackrest_dir": str(base_dir),
-            "backup_pgbackrest_run_as": OS_USER, "backup_pgbackrest_restore_test_port": restore_test_port,
-            # the type change takes its targeted dump (the whole-database backup is physical)
-            "schema_fix_take_backup": True}
+            "backup_pgbackrest_run_as": OS_USER, "backup_pgbackrest_restore_test_port": restore_test_port}
 
 
 def lsn_at_or_after(lsn: str, other: str) -> bool:
