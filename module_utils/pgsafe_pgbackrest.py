@@ -277,12 +277,13 @@ def _same_dir(a, b):
     return bool(a and b) and os.path.normpath(os.path.realpath(a)) == os.path.normpath(os.path.realpath(b))
 
 
-def copy_refusal(data_dir, source_data_dir, running_data_dir, copy_target, source_target):
+def copy_refusal(data_dir, source_data_dir, running_data_dir, copy_target, source_target, pid_port=None):
     """Why the copy's (staging's) cluster cannot be replaced by a delta restore of the source's backup, or None.
 
     The whole cluster in ``data_dir`` is replaced: it must be named, must not be the source's own data
     directory, and must be the one the copy's server (``copy_target``) runs from when it runs
-    (``running_data_dir``; None when it is not running)."""
+    (``running_data_dir``; None when it does not answer). A server running from ``data_dir`` (``pid_port``,
+    from its postmaster.pid) while staging does not answer is someone else's: refused too."""
     if not data_dir or not str(data_dir).startswith("/"):
         return ("the rehearsal copies {0} from its pgBackRest backup by a delta restore of staging's WHOLE cluster, "
                 "but staging's data directory is not named (got {1!r}): set rehearsal_pgbackrest_data_dir in the "
@@ -292,6 +293,10 @@ def copy_refusal(data_dir, source_data_dir, running_data_dir, copy_target, sourc
         return ("rehearsal_pgbackrest_data_dir {0} is the data directory of the SOURCE {1}: the delta restore would "
                 "overwrite the source itself; name staging's own cluster directory; nothing was changed").format(
                     data_dir, source_target)
+    if running_data_dir is None and pid_port is not None:
+        return ("a server runs from {0} (port {1}) but staging ({2}) does not answer: it cannot be told apart from "
+                "another cluster; start staging or fix its connection, or name its own data directory in "
+                "rehearsal_pgbackrest_data_dir; nothing was changed").format(data_dir, pid_port, copy_target)
     if running_data_dir and not _same_dir(data_dir, running_data_dir):
         return ("staging ({0}) runs from {1}, not from rehearsal_pgbackrest_data_dir {2}: the restored copy would not "
                 "be the server the rehearsal uses; set rehearsal_pgbackrest_data_dir to {1} (the whole cluster is "
@@ -299,9 +304,15 @@ def copy_refusal(data_dir, source_data_dir, running_data_dir, copy_target, sourc
     return None
 
 
-def copy_mismatch(problems, source_target, copy_target, lsn):
-    """The refusal when the copy differs from the source at the consistency point (nothing is recorded)."""
+def copy_mismatch(problems, source_target, copy_target, lsn, unlogged=()):
+    """The refusal when the copy differs from the source at the consistency point (nothing is recorded).
+    ``unlogged``: the source's unlogged tables (their rows are in no WAL and no physical backup)."""
+    differing = [p["table"] for p in problems if p["table"] in set(unlogged)]
+    fix = ("Check the repository (pgbackrest verify) and the source's WAL archiving, then re-run the rehearsal")
+    if differing:
+        fix = ("{0} {1} UNLOGGED: its rows are in no WAL and no physical backup, so a physical copy never holds them. "
+               "Make it logged (ALTER TABLE ... SET LOGGED) or rehearse from a dump (backup_engine: pg_dump on the "
+               "source for the rehearsal)").format(", ".join(differing), "is" if len(differing) == 1 else "are")
     return ("REHEARSAL COPY DIFFERS: {0} delta-restored to {1} does not equal {2} at that point in {3} table(s): "
-            "{4}; nothing was recorded and the rehearsal stops. Check the repository (pgbackrest verify) and the "
-            "source's WAL archiving, then re-run the rehearsal").format(
-                copy_target, lsn, source_target, len(problems), "; ".join(p["message"] for p in problems[:5]))
+            "{4}; nothing was recorded and the rehearsal stops. {5}").format(
+                copy_target, lsn, source_target, len(problems), "; ".join(p["message"] for p in problems[:5]), fix)

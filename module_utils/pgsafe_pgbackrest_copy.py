@@ -48,6 +48,9 @@ def _source_facts(params):
                         "current_setting('server_version')")
             facts = dict(zip(("database", "data_directory", "database_oid", "server_version"), cur.fetchone(), strict=True))
             facts["tables"] = list_tables(cur)
+            cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p')")
+            facts["unlogged"] = [table_key(*row) for row in cur.fetchall()]
         conn.rollback()
     finally:
         conn.close()
@@ -66,6 +69,16 @@ def _running_data_directory(params):
             return cur.fetchone()[0]
     finally:
         conn.close()
+
+
+def _pid_port(data_dir):
+    """The port of the server running from ``data_dir`` (its postmaster.pid), or None."""
+    try:
+        with open(os.path.join(data_dir, "postmaster.pid")) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    return lines[3].strip() if len(lines) > 3 else "unknown"
 
 
 def consistency_point(params, tables, jobs=2, lock_timeout="5s", retries=3):
@@ -150,7 +163,8 @@ def copy_from_backup(module):
     records, now, facts = _source_facts(p["source"])
     copy_target, source_target = describe_target(p), describe_target(p["source"])
     running = _running_data_directory(p)
-    refusal = pb.copy_refusal(p["data_dir"], facts["data_directory"], running, copy_target, source_target)
+    refusal = pb.copy_refusal(p["data_dir"], facts["data_directory"], running, copy_target, source_target,
+                              _pid_port(p["data_dir"]) if p["data_dir"] else None)
     if refusal:
         raise BackupError(refusal, kind="bad_input")
     record, backup, current = _backup_to_copy(p, paths, records, now, facts)
@@ -162,7 +176,7 @@ def copy_from_backup(module):
                                 "of {2}".format(p["data_dir"], backup["label"], source_target))
     point, stats = consistency_point(p["source"], facts["tables"], p["jobs"], p["lock_timeout"], p["lock_retries"])
     ex.archive_through(paths, p["stanza"], p["run_as"])
-    if running or os.path.exists(os.path.join(p["data_dir"], "postmaster.pid")):
+    if running:
         ex.pg_ctl(p["pg_bin_dir"], p["data_dir"], "stop", run_as=p["run_as"])
     seconds = ex.restore(paths, p["stanza"], p["data_dir"], label=backup["label"], target_lsn=point["lsn"],
                          run_as=p["run_as"])
@@ -171,7 +185,8 @@ def copy_from_backup(module):
     started = time.monotonic()
     problems = compare_tables(stats, restored_stats(p, p["login_db"], stats, p["jobs"]))
     if problems:
-        raise BackupError(pb.copy_mismatch(problems, source_target, copy_target, point["lsn"]), kind="restore",
+        raise BackupError(pb.copy_mismatch(problems, source_target, copy_target, point["lsn"], facts["unlogged"]),
+                          kind="restore",
                           details={"problems": problems, "point": point})
     evidence = {"status": "ok", "problems": [], "database": p["login_db"], "server": copy_target,
                 "tables_compared": len(stats), "rows": sum(s["rows"] for s in stats.values()),

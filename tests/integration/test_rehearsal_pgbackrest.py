@@ -12,6 +12,8 @@ cluster to it, compares every table with prod at that point, rehearses the plan 
   mismatch: the copy holds exactly the rows committed before the point (fewer than prod at the end, more than
   at the start), and the comparison at the point passed.
 - A staging inventory without its data directory, or naming prod's, is refused before staging is touched.
+- The comparison catches a real difference: an unlogged table's rows (in no WAL, no physical backup) are missing
+  from the copy, and the rehearsal fails naming the table and the fix, attesting and recording nothing.
 """
 from __future__ import annotations
 
@@ -170,3 +172,25 @@ def test_rehearsal_pgbackrest_refuses_a_staging_data_dir_unnamed_or_the_sources_
     assert staging_server.execute(world.db, "SELECT v FROM pgsafe_test_marker") == [(marker,)]
     assert fl.column_type(pgbr_server, world.db, fl.EXPORTS, "id") == "text"
     assert json.dumps(pgbr_server.execute(world.db, "SELECT count(*) FROM pgsafe.attestation")) == "[[0]]"
+
+
+@pytest.mark.slow
+def test_rehearsal_pgbackrest_comparison_catches_a_real_difference_an_unlogged_tables_rows_and_attests_nothing(
+        pgbr_server, staging_server, world):
+    # An unlogged table's rows are in no WAL and no physical backup: the delta-restored copy has it empty.
+    pgbr_server.execute(world.db, 'CREATE UNLOGGED TABLE "pgsafe-test_unloggedCache" ("cacheKey" text PRIMARY KEY)')
+    pgbr_server.execute(world.db, 'INSERT INTO "pgsafe-test_unloggedCache" SELECT g::text FROM generate_series(1, 7) g')
+    run = rehearse(world)
+    assert run.returncode != 0, run.stdout[-4000:]
+    assert "REHEARSAL COPY DIFFERS" in run.flat and "pgsafe-test_unloggedCache: 0 rows restored, 7 at backup time" \
+        in run.flat, run.stdout[-6000:]
+    assert "is UNLOGGED" in run.flat and "SET LOGGED" in run.flat
+    # the copy really was made and really differs (the comparison did not pass it), and nothing was recorded
+    assert staging_server.execute(world.db, 'SELECT count(*) FROM "pgsafe-test_unloggedCache"') == [(0,)]
+    if pgbr_server.execute(world.db, "SELECT to_regclass('pgsafe.attestation')")[0][0]:
+        assert pgbr_server.execute(world.db, "SELECT count(*) FROM pgsafe.attestation WHERE result = 'passed'") \
+            == [(0,)]
+    tested = pgbr_server.execute(world.db, "SELECT details->'verification'->'restore_test' FROM pgsafe.backup "
+                                           "WHERE details->>'engine' = 'pgbackrest'")
+    assert tested and all(t[0] is None for t in tested), tested
+    assert fl.column_type(pgbr_server, world.db, fl.EXPORTS, "id") == "text"

@@ -143,6 +143,8 @@ def test_the_rehearsal_copy_refuses_an_unnamed_data_dir_the_sources_or_another_t
     assert str(staging) in refusal and "nothing was changed" in refusal
     assert pb.copy_refusal(str(staging), str(prod), str(staging), *args) is None
     assert pb.copy_refusal(str(staging), str(prod), None, *args) is None  # staging not running: restored, started
+    # a server runs from the directory but staging does not answer: someone else's cluster, refused
+    assert "does not answer" in pb.copy_refusal(str(staging), str(prod), None, *args, pid_port="5434")
 
 
 def test_a_copy_that_differs_is_refused_naming_the_tables_and_the_point():
@@ -150,3 +152,6 @@ def test_a_copy_that_differs_is_refused_naming_the_tables_and_the_point():
     message = pb.copy_mismatch(problems, "u@db1:5432/app", "u@127.0.0.1:5433/app", "0/9000100")
     assert "REHEARSAL COPY DIFFERS" in message and "public.t" in message and "0/9000100" in message
     assert "nothing was recorded" in message
+    # an unlogged table: its rows are in no WAL and no physical backup; the fix is named
+    unlogged = pb.copy_mismatch(problems, "u@db1:5432/app", "u@127.0.0.1:5433/app", "0/9000100", ["public.t"])
+    assert "public.t is UNLOGGED" in unlogged and "SET LOGGED" in unlogged and "backup_engine: pg_dump" in unlogged
