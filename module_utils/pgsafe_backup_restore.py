@@ -28,15 +28,23 @@ def _compare_restored(params, dbname, manifest, keys=None, jobs=2):
     return compare_tables(wanted, restored_stats(params, dbname, wanted, jobs))
 
 
-def restored_stats(params, dbname, entries, jobs=2):
+def restored_stats(params, dbname, entries, jobs=2, snapshot=None, methods=None):
     """Row counts and content hashes (the manifest's methods) of the manifest ``entries`` present in the
     restored database ``dbname``: one snapshot, shared by up to ``jobs`` connections that take the
-    tables largest first, so a big restore is compared on every core the server has."""
-    conn = connect_or_fail(params, dbname=dbname, read_only=True)
+    tables largest first, so a big restore is compared on every core the server has.
+
+    ``snapshot``: read in that exported snapshot instead of a new one (the rehearsal's consistency point on
+    the source, pgsafe_pgbackrest_copy); ``methods``: {table_key: method} instead of the entries' ({}: each
+    table's own, as a backup's manifest takes them)."""
+    conn = connect_or_fail(params, dbname=dbname, read_only=snapshot is None)
     workers = []
     try:
-        with conn.cursor() as cur:
+        if snapshot:
+            cur = join_snapshot(conn, snapshot)
+        else:
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            cur = conn.cursor()
+        with cur:
             pin_settings(cur)
             names = [qualified(e["schema"], e["table"]) for e in entries.values()]
             cur.execute("SELECT k, c.oid IS NOT NULL, coalesce(pg_relation_size(c.oid), 0) "
@@ -45,7 +53,7 @@ def restored_stats(params, dbname, entries, jobs=2):
             present = sorted(((e["schema"], e["table"]) for e in entries.values()
                               if found.get(qualified(e["schema"], e["table"]), (False,))[0]),
                              key=lambda t: -found[qualified(*t)][1])
-            methods = _methods(entries)
+            methods = _methods(entries) if methods is None else methods
             cursors = [cur]
             jobs = min(int(jobs or 1), len(present))
             if jobs > 1:

@@ -22,7 +22,7 @@ from ansible.module_utils.pgsafe_failures import LOCK_CONFLICT_CODES
 
 # Retried in place: a lock timeout or a deadlock (the failure classification's lock conflicts, one list).
 RETRYABLE = LOCK_CONFLICT_CODES
-LOCK_MODES = ("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE")
+LOCK_MODES = ("ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE")
 DEFAULT_BACKOFF = 0.5
 DEFAULT_BACKOFF_MAX = 5.0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import re
 
 from ansible.module_utils.pgsafe_backup import BackupError, _parse_time, age_problem
@@ -203,14 +204,16 @@ def is_physical(record):
     return ((record.get("details") or {}).get("engine")) == ENGINE
 
 
-def physical_problems(record, now, max_age_minutes, archive_max=None):
+def physical_problems(record, now, max_age_minutes, archive_max=None, require_restore_tested=True):
     """Why a recorded pgBackRest backup cannot guard a run ([] when it can): verified, restore-tested, fresh,
-    with a PITR target at or after the end of the backup, archived (``archive_max`` from pgbackrest info)."""
+    with a PITR target at or after the end of the backup, archived (``archive_max`` from pgbackrest info).
+    ``require_restore_tested=False``: the caller's next step restores it and compares every table (the
+    rehearsal's copy), which is its restore test."""
     info = (record.get("details") or {}).get("pgbackrest") or {}
     problems = []
     if not record.get("verified"):
         problems.append("not verified (pgbackrest verify)")
-    if not record.get("restore_tested"):
+    if require_restore_tested and not record.get("restore_tested"):
         problems.append("never restore-tested")
     too_old = age_problem(record, now, max_age_minutes)
     if too_old:
@@ -227,7 +230,7 @@ def physical_problems(record, now, max_age_minutes, archive_max=None):
     return problems
 
 
-def find_physical_backup(records, now, max_age_minutes, stanza=None, archive_max=None):
+def find_physical_backup(records, now, max_age_minutes, stanza=None, archive_max=None, require_restore_tested=True):
     """The newest recorded pgBackRest backup (of ``stanza``) that can guard a run: (record, None) or
     (None, [reasons])."""
     reasons = []
@@ -235,7 +238,7 @@ def find_physical_backup(records, now, max_age_minutes, stanza=None, archive_max
         info = (record.get("details") or {}).get("pgbackrest") or {}
         if not is_physical(record) or (stanza and info.get("stanza") != stanza):
             continue
-        problems = physical_problems(record, now, max_age_minutes, archive_max)
+        problems = physical_problems(record, now, max_age_minutes, archive_max, require_restore_tested)
         if not problems:
             return record, None
         reasons.append("{0}: {1}".format(record["backup_id"], "; ".join(problems)))
@@ -267,3 +270,49 @@ def restore_options(paths, label=None, target_lsn=None, delta=True, pg_path=None
     else:
         options += ["--type=immediate", "--target-action=promote"]
     return options
+
+
+# --------------------------------------------------------------------------- the rehearsal's copy
+def _same_dir(a, b):
+    return bool(a and b) and os.path.normpath(os.path.realpath(a)) == os.path.normpath(os.path.realpath(b))
+
+
+def copy_refusal(data_dir, source_data_dir, running_data_dir, copy_target, source_target, pid_port=None):
+    """Why the copy's (staging's) cluster cannot be replaced by a delta restore of the source's backup, or None.
+
+    The whole cluster in ``data_dir`` is replaced: it must be named, must not be the source's own data
+    directory, and must be the one the copy's server (``copy_target``) runs from when it runs
+    (``running_data_dir``; None when it does not answer). A server running from ``data_dir`` (``pid_port``,
+    from its postmaster.pid) while staging does not answer is someone else's: refused too."""
+    if not data_dir or not str(data_dir).startswith("/"):
+        return ("the rehearsal copies {0} from its pgBackRest backup by a delta restore of staging's WHOLE cluster, "
+                "but staging's data directory is not named (got {1!r}): set rehearsal_pgbackrest_data_dir in the "
+                "staging inventory to the absolute data directory of the dedicated staging cluster ({2}); nothing "
+                "was changed").format(source_target, data_dir, copy_target)
+    if _same_dir(data_dir, source_data_dir):
+        return ("rehearsal_pgbackrest_data_dir {0} is the data directory of the SOURCE {1}: the delta restore would "
+                "overwrite the source itself; name staging's own cluster directory; nothing was changed").format(
+                    data_dir, source_target)
+    if running_data_dir is None and pid_port is not None:
+        return ("a server runs from {0} (port {1}) but staging ({2}) does not answer: it cannot be told apart from "
+                "another cluster; start staging or fix its connection, or name its own data directory in "
+                "rehearsal_pgbackrest_data_dir; nothing was changed").format(data_dir, pid_port, copy_target)
+    if running_data_dir and not _same_dir(data_dir, running_data_dir):
+        return ("staging ({0}) runs from {1}, not from rehearsal_pgbackrest_data_dir {2}: the restored copy would not "
+                "be the server the rehearsal uses; set rehearsal_pgbackrest_data_dir to {1} (the whole cluster is "
+                "replaced); nothing was changed").format(copy_target, running_data_dir, data_dir)
+    return None
+
+
+def copy_mismatch(problems, source_target, copy_target, lsn, unlogged=()):
+    """The refusal when the copy differs from the source at the consistency point (nothing is recorded).
+    ``unlogged``: the source's unlogged tables (their rows are in no WAL and no physical backup)."""
+    differing = [p["table"] for p in problems if p["table"] in set(unlogged)]
+    fix = ("Check the repository (pgbackrest verify) and the source's WAL archiving, then re-run the rehearsal")
+    if differing:
+        fix = ("{0} {1} UNLOGGED: its rows are in no WAL and no physical backup, so a physical copy never holds them. "
+               "Make it logged (ALTER TABLE ... SET LOGGED) or rehearse from a dump (backup_engine: pg_dump on the "
+               "source for the rehearsal)").format(", ".join(differing), "is" if len(differing) == 1 else "are")
+    return ("REHEARSAL COPY DIFFERS: {0} delta-restored to {1} does not equal {2} at that point in {3} table(s): "
+            "{4}; nothing was recorded and the rehearsal stops. {5}").format(
+                copy_target, lsn, source_target, len(problems), "; ".join(p["message"] for p in problems[:5]), fix)

@@ -101,9 +101,14 @@ def mark_pitr_target(conn, paths, stanza, run_as=None):
         # with no WAL written since the last one does nothing, and recovery must read a record past the target).
         cur.execute("SELECT pg_logical_emit_message(false, 'pgsafe', 'pitr target')::text, now()")
         lsn, at = cur.fetchone()
-    # pgbackrest check switches WAL and waits until that segment is archived: the target's segment is, too.
-    run(pb.command(paths["config"], stanza, "check", run_as=run_as), what="pgbackrest check (WAL archiving)")
+    archive_through(paths, stanza, run_as)
     return {"lsn": lsn, "time": at.isoformat(), "segment": pb.wal_segment(lsn)}
+
+
+def archive_through(paths, stanza, run_as=None):
+    """pgbackrest check switches WAL and waits until that segment is archived: every WAL position written
+    before it (a PITR target, the rehearsal's consistency point) is then in the repository."""
+    run(pb.command(paths["config"], stanza, "check", run_as=run_as), what="pgbackrest check (WAL archiving)")
 
 
 def pg_ctl(bin_dir, data_dir, action, port=None, run_as=None, timeout=300):

@@ -39,6 +39,13 @@ def scratch_server() -> pg.Server:
     return pg.start_server(pg.SCRATCH_CLUSTER)
 
 
+@pytest.fixture(scope="session")
+def pgbr_server() -> pg.Server:
+    """A cluster that archives its WAL (archive_mode=on), for the pgBackRest engine's tests (pgbackrest_support)."""
+    from tests import pgbackrest_support
+    return pgbackrest_support.archiving_server("pgbr", pgbackrest_support.PORT)
+
+
 @pytest.fixture
 def prod_db(pg_server):
     """A fresh Sprint 90 prod-like database at scale 1 (dropped after the test)."""

@@ -13,6 +13,10 @@ from tests import pg
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 OS_USER = os.environ.get("PGSAFE_OS_USER", "postgres")
+# The archiving cluster and the ports after it (restore test, PITR copy, rehearsal staging): one block of four,
+# PGSAFE_PORT_PGBACKREST moves it (a worktree's tests beside another's).
+PORT = int(os.environ.get("PGSAFE_PORT_PGBACKREST", "56076"))
+RESTORE_TEST_PORT, PITR_PORT, STAGING_PORT = PORT + 1, PORT + 2, PORT + 3
 
 
 def archiving_server(name: str, port: int) -> pg.Server:

@@ -21,14 +21,7 @@ from tests import pgbackrest_support as ps
 from tests.cleanup_helpers import all_table_hashes
 from tests.faults import faultlib as fl
 
-PORT = 56076
-RESTORE_TEST_PORT = 56077
 TABLES = [fl.EXPORTS, fl.ANALYTICS]
-
-
-@pytest.fixture(scope="session")
-def pgbr_server():
-    return ps.archiving_server("pgbr", PORT)
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def world(pgbr_server, scratch_server, tmp_path):
     base = ps.datadir("pgbackrest-tests") / uuid.uuid4().hex[:8]
     with pgbr_server.sprint90_database("prod") as db:
         env = fl.Env(tmp_path, {"prod": (pgbr_server, db), "staging": (scratch_server, "postgres")})
-        env.engine = ps.engine_vars(base, "pgbr", RESTORE_TEST_PORT)
+        env.engine = ps.engine_vars(base, "pgbr", ps.RESTORE_TEST_PORT)
         env.db = db
         try:
             yield env

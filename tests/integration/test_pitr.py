@@ -17,18 +17,15 @@ from tests.cleanup_helpers import all_table_hashes
 from tests.faults import faultlib as fl
 from tests.pg import Server
 
-PORT = 56076
-RESTORE_TEST_PORT = 56077
-PITR_PORT = 56078
 
 
 @pytest.mark.slow
 def test_pitr_to_before_a_pgbackrest_guarded_prod_run_leaves_every_table_equal_to_its_pre_run_fingerprint(
-        scratch_server, tmp_path):
-    server = ps.archiving_server("pgbr", PORT)
+        pgbr_server, scratch_server, tmp_path):
+    server = pgbr_server
     base = ps.datadir("pgbackrest-tests") / uuid.uuid4().hex[:8]
     recovered = ps.datadir("pgbr-pitr-" + uuid.uuid4().hex[:8])
-    engine = ps.engine_vars(base, "pgbr", RESTORE_TEST_PORT)
+    engine = ps.engine_vars(base, "pgbr", ps.RESTORE_TEST_PORT)
     with server.sprint90_database("prod") as db:
         env = fl.Env(tmp_path, {"prod": (server, db), "staging": (scratch_server, "postgres")})
         try:
@@ -44,10 +41,10 @@ def test_pitr_to_before_a_pgbackrest_guarded_prod_run_leaves_every_table_equal_t
             run_id = server.execute(db, "SELECT run_id FROM pgsafe.run WHERE playbook = 'sprint90_prod' "
                                         "ORDER BY started_at DESC LIMIT 1")[0][0]
             back = env.run("restore_pitr.yml", {**engine, "pitr_host": "prod", "pitr_run_id": run_id,
-                                                "pitr_data_dir": str(recovered), "pitr_port": PITR_PORT}, timeout=1200)
+                                                "pitr_data_dir": str(recovered), "pitr_port": ps.PITR_PORT}, timeout=1200)
             assert back.returncode == 0, back.stdout[-6000:]
             assert "PITR OK" in back.flat and "equal to their pre-run fingerprint" in back.flat
-            copy = Server(dict(server.libpq, port=PITR_PORT))
+            copy = Server(dict(server.libpq, port=ps.PITR_PORT))
             assert all_table_hashes(copy, db) == before
             assert fl.column_type(copy, db, fl.EXPORTS, "id") == "text"
         finally:

@@ -117,3 +117,41 @@ def test_restore_options_turn_archiving_off_and_target_the_lsn():
     assert "--target-action=promote" in options and "--set=L" in options and "--delta" in options
     assert "--target-exclusive" in options
     assert "--type=immediate" in pb.restore_options(PATHS, label="L")
+
+
+def test_the_rehearsal_copy_takes_a_backup_not_yet_restore_tested_its_comparison_is_the_test():
+    untested = record(restore_tested=False)
+    assert pb.find_physical_backup([untested], NOW, 60, "prod")[0] is None
+    assert pb.find_physical_backup([untested], NOW, 60, "prod", require_restore_tested=False)[0] is untested
+    unverified = record(verified=False, restore_tested=False)
+    found, reasons = pb.find_physical_backup([unverified], NOW, 60, "prod", require_restore_tested=False)
+    assert found is None and "not verified" in reasons[0]
+
+
+def test_the_rehearsal_copy_refuses_an_unnamed_data_dir_the_sources_or_another_than_stagings(tmp_path):
+    staging, prod = tmp_path / "staging", tmp_path / "prod"
+    staging.mkdir()
+    prod.mkdir()
+    (tmp_path / "link").symlink_to(prod)
+    args = ("u@127.0.0.1:5433/app", "u@db1:5432/app")
+    for unnamed in ("", None, "relative/dir"):
+        assert "rehearsal_pgbackrest_data_dir" in pb.copy_refusal(unnamed, str(prod), None, *args)
+    # the source's own directory, also through a symlink: never restored over
+    assert "SOURCE" in pb.copy_refusal(str(tmp_path / "link"), str(prod), None, *args)
+    # staging runs from another directory than the one named: the copy would not be the rehearsal's server
+    refusal = pb.copy_refusal(str(tmp_path / "other"), str(prod), str(staging), *args)
+    assert str(staging) in refusal and "nothing was changed" in refusal
+    assert pb.copy_refusal(str(staging), str(prod), str(staging), *args) is None
+    assert pb.copy_refusal(str(staging), str(prod), None, *args) is None  # staging not running: restored, started
+    # a server runs from the directory but staging does not answer: someone else's cluster, refused
+    assert "does not answer" in pb.copy_refusal(str(staging), str(prod), None, *args, pid_port="5434")
+
+
+def test_a_copy_that_differs_is_refused_naming_the_tables_and_the_point():
+    problems = [{"table": "public.t", "problem": "hash", "message": "public.t: content hash 1 after restore, 2"}]
+    message = pb.copy_mismatch(problems, "u@db1:5432/app", "u@127.0.0.1:5433/app", "0/9000100")
+    assert "REHEARSAL COPY DIFFERS" in message and "public.t" in message and "0/9000100" in message
+    assert "nothing was recorded" in message
+    # an unlogged table: its rows are in no WAL and no physical backup; the fix is named
+    unlogged = pb.copy_mismatch(problems, "u@db1:5432/app", "u@127.0.0.1:5433/app", "0/9000100", ["public.t"])
+    assert "public.t is UNLOGGED" in unlogged and "SET LOGGED" in unlogged and "backup_engine: pg_dump" in unlogged
