@@ -190,6 +190,14 @@ options:
     description: Run id recorded in the journal and with quarantined rows.
     type: str
     required: true
+  precheck:
+    description:
+      - "In check mode, C(false) plans from the catalog only, without the precheck's scans of the data (the plan, its
+        statements and C(guard_objects), nothing read from the tables), for a caller that applies next: the applying
+        run always prechecks the real data itself, in its READ ONLY transaction before its first change. Outside
+        check mode it is ignored."
+    type: bool
+    default: true
   expected_statements_sha256:
     description:
       - The C(statements_sha256) of the plan's type change step (M(pgsafe_plan)). The module renders the statements
@@ -314,6 +322,7 @@ ARGUMENT_SPEC = dict(
     disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
     run_id=dict(type="str", required=True),
     expected_statements_sha256=dict(type="str"),
+    precheck=dict(type="bool", default=True),
     **guard_argument_spec(),
 )
 
@@ -325,7 +334,8 @@ def _plan(module, conn, changes, fks, result):
         cur.execute("SET TRANSACTION READ ONLY")
         unit = plan_unit(cur, changes, fks, p["orphan_policy"], p["strategy"], p["online_threshold_bytes"],
                          p["disk_free_bytes"], p["disk_margin_bytes"],
-                         p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"])
+                         p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"],
+                         scan_data=p["precheck"] or not module.check_mode)
         plan = unit["plan"]
         result.update(plan=unit["public"], hazards=plan["hazards"], plan_fingerprint=unit["fingerprint"])
         if module._diff:
@@ -349,8 +359,9 @@ def _plan(module, conn, changes, fks, result):
         module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(unit["verdict"]["problems"]), **result)
     result["hazards"] = unit["hazards"]
     if module.check_mode:
-        result.update(changed=True, message="would convert ({0}): {1}".format(
-            plan["strategy"], "; ".join(plan["steps"])))
+        result.update(changed=True, message="would convert ({0}): {1}{2}".format(
+            plan["strategy"], "; ".join(plan["steps"]),
+            "" if unit["precheck"] else " (data not prechecked here: the applying run prechecks it first)"))
         module.exit_json(**result)
     return unit
 
