@@ -80,7 +80,12 @@ def precheck(cur, plan, orphan_policy, server_version_num, disk=None, orphans_fo
                                     "LIMIT %s").format(pk_json(pk, "t"), col, norm, tbl), (SAMPLE_LIMIT,))
                 samples = [{"pk": r[0], "value": r[1], "normalised": r[2]} for r in cur.fetchall()]
             raw["normalising"].append({"table": label, "column": c["column"], "count": n, "samples": samples})
-            if _is_unique_column(facts_pk[key], c["column"]):
+            # Two values of a unique column collide only when one is not in its canonical spelling: with none
+            # (n == 0) each value IS its normalised text, so distinct values stay distinct (no second scan).
+            if _is_unique_column(facts_pk[key], c["column"]) and not n:
+                raw["collisions"].append({"table": label, "column": c["column"], "type": c["type"], "count": 0,
+                                          "samples": []})
+            elif _is_unique_column(facts_pk[key], c["column"]):
                 cur.execute(sql.SQL("SELECT {2}, array_agg({1}::text ORDER BY {1}::text) FROM {0} WHERE {1} IS NOT NULL "
                                     "GROUP BY 1 HAVING count(DISTINCT {1}::text) > 1 LIMIT %s").format(tbl, col, norm),
                             (SAMPLE_LIMIT,))
