@@ -19,8 +19,9 @@ description:
     values); values that cast but normalise (upper case, braces, no hyphens) are reported; two values of a unique
     column that become one value are a collision that stops the plan; orphans of each FK to create are found
     comparing values after the cast; free disk (about 2x the tables and their indexes) is checked."
-  - On servers >= 16 castability uses C(pg_input_is_valid); on older servers a strict regex of what C(uuid_in)
-    accepts, confirmed by the server's own cast of each rejected value in a savepoint (uuid), a length check
+  - On servers >= 16 castability uses C(pg_input_is_valid); on older servers the exact cast of every value in a
+    savepoint and, only when it fails, a strict regex of what C(uuid_in) accepts to list the values, confirmed by
+    the server's own cast of each rejected value in a savepoint (uuid), a length check
     (varchar(n)), or the exact expression in a savepoint (anything else).
   - C(orphan_policy=quarantine) moves orphan rows and the rows depending on them into C(pgsafe.quarantine_row)
     (source table, primary key, reason, run id, row as jsonb, sha256) in the same transaction as their removal;
