@@ -19,8 +19,9 @@ description:
     values); values that cast but normalise (upper case, braces, no hyphens) are reported; two values of a unique
     column that become one value are a collision that stops the plan; orphans of each FK to create are found
     comparing values after the cast; free disk (about 2x the tables and their indexes) is checked."
-  - On servers >= 16 castability uses C(pg_input_is_valid); on older servers a strict regex of what C(uuid_in)
-    accepts, confirmed by the server's own cast of each rejected value in a savepoint (uuid), a length check
+  - On servers >= 16 castability uses C(pg_input_is_valid); on older servers the exact cast of every value in a
+    savepoint and, only when it fails, a strict regex of what C(uuid_in) accepts to list the values, confirmed by
+    the server's own cast of each rejected value in a savepoint (uuid), a length check
     (varchar(n)), or the exact expression in a savepoint (anything else).
   - C(orphan_policy=quarantine) moves orphan rows and the rows depending on them into C(pgsafe.quarantine_row)
     (source table, primary key, reason, run id, row as jsonb, sha256) in the same transaction as their removal;
@@ -190,6 +191,14 @@ options:
     description: Run id recorded in the journal and with quarantined rows.
     type: str
     required: true
+  precheck:
+    description:
+      - "In check mode, C(false) plans from the catalog only, without the precheck's scans of the data (the plan, its
+        statements and C(guard_objects), nothing read from the tables), for a caller that applies next: the applying
+        run always prechecks the real data itself, in its READ ONLY transaction before its first change. Outside
+        check mode it is ignored."
+    type: bool
+    default: true
   expected_statements_sha256:
     description:
       - The C(statements_sha256) of the plan's type change step (M(pgsafe_plan)). The module renders the statements
@@ -314,6 +323,7 @@ ARGUMENT_SPEC = dict(
     disk_margin_bytes=dict(type="int", default=64 * 1024 * 1024, aliases=["disk_margin"]),
     run_id=dict(type="str", required=True),
     expected_statements_sha256=dict(type="str"),
+    precheck=dict(type="bool", default=True),
     **guard_argument_spec(),
 )
 
@@ -325,7 +335,8 @@ def _plan(module, conn, changes, fks, result):
         cur.execute("SET TRANSACTION READ ONLY")
         unit = plan_unit(cur, changes, fks, p["orphan_policy"], p["strategy"], p["online_threshold_bytes"],
                          p["disk_free_bytes"], p["disk_margin_bytes"],
-                         p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"])
+                         p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"],
+                         scan_data=p["precheck"] or not module.check_mode)
         plan = unit["plan"]
         result.update(plan=unit["public"], hazards=plan["hazards"], plan_fingerprint=unit["fingerprint"])
         if module._diff:
@@ -349,8 +360,9 @@ def _plan(module, conn, changes, fks, result):
         module.fail_json(msg="precheck failed, nothing changed: " + " | ".join(unit["verdict"]["problems"]), **result)
     result["hazards"] = unit["hazards"]
     if module.check_mode:
-        result.update(changed=True, message="would convert ({0}): {1}".format(
-            plan["strategy"], "; ".join(plan["steps"])))
+        result.update(changed=True, message="would convert ({0}): {1}{2}".format(
+            plan["strategy"], "; ".join(plan["steps"]),
+            "" if unit["precheck"] else " (data not prechecked here: the applying run prechecks it first)"))
         module.exit_json(**result)
     return unit
 

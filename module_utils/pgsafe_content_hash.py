@@ -250,11 +250,18 @@ def _live_value_hash(column, how, uuid_text):
         return sql.SQL(JSONB_HASH["numeric"]).format(col, sql.SQL("({0})::text").format(col))
     if how == "timestamp_utc" and kind not in ("timestamptz", "timestamp"):  # timestamps: their instant already
         return sql.SQL(JSONB_HASH["timestamptz"]).format(col, sql.SQL("({0})::text").format(col))
+    return typed_value_hash(col, kind, uuid_text if column.get("category") == "S" else "off",
+                            column["type_name"] == "text")
+
+
+def typed_value_hash(value, kind, uuid_text="auto", is_text=False):
+    """SQL for the 64-bit hash of ``value`` (a psycopg2.sql expression OF the hash kind's own type: a column of that
+    kind, or a cast to such a type); NULL for NULL.  The live path of every column without a normalisation."""
+    sql = _sql()
     if kind == "text":
-        text = col if column["type_name"] == "text" else sql.SQL("({0})::text").format(col)
-        return sql.SQL("hashtextextended({0}, 0)").format(
-            _uuid_or_text(sql, text, uuid_text if column.get("category") == "S" else "off"))
-    return sql.SQL(LIVE_HASH.get(kind, "hashtextextended((to_jsonb({0}) #>> '{{}}') COLLATE \"C\", 0)")).format(col)
+        text = value if is_text else sql.SQL("({0})::text").format(value)
+        return sql.SQL("hashtextextended({0}, 0)").format(_uuid_or_text(sql, text, uuid_text))
+    return sql.SQL(LIVE_HASH.get(kind, "hashtextextended((to_jsonb({0}) #>> '{{}}') COLLATE \"C\", 0)")).format(value)
 
 
 def _jsonb_value_hash(v, kind, how, uuid_text):
@@ -465,24 +472,39 @@ def _stats(cur, schema, table, method):
     return cur.fetchone()
 
 
-def mapped_rows_hash(cur, source, values, kinds, where=None, params=None, table_normalize=None, uuid_text="auto"):
+def mapped_rows_hash(cur, source, values, kinds, where=None, params=None, table_normalize=None, uuid_text="auto",
+                     typed=False):
     """``{"rows", "hash"}`` of rows as they WILL be: ``values`` ({target column: psycopg2.sql expression over
     ``source``, e.g. a cast or a renamed column}) hashed as a row of a table with ``kinds`` ({column: hash kind},
     ``table_kinds`` of the target); equal to ``table_content_hash`` of the target once the rows are there.
 
     ``source``: a psycopg2.sql FROM item with its alias (``sql.SQL('{0} AS s').format(sql.Identifier(...))``);
     ``where`` an optional filter with ``params``.  For merge proofs and type-change checks: one canonical form.
+
+    ``typed=True`` (no ``table_normalize``): every expression is already of its kind's own type (a column of the
+    target's type, or a cast to it, as a type change's planned values are), so each is hashed as a live value of
+    that kind (``typed_value_hash``): the same hash as the live column, some ten times cheaper than the default
+    path, which hashes any value as it would come back from ``to_jsonb`` (a merge's renamed columns may be of
+    another type than their target).
     """
     sql = _sql()
-    row = sql.SQL("jsonb_build_object({0})").format(sql.SQL(", ").join(
-        sql.SQL("{0}, {1}").format(sql.Literal(name), expr) for name, expr in values.items()))
-    rows = sql.SQL("SELECT {0} AS j FROM {1}").format(row, source)
+    names = list(values)
+    alias = {name: sql.Identifier("v{0}".format(i)) for i, name in enumerate(names)}
+    if typed and not table_normalize:
+        columns = sql.SQL(", ").join(sql.SQL("{0} AS {1}").format(values[n], alias[n]) for n in names)
+        row_hash = _fold(typed_value_hash(sql.SQL("r.{0}").format(alias[n]), kinds[n], uuid_text)
+                         for n in column_order(names))
+    else:
+        columns = sql.SQL("jsonb_build_object({0}) AS j").format(sql.SQL(", ").join(
+            sql.SQL("{0}, {1}").format(sql.Literal(name), values[name]) for name in names))
+        row_hash = jsonb_row_hash_sql(sql.SQL("r.j"), {name: kinds[name] for name in names}, table_normalize,
+                                      uuid_text)
+    rows = sql.SQL("SELECT {0} FROM {1}").format(columns, source)
     if where is not None:
         rows = sql.SQL("{0} WHERE {1}").format(rows, where)
     # OFFSET 0 keeps the subquery: each row's values (a cast, a USING expression) are computed once, not again
     # for every reference the row hash makes to them
-    query = sql.SQL("SELECT count(*), sum({0}) FROM ({1} OFFSET 0) AS r").format(
-        jsonb_row_hash_sql(sql.SQL("r.j"), {name: kinds[name] for name in values}, table_normalize, uuid_text), rows)
+    query = sql.SQL("SELECT count(*), sum({0}) FROM ({1} OFFSET 0) AS r").format(row_hash, rows)
     previous = pin_settings(cur)
     try:
         cur.execute(query, params)

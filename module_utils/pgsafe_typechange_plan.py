@@ -427,13 +427,14 @@ def available_disk(cur, disk_free_bytes=None, host=""):
 
 
 def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshold=256 * 1024 * 1024,
-              disk_free_bytes=None, disk_margin_bytes=64 * 1024 * 1024, host="", run_id="plan"):
+              disk_free_bytes=None, disk_margin_bytes=64 * 1024 * 1024, host="", run_id="plan", scan_data=True):
     """Plan and precheck one type change unit in the caller's (read-only) transaction.
 
     ``changes``/``fks`` are normalised (normalise_changes / normalise_fks). Returns
     {plan (internal, with _facts), public (for people and the backup role), fingerprint, hazards,
     precheck (raw findings with verdict), verdict {ok, problems, notes}, rollback_sql}.
-    Blocked or converged units come back with ``precheck`` None.
+    Blocked or converged units come back with ``precheck`` None; so does every unit with ``scan_data=False``
+    (the plan from the catalog only, for a caller whose change prechecks the data itself before it starts).
     """
     canonicalise_targets(cur, changes)
     facts = gather_facts(cur, changes, fks)
@@ -443,7 +444,7 @@ def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshol
     out = {"plan": plan, "public": public_plan(plan), "fingerprint": plan_fingerprint(plan),
            "hazards": list(plan["hazards"]), "precheck": None, "rollback_sql": "",
            "verdict": {"ok": not plan["blockers"], "problems": list(plan["blockers"]), "notes": []}}
-    if plan["blockers"] or plan["converged"]:
+    if plan["blockers"] or plan["converged"] or not scan_data:
         return out
     free, where = available_disk(cur, disk_free_bytes, host)
     disk = disk_verdict(disk_requirement(dict(plan["table_sizes"]), plan["strategy"], disk_margin_bytes), free)

@@ -4,7 +4,8 @@ collisions on unique columns, orphans after the cast; and the verdict drawn from
 
 Precheck castability (documented choice):
 * server >= 16: ``pg_input_is_valid(value, target_type)``: the server's own input function.
-* server < 16, target uuid: a strict regex of exactly what ``uuid_in`` accepts (32 hex digits,
+* server < 16, target uuid: first the exact cast of every value in a SAVEPOINT (one cheap scan); when it fails,
+  a strict regex of exactly what ``uuid_in`` accepts (32 hex digits,
   optional hyphen after each group of 4, optional surrounding braces, nothing else: no spaces).
   Rows the regex accepts are cast with the real ``::uuid`` in the same SELECT (so a disagreement
   can only make the precheck fail, never pass wrongly); every value the regex rejects is then cast
@@ -79,7 +80,12 @@ def precheck(cur, plan, orphan_policy, server_version_num, disk=None, orphans_fo
                                     "LIMIT %s").format(pk_json(pk, "t"), col, norm, tbl), (SAMPLE_LIMIT,))
                 samples = [{"pk": r[0], "value": r[1], "normalised": r[2]} for r in cur.fetchall()]
             raw["normalising"].append({"table": label, "column": c["column"], "count": n, "samples": samples})
-            if _is_unique_column(facts_pk[key], c["column"]):
+            # Two values of a unique column collide only when one is not in its canonical spelling: with none
+            # (n == 0) each value IS its normalised text, so distinct values stay distinct (no second scan).
+            if _is_unique_column(facts_pk[key], c["column"]) and not n:
+                raw["collisions"].append({"table": label, "column": c["column"], "type": c["type"], "count": 0,
+                                          "samples": []})
+            elif _is_unique_column(facts_pk[key], c["column"]):
                 cur.execute(sql.SQL("SELECT {2}, array_agg({1}::text ORDER BY {1}::text) FROM {0} WHERE {1} IS NOT NULL "
                                     "GROUP BY 1 HAVING count(DISTINCT {1}::text) > 1 LIMIT %s").format(tbl, col, norm),
                             (SAMPLE_LIMIT,))
@@ -111,7 +117,10 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
         cond = sql.SQL("t.{0} IS NOT NULL AND NOT pg_input_is_valid(t.{0}::text, %s)").format(col)
         return _count_and_sample(cur, tbl, pkj, col, cond, (target,))
     if not change["using"] and is_uuid_target(target):
-        # Regex of what uuid_in accepts; accepted rows are really cast in the same statement.
+        # The exact cast over every row first (one cheap scan: uuid_in, no regex); only when some value does
+        # not cast, the regex of what uuid_in accepts finds them (accepted rows really cast in the same statement).
+        if _all_values_cast(cur, cast_expr(change, sql.SQL("t.{0}").format(col), "t"), tbl)[0]:
+            return {"count": 0, "samples": [], "method": "server cast of every value in a savepoint"}
         cur.execute(sql.SQL("SELECT count(*), count(CASE WHEN t.{0}::text ~ %s THEN CAST(t.{0} AS uuid) END) "
                             "FROM {1} t WHERE t.{0} IS NOT NULL").format(col, tbl), (UUID_REGEX,))
         total, accepted = cur.fetchone()
@@ -136,16 +145,9 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
         return {"count": 0, "samples": [], "method": "every value casts to text"}
     # Generic: the exact expression over every row; on error, find the offending values one by one.
     expr = cast_expr(change, sql.SQL("t.{0}").format(col), "t")
-    cur.execute("SAVEPOINT pgsafe_cast")
-    try:
-        cur.execute(sql.SQL("SELECT count({0}) FROM {1} t").format(expr, tbl))
-        cur.execute("RELEASE SAVEPOINT pgsafe_cast")
+    ok, first_error = _all_values_cast(cur, expr, tbl)
+    if ok:
         return {"count": 0, "samples": [], "method": "full cast in a savepoint"}
-    except psycopg2.Error as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_cast")
-        if getattr(exc, "pgcode", None) in ("57014",) + RETRYABLE:  # a timeout says nothing about values
-            raise
-        first_error = str(exc).strip().splitlines()[0]
     cur.execute(sql.SQL("SELECT {0}, t.{1}::text FROM {2} t LIMIT %s").format(pkj, col, tbl), (SCAN_CAP * 10,))
     bad = []
     for pkv, value in cur.fetchall():
@@ -159,6 +161,22 @@ def _invalid_values(cur, change, tbl, col, pk, server_version_num):
             bad.append({"pk": pkv, "value": value})
     return {"count": max(len(bad), 1), "samples": bad[:SAMPLE_LIMIT] or [{"pk": None, "value": first_error}],
             "method": "full cast in a savepoint, then per row"}
+
+
+def _all_values_cast(cur, expr, tbl):
+    """(True, None) when ``expr`` (the exact cast, over alias ``t``) succeeds for every row of ``tbl``, else
+    (False, the server's first error line); in a SAVEPOINT of the caller's read-only transaction.  A timeout
+    or lock error says nothing about the values: raised."""
+    cur.execute("SAVEPOINT pgsafe_cast")
+    try:
+        cur.execute(sql.SQL("SELECT count({0}) FROM {1} t").format(expr, tbl))
+        cur.execute("RELEASE SAVEPOINT pgsafe_cast")
+        return True, None
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT pgsafe_cast")
+        if getattr(exc, "pgcode", None) in ("57014",) + RETRYABLE:
+            raise
+        return False, str(exc).strip().splitlines()[0]
 
 
 def _server_casts(cur, value, type_sql):

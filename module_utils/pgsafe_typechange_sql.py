@@ -79,7 +79,7 @@ def table_hash(cur, schema, table, columns, plan_changes, where=None, params=Non
         return table_content_hash(cur, schema, table, columns=columns, where=where, params=params)
     values = {c: after_value(plan_changes, schema, table, c, "t") for c in columns}
     return mapped_rows_hash(cur, sql.SQL("{0} AS t").format(_ident(schema, table)), values,
-                            planned_kinds(cur, schema, table, plan_changes), where=where, params=params)
+                            planned_kinds(cur, schema, table, plan_changes), where=where, params=params, typed=True)
 
 
 def _fk_sql(fk, not_valid=True):

@@ -53,3 +53,42 @@ def test_mapped_rows_hash_equals_the_target_once_copied(pg_server, prod_db):
     finally:
         conn.rollback()
         conn.close()
+
+
+def test_typed_mapped_rows_hash_equals_the_default_path_and_the_cast_target(pg_server, prod_db):
+    """A type change's before-hash (typed=True: values already of their kinds' types) is the default path's hash
+    and the table's hash once altered, over every hash kind (and NULLs, an enum, UUID spellings)."""
+    from ansible.module_utils.pgsafe_content_hash import mapped_rows_hash, table_kinds
+    conn = pg_server.connect(prod_db, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TYPE pg_temp.mood AS ENUM ('sad', 'ok')")
+            cur.execute("CREATE TEMP TABLE t (id text, u varchar(40), n int4, x numeric(8,2), f float8, r float4, "
+                        "b bool, ts timestamp, tz timestamptz, j json, jb jsonb, iv interval, ip inet, d date, "
+                        "m pg_temp.mood, raw bytea, arr int[])")
+            cur.execute("INSERT INTO t SELECT CASE WHEN g % 3 = 0 THEN upper(gen_random_uuid()::text) "
+                        "ELSE '{' || gen_random_uuid() || '}' END, CASE WHEN g % 2 = 0 THEN gen_random_uuid()::text "
+                        "END, g, g / 7.0, g / 3.0, -g / 3.0, g % 2 = 0, '2025-01-01'::timestamp + g * interval '1 min', "
+                        "'2025-01-01'::timestamptz + g * interval '1 h', json_build_object('g', g), "
+                        "CASE WHEN g % 4 = 0 THEN 'null'::jsonb ELSE jsonb_build_object('g', g) END, "
+                        "g * interval '1 mon 1 s', ('10.0.0.' || g)::inet, '2025-01-01'::date + g, "
+                        "(ARRAY['sad', 'ok'])[g % 2 + 1]::pg_temp.mood, int4send(g), ARRAY[g, NULL] "
+                        "FROM generate_series(1, 60) g")
+            cur.execute("INSERT INTO t (id) VALUES (NULL)")
+            cur.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()")
+            temp = cur.fetchone()[0]
+            casts = {"id": "uuid", "u": "uuid", "n": "int8", "ts": "timestamptz", "j": "jsonb"}
+            kinds = table_kinds(cur, temp, "t")
+            kinds.update({"id": "uuid", "u": "uuid", "n": "int", "ts": "timestamptz", "j": "jsonb"})
+            values = {c: (sql.SQL("CAST(t.{0} AS {1})").format(sql.Identifier(c), sql.SQL(casts[c])) if c in casts
+                          else sql.SQL("t.{0}").format(sql.Identifier(c))) for c in kinds}
+            source = sql.SQL("{0} AS t").format(sql.Identifier(temp, "t"))
+            typed = mapped_rows_hash(cur, source, values, kinds, typed=True)
+            assert typed == mapped_rows_hash(cur, source, values, kinds) and typed["rows"] == 61
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            cur.execute("ALTER TABLE t " + ", ".join("ALTER COLUMN {0} TYPE {1} USING CAST({0} AS {1})".format(c, to)
+                                                    for c, to in casts.items()))
+            assert table_content_hash(cur, temp, "t") == typed
+    finally:
+        conn.rollback()
+        conn.close()

@@ -64,3 +64,20 @@ def test_dev_plan_converts_only_the_analytics_column(tmp_path, pg_server, dev_db
     assert column_types(pg_server, dev_db, ANALYTICS)["export_id"] == "uuid"
     assert fks(pg_server, dev_db)["bazaar-vid_export_analytics_export_id_bazaar-vid_exports_id_fk"][0] is True
     assert {t: pg_server.execute(dev_db, f'SELECT count(*) FROM "{t}"')[0][0] for t in counts_before} == counts_before
+
+
+def test_planning_without_precheck_reads_no_row_and_plans_the_same_statements(pg_server, prod_db):
+    """precheck: false (the role's planning run before an apply that prechecks itself) plans from the catalog only:
+    no statement of it reads the changed tables, and its plan and statements equal the prechecking run's."""
+    from tests.cleanup_helpers import run_module
+    fix = shipped("prod")
+    args = dict(pg_server.module_params(prod_db), run_id="precheck-off", changes=fix["changes"],
+                foreign_keys=fix["foreign_keys"], orphan_policy=fix["orphan_policy"])
+    full = run_module("pgsafe_column_types", args, check=True)
+    light = run_module("pgsafe_column_types", dict(args, precheck=False), check=True)
+    assert full["rc"] == 0 and light["rc"] == 0, (full, light)
+    assert full["precheck"]["orphans"] and light.get("precheck") is None
+    assert light["statements_sha256"] == full["statements_sha256"]
+    assert light["plan"]["guard_objects"] == full["plan"]["guard_objects"]
+    scans = [q for q in light["queries"] if 'FROM "public"."bazaar-vid_export' in q]
+    assert not scans and any('FROM "public"."bazaar-vid_export' in q for q in full["queries"])
