@@ -432,10 +432,41 @@ def table_content_hash(cur, schema, table, columns=None, where=None, params=None
 # Content hash per table, order-independent (a sum of 64-bit row hashes), as recorded in backup manifests.
 # "record" hashes each column with its type's hash function (PostgreSQL 14+, every column type hashable: about
 # 3x cheaper); "text" hashes the row's text form (any type; relies on the backup's pinned session settings).
+# A type whose hash function hashes an internal id rather than the value (an enum hashes its label's OID, the
+# reg* types the object's OID) is "text": a restore assigns new OIDs, so "record" would differ for equal rows.
 STATS_SQL = {
     "record": "SELECT count(*), coalesce(sum(hash_record_extended(ROW({alias}.*), 0)), 0)::text FROM {table} AS {alias}",
     "text": "SELECT count(*), coalesce(sum(hashtextextended(ROW({alias}.*)::text, 0)), 0)::text FROM {table} AS {alias}",
 }
+
+
+# Does a column of the table have (at any depth: array, domain, range, multirange, composite) a type whose hash is
+# an OID: an enum or a reg* type?
+OID_HASHED_COLUMN_SQL = """
+WITH RECURSIVE used(oid) AS (
+    SELECT a.atttypid FROM pg_catalog.pg_attribute a
+      JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+    UNION
+    SELECT part.oid FROM used u JOIN pg_catalog.pg_type t ON t.oid = u.oid
+      CROSS JOIN LATERAL (
+        SELECT NULLIF(t.typelem, 0) UNION ALL SELECT NULLIF(t.typbasetype, 0)
+        UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid
+        UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = t.oid
+        UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = NULLIF(t.typrelid, 0) AND a.attnum > 0 AND NOT a.attisdropped
+      ) AS part(oid)
+     WHERE part.oid IS NOT NULL
+)
+SELECT EXISTS (SELECT 1 FROM used u JOIN pg_catalog.pg_type t ON t.oid = u.oid
+                WHERE t.typtype = 'e' OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname LIKE 'reg%%'))
+"""
+
+
+def _automatic_method(cur, schema, table):
+    """"text" when a column's hash would be an OID (enum, reg*), else "record" (which falls back to "text")."""
+    cur.execute(OID_HASHED_COLUMN_SQL, (schema, table))
+    return "text" if cur.fetchone()[0] else "record"
 
 
 def table_stats(cur, tables, methods=None):
@@ -443,14 +474,16 @@ def table_stats(cur, tables, methods=None):
     settings already set (``pgsafe_backup_exec.pin_settings``).
 
     ``methods`` ({table_key: "record"|"text"}) forces the method per table (the restore side uses the
-    manifest's); otherwise "record" is tried and "text" used where a column type has no hash function.
+    manifest's); otherwise "text" where a column's hash would be an OID (enum, reg*: new OIDs after a restore),
+    else "record" is tried and "text" used where a column type has no hash function.
     """
     import psycopg2
     out = {}
     for schema, table in tables:
         key = table_key(schema, table)
-        method = (methods or {}).get(key)
-        if method:
+        forced = (methods or {}).get(key)
+        method = forced or _automatic_method(cur, schema, table)
+        if forced or method == "text":
             rows, digest = _stats(cur, schema, table, method)
         else:
             cur.execute("SAVEPOINT pgsafe_stats")
