@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
@@ -44,6 +46,8 @@ from tests.typefix_support import PROD_CHANGES, PROD_FKS, spawn_module  # noqa: 
 
 NAME, PORT = "bench_typefix", 55455
 RUNS = int(os.environ.get("PGSAFE_BENCH_RUNS", "1"))
+# The batch time budget a run uses: the schema_fix role's default.
+BATCH_TARGET_MS = int(yaml.safe_load((ROOT / "roles/schema_fix/defaults/main.yml").read_text())["schema_fix_batch_target_ms"])
 EXPORTS_N = int(os.environ.get("PGSAFE_BENCH_TYPEFIX_EXPORTS", "1000000"))
 ANALYTICS_N = 3 * EXPORTS_N
 CLIENTS = 4
@@ -181,7 +185,7 @@ def one_run(server, strategy, script):
         baseline = probe.max_stall
         args = dict(server.module_params(db), run_id="bench-" + strategy, changes=PROD_CHANGES, foreign_keys=PROD_FKS,
                     orphan_policy="quarantine", strategy=strategy, lock_timeout=LOCK_TIMEOUT, retries=20,
-                    backoff_seconds=0.2, backoff_max_seconds=2.0, batch_size=5000, batch_target_ms=100,
+                    backoff_seconds=0.2, backoff_max_seconds=2.0, batch_size=5000, batch_target_ms=BATCH_TARGET_MS,
                     disk_margin_bytes=0, guard_override="benchmark on a throwaway copy")
         t0 = time.monotonic()
         proc = spawn_module("pgsafe_column_types", args)

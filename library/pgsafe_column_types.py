@@ -170,7 +170,7 @@ options:
         application write to one of them waits up to one batch; the batch size adapts (halves when a batch is
         slower, grows up to I(batch_size) when faster). 0 keeps I(batch_size) fixed.
     type: int
-    default: 100
+    default: 40
   throttle_ms:
     description: Pause between backfill batches (online), to limit WAL pressure on replicas.
     type: int
@@ -316,7 +316,7 @@ ARGUMENT_SPEC = dict(
     backoff_seconds=dict(type="float", default=0.5),
     backoff_max_seconds=dict(type="float", default=5.0),
     batch_size=dict(type="int", default=5000),
-    batch_target_ms=dict(type="int", default=100),
+    batch_target_ms=dict(type="int", default=40),
     throttle_ms=dict(type="int", default=0),
     verify=dict(type="bool", default=True),
     disk_free_bytes=dict(type="int"),

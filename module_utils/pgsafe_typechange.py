@@ -57,7 +57,7 @@ class Runner(RewriteStrategy, OnlineStrategy):
 
     def __init__(self, conn, plan, run_id, orphan_policy="fail", lock_timeout="3s", statement_timeout=None,
                  retries=3, backoff=0.5, backoff_max=5.0, batch_size=5000, throttle_ms=0, verify=True,
-                 progress=None, batch_target_ms=100):
+                 progress=None, batch_target_ms=40):
         self.conn, self.plan, self.run_id = conn, plan, run_id
         self.orphan_policy = orphan_policy
         self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
