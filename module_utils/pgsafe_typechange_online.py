@@ -57,6 +57,14 @@ def not_null_columns(cols):
     return [c for c in cols if c["notnull"] or c["not_null"]]
 
 
+
+# Seconds the swap waits at most for a VACUUM (usually autovacuum) of a table it locks to end.
+VACUUM_WAIT_SECONDS = 120
+# The relations (the tables, or their partitions) a VACUUM is running on, among the qualified names given.
+RUNNING_VACUUMS_SQL = ("SELECT DISTINCT v.relid::regclass::text FROM pg_catalog.pg_stat_progress_vacuum v, "
+                       "unnest(%s::text[]) AS q(name) WHERE v.relid = q.name::regclass "
+                       "OR v.relid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(q.name::regclass) p)")
+
 class OneRoundTrip:
     """A cursor stand-in that collects statements (Composables or text with parameters) and sends them to the
     server in one execute; the server runs them in order in the caller's transaction, stopping at the first
@@ -99,6 +107,7 @@ class OnlineStrategy:
             self._prepare_tables(by_table)
             self.journal("online:backfill", "completed", ",".join(qualified(*k) for k in by_table))
             self.txn("quarantine orphans", self.quarantine)
+            self._wait_for_vacuums()
             started = time.monotonic()
             self.txn("swap", lambda cur: self._swap(cur, by_table))
             self._took("swap", started)
@@ -113,6 +122,30 @@ class OnlineStrategy:
             self._journal_failure("typechange:online", exc)
             raise
         return self.validate()
+
+    def _wait_for_vacuums(self, most_seconds=VACUUM_WAIT_SECONDS):
+        """Wait (bounded) until no VACUUM runs on a table the swap locks.  The backfill rewrote every row, so
+        autovacuum starts on the changed tables; the swap's LOCK would queue behind it until the server cancels
+        it (deadlock_timeout, 1 s by default), and every application write queues behind the LOCK for as long."""
+        keys = [key for key, _mode in self.lock_plan()]
+        started = time.monotonic()
+        while True:
+            # one transaction per look: the server's activity views are read once per transaction
+            running = self.txn("look for running vacuums", lambda cur: self._running_vacuums(cur, keys))
+            if not running or time.monotonic() - started >= most_seconds:
+                break
+            time.sleep(0.2)
+        waited = time.monotonic() - started
+        if running:
+            self.events.append("vacuum still running on {0} after {1:.0f}s: the swap's lock waits for it (or for "
+                               "the server to cancel an autovacuum)".format(", ".join(running), waited))
+        elif waited >= 0.2:
+            self.events.append("waited {0:.1f}s for vacuum to end before the swap".format(waited))
+
+    @staticmethod
+    def _running_vacuums(cur, keys):
+        cur.execute(RUNNING_VACUUMS_SQL, ([qualified(*k) for k in keys],))
+        return [row[0] for row in cur.fetchall()]
 
     def _took(self, what, started):
         self.events.append("{0}: {1:.1f}s".format(what, time.monotonic() - started))
