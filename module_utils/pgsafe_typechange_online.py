@@ -60,10 +60,13 @@ def not_null_columns(cols):
 
 # Seconds the swap waits at most for a VACUUM (usually autovacuum) of a table it locks to end.
 VACUUM_WAIT_SECONDS = 120
-# The relations (the tables, or their partitions) a VACUUM is running on, among the qualified names given.
-RUNNING_VACUUMS_SQL = ("SELECT DISTINCT v.relid::regclass::text FROM pg_catalog.pg_stat_progress_vacuum v, "
+# The relations (the tables, or their partitions) a VACUUM or an ANALYZE (autovacuum runs both, each holding SHARE
+# UPDATE EXCLUSIVE until the server cancels it for a waiting lock) is running on, among the qualified names given.
+RUNNING_VACUUMS_SQL = ("SELECT DISTINCT v.relid::regclass::text FROM (SELECT relid FROM pg_catalog.pg_stat_progress_vacuum "
+                       "UNION ALL SELECT relid FROM pg_catalog.pg_stat_progress_analyze) AS v, "
                        "unnest(%s::text[]) AS q(name) WHERE v.relid = q.name::regclass "
                        "OR v.relid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(q.name::regclass) p)")
+
 
 class OneRoundTrip:
     """A cursor stand-in that collects statements (Composables or text with parameters) and sends them to the
@@ -124,7 +127,7 @@ class OnlineStrategy:
         return self.validate()
 
     def _wait_for_vacuums(self, most_seconds=VACUUM_WAIT_SECONDS):
-        """Wait (bounded) until no VACUUM runs on a table the swap locks.  The backfill rewrote every row, so
+        """Wait (bounded) until no VACUUM or ANALYZE runs on a table the swap locks.  The backfill rewrote every row, so
         autovacuum starts on the changed tables; the swap's LOCK would queue behind it until the server cancels
         it (deadlock_timeout, 1 s by default), and every application write queues behind the LOCK for as long."""
         keys = [key for key, _mode in self.lock_plan()]
