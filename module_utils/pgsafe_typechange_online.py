@@ -20,8 +20,10 @@ import time
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified
 from ansible.module_utils.pgsafe_locks import lock_tables, retry_on_lock, run_with_retries
 from ansible.module_utils.pgsafe_progress import Progress, row_estimate
+from ansible.module_utils.pgsafe_typechange_copy_run import CopyMethod
 from ansible.module_utils.pgsafe_typechange_backfill import (TID_RANGE_SCAN_VERSION, Backfill, clone_connection,
                                                              heap_shape, leaf_relations)
+from ansible.module_utils.pgsafe_typechange_copy import copy_table_name
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, varchar_limit
 from ansible.module_utils.pgsafe_typechange_sql import (TRIGGER_NAME, _ident, _type_sql, add_fks_not_valid, drop_fks,
                                                         drop_views, online_check_name, recreate_views,
@@ -88,8 +90,9 @@ class OneRoundTrip:
             self.parts = []
 
 
-class OnlineStrategy:
-    """Runner's online strategy (needs the Runner's plumbing: txn, journal, quarantine, validate)."""
+class OnlineStrategy(CopyMethod):
+    """Runner's online strategy (needs the Runner's plumbing: txn, journal, quarantine, validate); each table by the
+    method the plan chose for it: copy and swap (pgsafe_typechange_copy_run) or shadow columns (here)."""
 
     def online(self):
         conv = [c for c in self.plan["changes"] if c["needs_type"]]
@@ -102,17 +105,28 @@ class OnlineStrategy:
             by_table.setdefault((c["schema"], c["table"]), []).append(c)
         self._online_preflight(by_table)
         self.journal("typechange:online", "started", ",".join(self.plan["touched_tables"]), {"steps": self.plan["steps"]})
+        copies, swapped = [k for k in by_table if self._is_copy(k)], False
         try:
             for key, cols in by_table.items():
+                if key in copies:
+                    self.txn("create the change log, its trigger and the new table of " + qualified(*key),
+                             lambda cur, key=key, cols=cols: self._copy_setup(cur, key, cols))
+                    self.journal("online:copy:setup", "completed", qualified(*key))
+                    continue
                 self.txn("add shadow columns and sync trigger on " + qualified(*key),
                          lambda cur, key=key, cols=cols: self._shadow(cur, key, cols))
                 self.journal("online:shadow", "completed", qualified(*key))
             self._prepare_tables(by_table)
             self.journal("online:backfill", "completed", ",".join(qualified(*k) for k in by_table))
             self.txn("quarantine orphans", self.quarantine)
-            self._wait_for_vacuums()
+            self._wait_for_vacuums([(key[0], copy_table_name(key[1])) for key in copies])
+            swap_facts = {k: self.txn("read indexes and sequences of " + qualified(*k),
+                                      lambda cur, k=k: self._copy_read_swap_facts(cur, k)) for k in copies}
+            for key in copies:  # the swap's own replay then has a small backlog
+                self._copy_drain(self.conn, key, by_table[key])
             started = time.monotonic()
-            self.txn("swap", lambda cur: self._swap(cur, by_table))
+            self.txn("swap", lambda cur: self._swap(cur, by_table, swap_facts))
+            swapped = True
             self._took("swap", started)
             with self.conn.cursor() as cur:  # counted after the swap, outside its lock (writes may have added rows)
                 for key in by_table:
@@ -123,14 +137,19 @@ class OnlineStrategy:
             self.conn.commit()
         except Exception as exc:
             self._journal_failure("typechange:online", exc)
+            for key in [] if swapped else copies:
+                self._copy_abandon(key)
             raise
-        return self.validate()
+        validated = self.validate()
+        for key in copies:
+            self._copy_drop_old(key)
+        return validated
 
-    def _wait_for_vacuums(self, most_seconds=VACUUM_WAIT_SECONDS):
+    def _wait_for_vacuums(self, more_keys=(), most_seconds=VACUUM_WAIT_SECONDS):
         """Wait (bounded) until no VACUUM or ANALYZE runs on a table the swap locks.  The backfill rewrote every row, so
         autovacuum starts on the changed tables; the swap's LOCK would queue behind it until the server cancels
         it (deadlock_timeout, 1 s by default), and every application write queues behind the LOCK for as long."""
-        keys = [key for key, _mode in self.lock_plan()]
+        keys = [key for key, _mode in self.lock_plan()] + list(more_keys)
         started = time.monotonic()
         while True:
             # one transaction per look: the server's activity views are read once per transaction
@@ -245,6 +264,9 @@ class OnlineStrategy:
             raise errors[0]
 
     def _prepare_table(self, conn, key, cols, stop, ddl):
+        if self._is_copy(key):
+            self._copy_prepare(conn, key, cols, stop)
+            return
         name = qualified(*key)
         started = time.monotonic()
         self._backfill(conn, key, cols, stop)
@@ -438,7 +460,7 @@ class OnlineStrategy:
         self.txn("validate NOT NULL check on " + qualified(*key), lambda cur: cur.execute(
             sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(tbl, sql.Identifier(name))), conn=conn)
 
-    def _swap(self, cur, by_table):
+    def _swap(self, cur, by_table, swap_facts=None):
         """The swap under the locks: every statement (locks first) sent in one round trip, so writers queue for
         the server's time of the catalog changes only, not for ~40 round trips."""
         batch = OneRoundTrip(cur)
@@ -446,7 +468,10 @@ class OnlineStrategy:
         drop_fks(batch, self.plan)
         drop_views(batch, self.plan)
         for key, cols in by_table.items():
-            self._swap_table(batch, key, cols)
+            if self._is_copy(key):
+                self._copy_swap_table(batch, key, cols, swap_facts[key])
+            else:
+                self._swap_table(batch, key, cols)
         recreate_views(batch, self.plan)
         added = add_fks_not_valid(batch, self.plan)
         self.journal("typechange:online", "completed", ",".join(self.plan["touched_tables"]),

@@ -14,6 +14,7 @@ import os
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_locks import lock_statements
+from ansible.module_utils.pgsafe_typechange_copy import choose_methods, method_statements, method_steps, read_copy_facts
 from ansible.module_utils.pgsafe_typechange_dependents import collations_to_keep, plan_dependents
 from ansible.module_utils.pgsafe_typechange_facts import canonicalise_targets, gather_facts
 from ansible.module_utils.pgsafe_typechange_online import partition_online_blockers
@@ -277,6 +278,8 @@ def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_TH
             "touched_tables": [qualified(*k) for k in touched], "touched_keys": touched, "table_sizes": sizes,
             "strategy": chosen, "strategy_reason": why, "blockers": notes["blockers"], "hazards": notes["hazards"],
             "converged": converged}
+    plan["methods"] = choose_methods(plan, tables, facts.get("copy", {}),
+                                                             facts.get("server_version_num", 0)) if chosen == "online" else {}
     plan["steps"] = plan_steps(plan)
     return plan
 
@@ -296,8 +299,7 @@ def plan_steps(plan):
     steps.append("precheck (read only): castability, normalisation, collisions, orphans after the cast, disk")
     conv = [c for c in plan["changes"] if c["needs_type"] or c["needs_default"] or c["needs_not_null"]]
     if plan["strategy"] == "online" and conv:
-        steps.append("online: add shadow columns, sync trigger, batched throttled backfill, shadow indexes "
-                     "CONCURRENTLY, NOT NULL check validated")
+        steps.extend(method_steps(plan.get("methods", {})))
     steps.append("quarantine orphan rows and their dependents (same transaction as their removal)")
     for f in plan["drop_fks"]:
         steps.append("drop foreign key {0} on {1}".format(f["name"], qualified(f["schema"], f["table"])))
@@ -371,6 +373,7 @@ def unit_statements(plan, orphan_policy="fail"):
         add(["-- online: ADD COLUMN shadow columns, a sync trigger, batched backfill (batch size adapts), "
              "CREATE INDEX CONCURRENTLY on the shadows, NOT NULL through a validated CHECK"], "SHARE UPDATE EXCLUSIVE",
             transactional=False)
+        add(method_statements(plan.get("methods", {})), "SHARE ROW EXCLUSIVE", transactional=False)
     for stmt, (_key, mode) in zip(lock_statements(locks), locks, strict=True):
         add([stmt], mode)
     if orphan_policy == "quarantine":
@@ -439,6 +442,7 @@ def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshol
     canonicalise_targets(cur, changes)
     facts = gather_facts(cur, changes, fks)
     facts["partitions"] = partition_facts(cur, facts["tables"])
+    facts["copy"] = read_copy_facts(cur, facts["tables"])
     plan = build_plan(changes, fks, facts, strategy, threshold)
     plan["_facts"] = facts
     out = {"plan": plan, "public": public_plan(plan), "fingerprint": plan_fingerprint(plan),

