@@ -41,10 +41,14 @@ try:  # psycopg2 is needed for the SQL parts only
 except ImportError:  # pragma: no cover
     pg_errors = sql = None
 
+# Once the new table has its key, a replay reaches the rows of the log's keys through the keys' indexes of both
+# tables (the planner, with no statistics on the log, would otherwise scan both tables whole for a few keys).
+BY_KEY_SQL = ("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), "
+              "set_config('enable_seqscan', 'off', true)")
 COPY_TARGET_MS = 1000  # a copy range locks no row of the original: longer ranges, fewer round trips
 COPY_START_ROWS = 20000
 REPLAY_ROWS = 20000  # keys replayed per transaction before the swap
-CATCH_UP_ROWS = 2000  # backlog small enough for the swap's last replay
+CATCH_UP_ROWS = 500  # backlog small enough for the swap's last replay
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 INDEXES_SQL = """
 SELECT x.relname, pg_get_indexdef(ix.indexrelid), con.contype::text, ix.indisunique, ix.indisreplident,
@@ -258,7 +262,7 @@ class CopyMethod:
         new_key = sql.SQL(", ").join(sql.SQL("s.{0}").format(sql.Identifier(p)) for p in pk)
         old_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
         log_key = sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk)
-        return [
+        return self._respelled_key_check(key, cols, upto) + [
             sql.SQL("DELETE FROM {0} s WHERE ({1}) IN (SELECT {2} FROM {3} l WHERE {4})").format(
                 n["new"], new_key, sql.SQL(", ").join(self._key_cast(key, cols, "l")), n["log"], upto),
             sql.SQL("INSERT INTO {0} ({1}) SELECT {2} FROM ONLY {3} t WHERE ({4}) IN (SELECT {5} FROM {6} l WHERE {7})")
@@ -266,13 +270,35 @@ class CopyMethod:
                     n["table"], old_key, log_key, n["log"], upto),
             sql.SQL("DELETE FROM {0} l WHERE {1}").format(n["log"], upto)]
 
-    def _copy_replay_once(self, conn, key, cols, limit):
+    def _respelled_key_check(self, key, cols, upto):
+        """When a key column changes type: a key written during the copy whose converted value is spelled
+        otherwise (an upper-case uuid) could be another row's key under the new type, which the replay by key cannot
+        tell: the change fails before the swap (SQLSTATE 23505), naming the key."""
+        n, pk = self._copy_names(key), self.facts[key]["pk"]
+        if not any(c["column"] in pk for c in cols):
+            return []
+        old = sql.SQL("ROW({0})::text").format(sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk))
+        new = sql.SQL("ROW({0})::text").format(sql.SQL(", ").join(self._key_cast(key, cols, "l")))
+        body = sql.SQL("DECLARE k text; v text; BEGIN SELECT {0}, {1} INTO k, v FROM {2} l WHERE {3} AND {0} <> {1} "
+                       "AND EXISTS (SELECT 1 FROM ONLY {4} t WHERE ({5}) = ({6})) LIMIT 1; IF k IS NOT NULL THEN RAISE "
+                       "EXCEPTION USING ERRCODE = '23505', MESSAGE = 'a key written during the copy changes its "
+                       "spelling', DETAIL = format('Key ({7})=%s becomes %s after the change: it may be the key of "
+                       "another row', k, v); END IF; END").format(
+            old, new, n["log"], upto, n["table"],
+            sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk),
+            sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk),
+            sql.SQL(", ".join(p.replace("'", "''") for p in pk)))
+        return [sql.SQL("DO {0}").format(sql.Literal(body.as_string(self.conn)))]
+
+    def _copy_replay_once(self, conn, key, cols, limit, indexed):
         stmts = self._replay_statements(key, cols, limit)
 
         def work(cur):
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             self.settings(cur)
             cur.execute("SELECT set_config('synchronous_commit', 'off', true)")
+            if indexed:
+                cur.execute(BY_KEY_SQL)
             for stmt in stmts:
                 cur.execute(stmt)
             return cur.rowcount
@@ -280,9 +306,17 @@ class CopyMethod:
                                 "replay the log of " + qualified(*key))
 
     def _copy_drain(self, conn, key, cols, most=CATCH_UP_ROWS):
-        """Replay until a replay finds fewer than ``most`` log rows."""
-        while self._copy_replay_once(conn, key, cols, REPLAY_ROWS) >= most:
+        """Replay until a replay finds fewer than ``most`` log rows (before the indexes: one pass over the new table
+        per replay; after: by key)."""
+        indexed = self.txn("look for the key of the copy of " + qualified(*key), lambda cur: self._has_key(cur, key),
+                           conn=conn)
+        while self._copy_replay_once(conn, key, cols, REPLAY_ROWS, indexed) >= most:
             pass
+
+    def _has_key(self, cur, key):
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = %s::regclass AND indisprimary)",
+                    (self._copy_names(key)["new"].as_string(cur),))
+        return cur.fetchone()[0]
 
     def _copy_indexes(self, conn, key, cols):
         n = self._copy_names(key)
@@ -321,7 +355,7 @@ class CopyMethod:
         """In one snapshot: the rows whose key is not in the log, cast, equal the new table's (count and hash)."""
         n, pk = self._copy_names(key), self.facts[key]["pk"]
         names, exprs = self._copy_columns(key, cols)
-        digest = "count(*), coalesce(sum(('x' || substr(md5(r::text), 1, 15))::bit(60)::bigint), 0)"
+        digest = "count(*), coalesce(sum(hashtextextended(r::text, 0)), 0)"
         old_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
         log_key = sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk)
         new_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
@@ -360,6 +394,7 @@ class CopyMethod:
     def _copy_swap_table(self, cur, key, cols, swap_facts):
         """The table's part of the swap (``cur`` collects the statements of the swap's one round trip)."""
         n = self._copy_names(key)
+        cur.execute(BY_KEY_SQL)
         for stmt in self._replay_statements(key, cols):
             cur.execute(stmt)
         cur.execute(sql.SQL("DROP TRIGGER {0} ON {1}").format(sql.Identifier(LOG_TRIGGER), n["table"]))
@@ -379,6 +414,16 @@ class CopyMethod:
                 _ident(schema, seq), n["table"], sql.Identifier(column)))
         cur.execute(sql.SQL("DROP TABLE {0}").format(n["log"]))
         cur.execute(sql.SQL("DROP FUNCTION {0}()").format(n["fn"]))
+
+    def _copy_value_error(self, exc, keys, what):
+        """A cast failure or key collision met in ``what`` (the swap's last replay), as a TypeChangeError naming the
+        table(s), the key and the fix; any other error as it is."""
+        cols = [c["column"] for c in self.plan["changes"] if (c["schema"], c["table"]) in keys and c["needs_type"]]
+        problem = value_problem(exc, ", ".join(qualified(*k) for k in keys), cols) if keys else None
+        if problem is None:
+            return exc
+        return TypeChangeError("{0}: {1}; fix: {2}. The swap was rolled back: the original tables are unchanged; "
+                               "the copies are dropped".format(what, *problem))
 
     def _copy_drop_old(self, key):
         """After the foreign keys validated: the original table (now named old_name) is dropped."""

@@ -125,7 +125,10 @@ class OnlineStrategy(CopyMethod):
             for key in copies:  # the swap's own replay then has a small backlog
                 self._copy_drain(self.conn, key, by_table[key])
             started = time.monotonic()
-            self.txn("swap", lambda cur: self._swap(cur, by_table, swap_facts))
+            try:
+                self.txn("swap", lambda cur: self._swap(cur, by_table, swap_facts))
+            except Exception as exc:
+                raise self._copy_value_error(exc, copies, "the swap's last replay") from None
             swapped = True
             self._took("swap", started)
             with self.conn.cursor() as cur:  # counted after the swap, outside its lock (writes may have added rows)

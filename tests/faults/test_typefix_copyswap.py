@@ -166,3 +166,81 @@ def test_copy_and_swap_keeps_every_write_made_during_the_copy_and_equals_the_rew
                                  "'%pgsafe_copy%' OR relname LIKE 'copy_log_%'")[0][0] == 0
     assert pg_server.execute(db, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal")[0][0] == 0
     assert any("copied" in e for e in result["events"]), result["events"]
+
+
+def _leftovers(server, db):
+    return server.execute(db, "SELECT relname FROM pg_class WHERE relname LIKE '%pgsafe_copy%' OR relname LIKE "
+                              "'copy_log_%' OR relname LIKE '%pgsafe_old%' UNION ALL SELECT tgname FROM pg_trigger "
+                              "WHERE NOT tgisinternal ORDER BY 1")
+
+
+class BadWriter(Writer):
+    """Writes a case variant of an existing id as soon as the copy has started (the log table exists)."""
+
+    def _one(self, cur, rng, n):
+        if not self.bad:
+            return super()._one(cur, rng, n)
+        cur.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'copy_log_%'")
+        if cur.fetchone()[0]:
+            cur.execute(f'INSERT INTO "{PARENT}" (id, "userRef") VALUES (%s, %s)', (self.bad, "bad"))
+            self.bad = None
+            self.stop.set()
+        return None
+
+
+def test_a_case_variant_uuid_written_during_the_copy_fails_before_the_swap_and_the_original_is_unchanged(
+        pg_server, copy_db):
+    db = copy_db
+    bad = md5_id(7).upper()
+    writer = BadWriter(pg_server, db, bad)
+    writer.start()
+    result = run_module("pgsafe_column_types", _args(pg_server, db, batch_size=500))
+    writer.join()
+    assert writer.errors == [] and writer.bad is None  # the variant was written while the change ran
+    assert result.get("failed"), result
+    msg = result["msg"]
+    assert PARENT in msg and md5_id(7) in msg and "fix:" in msg and "unchanged" in msg, msg
+    assert column_types(pg_server, db, PARENT)["id"] == "text"  # the original table, untouched
+    assert pg_server.execute(db, f'SELECT count(*) FROM "{PARENT}" WHERE id = %s', (bad,))[0][0] == 1
+    assert _leftovers(pg_server, db) == []  # the copy, its log and trigger dropped
+
+
+def test_an_interrupted_copy_leaves_the_original_unchanged_and_a_rerun_converges(pg_server, copy_db):
+    db = copy_db
+    before = _content(pg_server, db)
+    proc = spawn_module("pgsafe_column_types", _args(pg_server, db, batch_size=50, run_id="killed"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not pg_server.execute(
+            db, "SELECT count(*) FROM pg_class WHERE relname LIKE '%pgsafe_copy'")[0][0]:
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    pg_server.execute("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                                  "AND pid <> pg_backend_pid()", (db,))
+    assert column_types(pg_server, db, PARENT)["id"] == "text"
+    assert _content(pg_server, db) == before  # nothing lost, nothing changed
+    again = run_module("pgsafe_column_types", _args(pg_server, db, run_id="rerun"))
+    assert not again.get("failed"), again.get("msg")
+    assert column_types(pg_server, db, PARENT)["id"] == "uuid"
+    assert _leftovers(pg_server, db) == []
+    ids = pg_server.execute(db, f'SELECT count(*), count(DISTINCT id) FROM "{PARENT}"')[0]
+    assert ids == (len(before[PARENT]), len(before[PARENT]))
+
+
+def test_a_table_with_a_user_trigger_keeps_the_shadow_column_method_and_the_plan_says_why(pg_server, copy_db):
+    db = copy_db
+    pg_server.execute(db, f'''CREATE FUNCTION cs_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+                              BEGIN NEW.note := coalesce(NEW.note, '') || '.'; RETURN NEW; END $$;
+                              CREATE TRIGGER cs_touch BEFORE UPDATE ON "{THIRD}" FOR EACH ROW EXECUTE FUNCTION cs_touch()''')
+    plan = run_module("pgsafe_column_types", _args(pg_server, db), check=True)
+    assert not plan.get("failed"), plan.get("msg")
+    methods = plan["plan"]["methods"]
+    assert methods[f'"public"."{THIRD}"']["method"] == "shadow columns"
+    assert "user trigger cs_touch" in methods[f'"public"."{THIRD}"']["reason"]
+    assert methods[f'"public"."{PARENT}"']["method"] == "copy and swap"
+    assert any("shadow columns (copy and swap would not carry over: user trigger cs_touch" in s
+               for s in plan["plan"]["steps"]), plan["plan"]["steps"]
+    done = run_module("pgsafe_column_types", _args(pg_server, db, run_id="mixed"))
+    assert not done.get("failed"), done.get("msg")
+    assert column_types(pg_server, db, THIRD)["export_id"] == "uuid"
+    assert pg_server.execute(db, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == [("cs_touch",)]
