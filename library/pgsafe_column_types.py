@@ -137,6 +137,14 @@ options:
     type: str
     choices: [auto, rewrite, online]
     default: auto
+  online_method:
+    description:
+      - How the online strategy converts each table. C(auto) copies a table into a new one and swaps them (copy and
+        swap) when every dependent of the table is carried over, else adds shadow columns (the plan names why, per
+        table, in C(plan.methods)); C(shadow_columns) keeps the shadow-column method for every table.
+    type: str
+    choices: [auto, shadow_columns]
+    default: auto
   online_threshold_bytes:
     description: With C(strategy=auto), tables (with indexes) larger than this use the online strategy.
     type: int
@@ -310,6 +318,7 @@ ARGUMENT_SPEC = dict(
     orphan_policy=dict(type="str", default="fail", choices=["fail", "quarantine"]),
     strategy=dict(type="str", default="auto", choices=["auto", "rewrite", "online"]),
     online_threshold_bytes=dict(type="int", default=256 * 1024 * 1024),
+    online_method=dict(type="str", default="auto", choices=["auto", "shadow_columns"]),
     lock_timeout=dict(type="str", default="3s"),
     statement_timeout=dict(type="str"),
     retries=dict(type="int", default=3),
@@ -336,7 +345,7 @@ def _plan(module, conn, changes, fks, result):
         unit = plan_unit(cur, changes, fks, p["orphan_policy"], p["strategy"], p["online_threshold_bytes"],
                          p["disk_free_bytes"], p["disk_margin_bytes"],
                          p.get("login_unix_socket") or p.get("login_host") or "", p["run_id"],
-                         scan_data=p["precheck"] or not module.check_mode)
+                         scan_data=p["precheck"] or not module.check_mode, online_method=p["online_method"])
         plan = unit["plan"]
         result.update(plan=unit["public"], hazards=plan["hazards"], plan_fingerprint=unit["fingerprint"])
         if module._diff:

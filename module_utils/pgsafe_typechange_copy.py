@@ -171,7 +171,7 @@ def copy_blockers(key, copy_facts, plan):
 COPY_VERSION = 140000  # TID range scans: each block range of the copy read without a scan of the whole table
 
 
-def choose_methods(plan, tables, copy_facts, server_version=COPY_VERSION):
+def choose_methods(plan, tables, copy_facts, server_version=COPY_VERSION, requested="auto"):
     """{qualified table: {method, reason}} for each table the online strategy converts: copy and swap when it is
     safe, else the shadow-column method, with the reason (the objects the copy would not carry over)."""
     out = {}
@@ -184,6 +184,9 @@ def choose_methods(plan, tables, copy_facts, server_version=COPY_VERSION):
             continue
         if any(x["leftover_new_column"] for x in plan["changes"] if (x["schema"], x["table"]) == key):
             out[name] = {"method": COLUMNS, "reason": "resuming an interrupted shadow-column run"}
+            continue
+        if requested == "shadow_columns":
+            out[name] = {"method": COLUMNS, "reason": "online_method shadow_columns"}
             continue
         if not tables[key]["pk"]:
             out[name] = {"method": COLUMNS, "reason": "no primary key"}

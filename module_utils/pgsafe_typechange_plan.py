@@ -250,7 +250,7 @@ def _plan_strategy(plan_changes, tables, strategy, threshold, notes):
     return chosen, why
 
 
-def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_THRESHOLD):
+def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_THRESHOLD, online_method="auto"):
     """The plan from declared targets and catalog facts (see gather_facts for the facts' shape).
 
     Returns {changes, foreign_keys, drop_fks, views, dependents, steps, hazards, blockers, converged, strategy, ...}.
@@ -278,8 +278,8 @@ def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_TH
             "touched_tables": [qualified(*k) for k in touched], "touched_keys": touched, "table_sizes": sizes,
             "strategy": chosen, "strategy_reason": why, "blockers": notes["blockers"], "hazards": notes["hazards"],
             "converged": converged}
-    plan["methods"] = choose_methods(plan, tables, facts.get("copy", {}),
-                                                             facts.get("server_version_num", 0)) if chosen == "online" else {}
+    plan["methods"] = choose_methods(
+        plan, tables, facts.get("copy", {}), facts.get("server_version_num", 0), online_method) if chosen == "online" else {}
     plan["steps"] = plan_steps(plan)
     return plan
 
@@ -430,7 +430,8 @@ def available_disk(cur, disk_free_bytes=None, host=""):
 
 
 def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshold=256 * 1024 * 1024,
-              disk_free_bytes=None, disk_margin_bytes=64 * 1024 * 1024, host="", run_id="plan", scan_data=True):
+              disk_free_bytes=None, disk_margin_bytes=64 * 1024 * 1024, host="", run_id="plan", scan_data=True,
+              online_method="auto"):
     """Plan and precheck one type change unit in the caller's (read-only) transaction.
 
     ``changes``/``fks`` are normalised (normalise_changes / normalise_fks). Returns
@@ -443,7 +444,7 @@ def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshol
     facts = gather_facts(cur, changes, fks)
     facts["partitions"] = partition_facts(cur, facts["tables"])
     facts["copy"] = read_copy_facts(cur, facts["tables"])
-    plan = build_plan(changes, fks, facts, strategy, threshold)
+    plan = build_plan(changes, fks, facts, strategy, threshold, online_method)
     plan["_facts"] = facts
     out = {"plan": plan, "public": public_plan(plan), "fingerprint": plan_fingerprint(plan),
            "hazards": list(plan["hazards"]), "precheck": None, "rollback_sql": "",

@@ -318,7 +318,8 @@ def test_backend_terminated_mid_backfill_then_rerun_converges(pg_server, prod_db
     db = prod_db
     before = {t: normalised(table_content(pg_server, db, t)) for t in (EXPORTS, ANALYTICS)}
     proc = spawn_module("pgsafe_column_types", args_for(pg_server, db, strategy="online", batch_size=10,
-                                                        throttle_ms=100, run_id="bf-killed"))
+                                                        throttle_ms=100, run_id="bf-killed",
+                                                        online_method="shadow_columns"))
     # Backfilling: a batch is visible in pg_stat_activity only while it runs (between batches the last
     # statement shown is its COMMIT), so a loaded machine can miss every one; the shadow column of the
     # first table, created just before the batches start, is a signal that stays.
@@ -360,7 +361,7 @@ def test_run_killed_between_backfill_and_swap_then_rerun_converges(pg_server, pr
     holder = pg_server.connect(db, autocommit=False)
     holder.cursor().execute('UPDATE "bazaar-vid_user" SET name = name WHERE false')  # the swap's lock waits on this
     proc = spawn_module("pgsafe_column_types", args_for(pg_server, db, strategy="online", lock_timeout="30s",
-                                                        run_id="swap-killed"))
+                                                        run_id="swap-killed", online_method="shadow_columns"))
     try:
         _wait_for(pg_server, db, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND "
                                  "application_name = 'pgsafe' AND "

@@ -139,7 +139,7 @@ def test_backfill_batches_shrink_to_their_time_budget(pg_server, empty_db):
     change = {"table": "slow", "column": "code", "type": "uuid",  # about 1 ms a row: the budget is ~40 rows
               "using": "(code || left(pg_sleep(0.0005)::text, 0))::uuid"}
     result = run_module("pgsafe_column_types", dict(_args(pg_server, db), changes=[change], batch_size=2000,
-                                                    batch_target_ms=60))
+                                                    batch_target_ms=60, online_method="shadow_columns"))
     assert not result.get("failed"), result.get("msg")
     times = [a["seconds"] for a in result["attempts"] if a["step"].startswith("backfill ")]
     assert times[0] > 0.2 and len(times) >= 8  # the first batch (~500 rows) overran; then it shrank
