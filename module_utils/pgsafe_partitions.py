@@ -7,7 +7,7 @@ retirement (the partitions move with their table).  Read-only catalog queries, s
 """
 from __future__ import annotations
 
-_TREE_SQL = ("SELECT t.relid::oid, n.nspname, c.relname FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t "
+_TREE_SQL = ("SELECT t.relid::oid, n.nspname, c.relname, c.relkind::text FROM pg_catalog.pg_partition_tree(%s::oid::regclass) t "
              "JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "WHERE t.relid <> %s::oid AND (NOT %s OR t.isleaf) AND (%s::text IS NULL OR n.nspname = %s) "
              "ORDER BY 2, 3")
@@ -21,11 +21,12 @@ def partitioned_table_oid(cur, schema, table):
     return row[0] if row else None
 
 
-def partition_tree(cur, oid, schema=None, leaves_only=False):
+def partition_tree(cur, oid, schema=None, leaves_only=False, with_relkind=False):
     """``[(oid, schema, name)]`` of every partition of the partitioned table ``oid`` at any depth (not the table
-    itself), by schema and name; ``leaves_only``: the partitions that hold rows; ``schema``: only those in it."""
+    itself), by schema and name; ``leaves_only``: the partitions that hold rows; ``schema``: only those in it;
+    ``with_relkind``: ``(oid, schema, name, relkind)`` (a foreign table's partition is ``f``)."""
     cur.execute(_TREE_SQL, (oid, oid, bool(leaves_only), schema, schema))
-    return [tuple(row) for row in cur.fetchall()]
+    return [tuple(row) if with_relkind else tuple(row[:3]) for row in cur.fetchall()]
 
 
 def partitions_by_table(cur, tables, leaves_only=False):

@@ -17,6 +17,7 @@ import json
 import time
 
 from ansible.module_utils.pgsafe_identifiers import qualified
+from ansible.module_utils.pgsafe_partitions import partition_tree, partitioned_table_oid
 
 try:  # psycopg2 is needed for the SQL parts only; the pure parts are importable without it
     import psycopg2
@@ -55,17 +56,15 @@ class BatchSizer:
 
 
 def leaf_relations(cur, key, relkind):
-    """(schema, table) of the relations whose heap holds the rows: the table, or its leaf partitions."""
+    """(schema, table) of the relations whose heap holds the rows: the table, or its leaf partitions
+    (pgsafe_partitions, the one reading of a partition tree)."""
     if relkind != "p":
         return [key]
-    cur.execute("SELECT n.nspname, c.relname, c.relkind FROM pg_partition_tree(%s::regclass) p "
-                "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE p.isleaf ORDER BY p.level, c.relname", (sql.Identifier(*key).as_string(cur),))
-    rows = cur.fetchall()
-    foreign = [r for r in rows if r[2] != "r"]
+    rows = partition_tree(cur, partitioned_table_oid(cur, *key), leaves_only=True, with_relkind=True)
+    foreign = [r for r in rows if r[3] != "r"]
     if foreign:
-        raise ValueError("partition {0}.{1} is not a plain table (relkind {2})".format(*foreign[0]))
-    return [(r[0], r[1]) for r in rows]
+        raise ValueError("partition {0}.{1} is not a plain table (relkind {2})".format(*foreign[0][1:]))
+    return [(r[1], r[2]) for r in rows]
 
 
 def heap_shape(cur, leaf):

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover
 COPY, COLUMNS = "copy and swap", "shadow columns"
 COPY_SUFFIX = "pgsafe_copy"  # the new table while it is filled
 LOG_TRIGGER = "pgsafe_copy_log"  # the trigger that logs the keys of changed rows
+TRUNCATE_TRIGGER = "pgsafe_copy_log_truncate"  # the trigger that logs a TRUNCATE (a row with no key)
 
 
 def copy_table_name(table):
@@ -141,7 +142,7 @@ def _dependent_blocker(dep, recreated_fks, views):
             what = "deferrable " + what
         return "{0} {1} (not re-created by this plan)".format(what, dep["object"])
     if cls == "pg_trigger":
-        if detail in ("", LOG_TRIGGER, SHADOW_COLUMN_TRIGGER):
+        if detail in ("", LOG_TRIGGER, TRUNCATE_TRIGGER, SHADOW_COLUMN_TRIGGER):
             return None
         return "user trigger {0}".format(detail)
     if cls == "pg_rewrite":

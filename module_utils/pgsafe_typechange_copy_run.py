@@ -30,8 +30,8 @@ import time
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified
 from ansible.module_utils.pgsafe_locks import run_with_retries
 from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer, heap_shape
-from ansible.module_utils.pgsafe_typechange_copy import (COPY, LOG_TRIGGER, copy_table_name, log_function_name,
-                                                         log_table_name, old_name)
+from ansible.module_utils.pgsafe_typechange_copy import (COPY, LOG_TRIGGER, TRUNCATE_TRIGGER, copy_table_name,
+                                                         log_function_name, log_table_name, old_name)
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError
 from ansible.module_utils.pgsafe_typechange_sql import _ident, _type_sql
 
@@ -48,7 +48,8 @@ BY_KEY_SQL = ("SELECT set_config('enable_hashjoin', 'off', true), set_config('en
 COPY_TARGET_MS = 1000  # a copy range locks no row of the original: longer ranges, fewer round trips
 COPY_START_ROWS = 20000
 REPLAY_ROWS = 20000  # keys replayed per transaction before the swap
-CATCH_UP_ROWS = 500  # backlog small enough for the swap's last replay
+CATCH_UP_ROWS = 500  # backlog small enough for the swap's last replay (all copied tables together)
+CATCH_UP_SECONDS = 60  # replays before the swap at most (writes may outpace them on a saturated server)
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 INDEXES_SQL = """
 SELECT x.relname, pg_get_indexdef(ix.indexrelid), con.contype::text, ix.indisunique, ix.indisreplident,
@@ -138,7 +139,8 @@ class CopyMethod:
 
         def row(alias):
             return sql.SQL(", ").join(sql.SQL("{0}.{1}").format(sql.SQL(alias), sql.Identifier(p)) for p in pk)
-        body = sql.SQL("BEGIN\nIF TG_OP <> 'INSERT' THEN INSERT INTO {0} ({1}) VALUES ({2}); END IF;\n"
+        body = sql.SQL("BEGIN\nIF TG_OP = 'TRUNCATE' THEN INSERT INTO {0} DEFAULT VALUES; RETURN NULL; END IF;\n"
+                       "IF TG_OP <> 'INSERT' THEN INSERT INTO {0} ({1}) VALUES ({2}); END IF;\n"
                        "IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND ({3}) IS DISTINCT FROM ({2})) THEN "
                        "INSERT INTO {0} ({1}) VALUES ({3}); END IF;\nRETURN NULL;\nEND").format(
             n["log"], pkl, row("OLD"), row("NEW"))
@@ -146,6 +148,8 @@ class CopyMethod:
                             "SET search_path = pg_catalog, pg_temp AS {1}").format(n["fn"], sql.Literal(body.as_string(cur))))
         cur.execute(sql.SQL("CREATE TRIGGER {0} AFTER INSERT OR UPDATE OR DELETE ON {1} FOR EACH ROW EXECUTE FUNCTION "
                             "{2}()").format(sql.Identifier(LOG_TRIGGER), n["table"], n["fn"]))
+        cur.execute(sql.SQL("CREATE TRIGGER {0} AFTER TRUNCATE ON {1} FOR EACH STATEMENT EXECUTE FUNCTION {2}()")
+                    .format(sql.Identifier(TRUNCATE_TRIGGER), n["table"], n["fn"]))
 
     @staticmethod
     def _oid_of(cur, ident):
@@ -154,7 +158,8 @@ class CopyMethod:
 
     def _copy_drop_leftovers(self, cur, key, n):
         """What an interrupted run left: the trigger, the log, and the new table when the log names it."""
-        cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {0} ON {1}").format(sql.Identifier(LOG_TRIGGER), n["table"]))
+        for trigger in (LOG_TRIGGER, TRUNCATE_TRIGGER):
+            cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {0} ON {1}").format(sql.Identifier(trigger), n["table"]))
         cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (n["log"].as_string(cur),))
         note = (cur.fetchone() or [None])[0] or ""
         found = re.search(r"new table oid (\d+)$", note)
@@ -275,11 +280,17 @@ class CopyMethod:
         otherwise (an upper-case uuid) could be another row's key under the new type, which the replay by key cannot
         tell: the change fails before the swap (SQLSTATE 23505), naming the key."""
         n, pk = self._copy_names(key), self.facts[key]["pk"]
+        truncated = sql.SQL("IF EXISTS (SELECT 1 FROM {0} l WHERE {1} AND l.{2} IS NULL) THEN RAISE EXCEPTION USING "
+                            "ERRCODE = '55000', MESSAGE = {3}; END IF;").format(
+            n["log"], upto, sql.Identifier(pk[0]), sql.Literal(
+                "{0} was truncated during the copy: re-run (the copy starts again from what the table holds now)"
+                .format(qualified(*key))))
         if not any(c["column"] in pk for c in cols):
-            return []
+            return [sql.SQL("DO {0}").format(sql.Literal(sql.SQL("BEGIN {0} END").format(truncated).as_string(
+                self.conn)))]
         old = sql.SQL("ROW({0})::text").format(sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk))
         new = sql.SQL("ROW({0})::text").format(sql.SQL(", ").join(self._key_cast(key, cols, "l")))
-        body = sql.SQL("DECLARE k text; v text; BEGIN SELECT {0}, {1} INTO k, v FROM {2} l WHERE {3} AND {0} <> {1} "
+        body = sql.SQL("DECLARE k text; v text; BEGIN {8} SELECT {0}, {1} INTO k, v FROM {2} l WHERE {3} AND {0} <> {1} "
                        "AND EXISTS (SELECT 1 FROM ONLY {4} t WHERE ({5}) = ({6})) LIMIT 1; IF k IS NOT NULL THEN RAISE "
                        "EXCEPTION USING ERRCODE = '23505', MESSAGE = 'a key written during the copy changes its "
                        "spelling', DETAIL = format('Key ({7})=%s becomes %s after the change: it may be the key of "
@@ -287,7 +298,7 @@ class CopyMethod:
             old, new, n["log"], upto, n["table"],
             sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk),
             sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk),
-            sql.SQL(", ".join(p.replace("'", "''") for p in pk)))
+            sql.SQL(", ".join(p.replace("'", "''") for p in pk)), truncated)
         return [sql.SQL("DO {0}").format(sql.Literal(body.as_string(self.conn)))]
 
     def _copy_replay_once(self, conn, key, cols, limit, indexed):
@@ -305,13 +316,27 @@ class CopyMethod:
         return run_with_retries(conn, work, self.retries, self.backoff, self.backoff_max, self.attempts,
                                 "replay the log of " + qualified(*key))
 
-    def _copy_drain(self, conn, key, cols, most=CATCH_UP_ROWS):
+    def _copy_drain(self, conn, key, cols, most=REPLAY_ROWS):
         """Replay until a replay finds fewer than ``most`` log rows (before the indexes: one pass over the new table
         per replay; after: by key)."""
         indexed = self.txn("look for the key of the copy of " + qualified(*key), lambda cur: self._has_key(cur, key),
                            conn=conn)
         while self._copy_replay_once(conn, key, cols, REPLAY_ROWS, indexed) >= most:
             pass
+
+    def _copy_catch_up(self, copies, by_table, most_seconds=CATCH_UP_SECONDS):
+        """Right before the swap: replays of every copied table in turn until one round finds fewer than
+        CATCH_UP_ROWS keys in all (the swap's own replay is then short), or for ``most_seconds`` at most (then the
+        swap replays the backlog under its lock: an event says how many keys)."""
+        started = time.monotonic()
+        while copies:
+            found = sum(self._copy_replay_once(self.conn, key, by_table[key], REPLAY_ROWS, True) for key in copies)
+            if found < CATCH_UP_ROWS:
+                break
+            if time.monotonic() - started > most_seconds:
+                self.events.append("the change logs stayed {0} keys behind after {1:.0f}s of replays: the swap "
+                                   "replays them under its lock".format(found, time.monotonic() - started))
+                break
 
     def _has_key(self, cur, key):
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = %s::regclass AND indisprimary)",
@@ -397,7 +422,8 @@ class CopyMethod:
         cur.execute(BY_KEY_SQL)
         for stmt in self._replay_statements(key, cols):
             cur.execute(stmt)
-        cur.execute(sql.SQL("DROP TRIGGER {0} ON {1}").format(sql.Identifier(LOG_TRIGGER), n["table"]))
+        for trigger in (LOG_TRIGGER, TRUNCATE_TRIGGER):
+            cur.execute(sql.SQL("DROP TRIGGER {0} ON {1}").format(sql.Identifier(trigger), n["table"]))
         cur.execute(sql.SQL("ALTER TABLE {0} RENAME TO {1}").format(n["table"], sql.Identifier(n["old"])))
         for name, _replident in swap_facts["indexes"]:
             cur.execute(sql.SQL("ALTER INDEX {0} RENAME TO {1}").format(

@@ -122,8 +122,7 @@ class OnlineStrategy(CopyMethod):
             self._wait_for_vacuums([(key[0], copy_table_name(key[1])) for key in copies])
             swap_facts = {k: self.txn("read indexes and sequences of " + qualified(*k),
                                       lambda cur, k=k: self._copy_read_swap_facts(cur, k)) for k in copies}
-            for key in copies:  # the swap's own replay then has a small backlog
-                self._copy_drain(self.conn, key, by_table[key])
+            self._copy_catch_up(copies, by_table)  # the swap's own replay then has a small backlog
             started = time.monotonic()
             try:
                 self.txn("swap", lambda cur: self._swap(cur, by_table, swap_facts))

@@ -244,3 +244,29 @@ def test_a_table_with_a_user_trigger_keeps_the_shadow_column_method_and_the_plan
     assert not done.get("failed"), done.get("msg")
     assert column_types(pg_server, db, THIRD)["export_id"] == "uuid"
     assert pg_server.execute(db, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == [("cs_touch",)]
+
+
+class TruncateWriter(Writer):
+    """Truncates the child table as soon as the copy has started (the log table exists)."""
+
+    def _one(self, cur, rng, n):
+        cur.execute(f"SELECT count(*) FROM pg_class WHERE relname = 'copy_log_' || '\"{CHILD}\"'::regclass::oid")
+        if cur.fetchone()[0]:
+            cur.execute(f'TRUNCATE "{CHILD}"')
+            self.stop.set()
+
+
+def test_a_truncate_during_the_copy_fails_before_the_swap_and_a_rerun_converges(pg_server, copy_db):
+    db = copy_db
+    writer = TruncateWriter(pg_server, db)
+    writer.start()
+    result = run_module("pgsafe_column_types", _args(pg_server, db, batch_size=500))
+    writer.join()
+    assert writer.errors == [] and writer.stop.is_set()
+    assert result.get("failed") and f'"{CHILD}" was truncated during the copy' in result["msg"], result.get("msg")
+    assert column_types(pg_server, db, CHILD)["export_id"] == "text"  # no swap: the copy never replaced the table
+    assert _leftovers(pg_server, db) == []
+    again = run_module("pgsafe_column_types", _args(pg_server, db, run_id="after-truncate"))
+    assert not again.get("failed"), again.get("msg")
+    assert pg_server.execute(db, f'SELECT count(*) FROM "{CHILD}"')[0][0] == 0
+    assert column_types(pg_server, db, CHILD)["export_id"] == "uuid"
