@@ -25,11 +25,12 @@ until the swap.
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified
 from ansible.module_utils.pgsafe_locks import run_with_retries
-from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer, heap_shape
+from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer, clone_connection, heap_shape
 from ansible.module_utils.pgsafe_typechange_copy import (COPY, LOG_TRIGGER, TRUNCATE_TRIGGER, copy_table_name,
                                                          log_function_name, log_table_name, old_name)
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError
@@ -99,8 +100,57 @@ def value_problem(exc, name, columns):
     return None
 
 
+class LogDrainer(threading.Thread):
+    """Replays the logs of the copied tables that are ready (copied, indexed, verified) in turn, on a session of its
+    own, until stopped: their backlogs stay small while other tables are prepared and the orphans are scanned."""
+
+    def __init__(self, runner, by_table, conn):
+        super().__init__(daemon=True, name="pgsafe-copy-drain")
+        self.runner, self.by_table, self.conn = runner, by_table, conn
+        self.ready, self.halt, self.error = [], threading.Event(), None
+
+    def run(self):
+        try:
+            while not self.halt.is_set():
+                found = sum(self.runner._copy_replay_once(self.conn, key, self.by_table[key], REPLAY_ROWS, True)
+                            for key in list(self.ready))
+                if found < CATCH_UP_ROWS:
+                    self.halt.wait(0.2)
+        except Exception as exc:  # noqa: BLE001 - handed to the runner when it stops the drainer
+            self.error = exc
+
+    def finish(self):
+        self.halt.set()
+        self.join()
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001,S110 - closing a session that died is not a failure of its own
+            pass
+        return self.error
+
+
 class CopyMethod:
     """Runner's copy-and-swap method (needs the Runner's and OnlineStrategy's plumbing)."""
+
+    _drainer = None
+
+    def _copy_start_drainer(self, copies, by_table):
+        """The LogDrainer of this run (none without copied tables or without a further session)."""
+        if not copies:
+            return
+        try:
+            conn = clone_connection(self.conn)
+        except Exception as exc:  # noqa: BLE001 - slower, not less safe: the replays before the swap catch up
+            self.events.append("no session to replay the change logs meanwhile ({0})".format(str(exc).strip()[:200]))
+            return
+        self._drainer = LogDrainer(self, by_table, conn)
+        self._drainer.start()
+
+    def _copy_stop_drainer(self, copies, raise_error=True):
+        drainer, self._drainer = self._drainer, None
+        error = drainer.finish() if drainer is not None else None
+        if error is not None and raise_error:
+            raise self._copy_value_error(error, copies, "a replay") from None
 
     def _is_copy(self, key):
         return self.plan.get("methods", {}).get(qualified(*key), {}).get("method") == COPY
@@ -230,6 +280,8 @@ class CopyMethod:
                                       "copy is dropped".format(what, *problem)) from None
             self._took("{0} {1}".format(what, name), started)
             self.journal("online:copy:" + what, "completed", name, conn=conn)
+        if self._drainer is not None:
+            self._drainer.ready.append(key)
 
     def _copy_rows(self, conn, key, cols):
         n = self._copy_names(key)

@@ -116,12 +116,14 @@ class OnlineStrategy(CopyMethod):
                 self.txn("add shadow columns and sync trigger on " + qualified(*key),
                          lambda cur, key=key, cols=cols: self._shadow(cur, key, cols))
                 self.journal("online:shadow", "completed", qualified(*key))
+            self._copy_start_drainer(copies, by_table)
             self._prepare_tables(by_table)
             self.journal("online:backfill", "completed", ",".join(qualified(*k) for k in by_table))
             self.txn("quarantine orphans", self.quarantine)
             self._wait_for_vacuums([(key[0], copy_table_name(key[1])) for key in copies])
             swap_facts = {k: self.txn("read indexes and sequences of " + qualified(*k),
                                       lambda cur, k=k: self._copy_read_swap_facts(cur, k)) for k in copies}
+            self._copy_stop_drainer(copies)
             self._copy_catch_up(copies, by_table)  # the swap's own replay then has a small backlog
             started = time.monotonic()
             try:
@@ -138,6 +140,7 @@ class OnlineStrategy(CopyMethod):
                     entry["quarantined"] = self.moved.get(qualified(*key), {}).get("rows", 0)
             self.conn.commit()
         except Exception as exc:
+            self._copy_stop_drainer(copies, raise_error=False)
             self._journal_failure("typechange:online", exc)
             for key in [] if swapped else copies:
                 self._copy_abandon(key)
