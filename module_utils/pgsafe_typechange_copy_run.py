@@ -436,11 +436,13 @@ class CopyMethod:
         old_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
         log_key = sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk)
         new_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
-        old = sql.SQL("SELECT " + digest + " FROM (SELECT ROW({0}) AS r FROM ONLY {1} t WHERE ({2}) NOT IN "
-                      "(SELECT {3} FROM {4} l WHERE ({3}) IS NOT NULL)) q").format(
+        # NOT EXISTS, not NOT IN: an anti-join whatever the size of the log (NOT IN hashes it in work_mem or
+        # scans it once per row)
+        old = sql.SQL("SELECT " + digest + " FROM (SELECT ROW({0}) AS r FROM ONLY {1} t WHERE NOT EXISTS "
+                      "(SELECT 1 FROM {4} l WHERE ({3}) = ({2}))) q").format(
             sql.SQL(", ").join(exprs), n["table"], old_key, log_key, n["log"])
-        new = sql.SQL("SELECT " + digest + " FROM (SELECT ROW({0}) AS r FROM {1} t WHERE ({2}) NOT IN "
-                      "(SELECT {3} FROM {4} l WHERE ({3}) IS NOT NULL)) q").format(
+        new = sql.SQL("SELECT " + digest + " FROM (SELECT ROW({0}) AS r FROM {1} t WHERE NOT EXISTS "
+                      "(SELECT 1 FROM {4} l WHERE ({3}) = ({2}))) q").format(
             sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(x)) for x in names), n["new"], new_key,
             sql.SQL(", ").join(self._key_cast(key, cols, "l")), n["log"])
 

@@ -270,3 +270,35 @@ def test_a_truncate_during_the_copy_fails_before_the_swap_and_a_rerun_converges(
     assert not again.get("failed"), again.get("msg")
     assert pg_server.execute(db, f'SELECT count(*) FROM "{CHILD}"')[0][0] == 0
     assert column_types(pg_server, db, CHILD)["export_id"] == "uuid"
+
+
+class BypassWriter(Writer):
+    """Once the parent's rows are copied, changes one row with the triggers off (session_replication_role =
+    replica): the log never hears of it."""
+
+    def _one(self, cur, rng, n):
+        cur.execute("SELECT to_regclass('pgsafe.journal') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return
+        cur.execute("SELECT count(*) FROM pgsafe.journal WHERE step = 'online:copy:copy' AND object LIKE %s",
+                    (f"%{PARENT}%",))
+        if cur.fetchone()[0]:
+            cur.execute("SET session_replication_role = replica")
+            cur.execute(f'UPDATE "{PARENT}" SET status = %s WHERE id = %s', ("sneaked", md5_id(11)))
+            cur.execute("RESET session_replication_role")
+            self.stop.set()
+
+
+def test_a_write_that_bypasses_the_log_fails_the_verification_before_the_swap(pg_server, copy_db):
+    db = copy_db
+    writer = BypassWriter(pg_server, db)
+    writer.start()
+    result = run_module("pgsafe_column_types", _args(pg_server, db, batch_size=500))
+    writer.join()
+    assert writer.errors == [] and writer.stop.is_set()
+    assert result.get("failed") and f'"public"."{PARENT}": the copy differs from the original' in result["msg"], \
+        result.get("msg")
+    assert "session_replication_role" in result["msg"]
+    assert column_types(pg_server, db, PARENT)["id"] == "text"
+    assert pg_server.execute(db, f'SELECT status FROM "{PARENT}" WHERE id = %s', (md5_id(11),))[0][0] == "sneaked"
+    assert _leftovers(pg_server, db) == []
