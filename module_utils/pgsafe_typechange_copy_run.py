@@ -10,7 +10,7 @@ pgsafe_typechange_copy).
    transaction that locks no row of the original: writes go on, and the log holds every key they touch.
 3. The log replayed by key (delete the key's rows in the new table, insert its current rows; in REPEATABLE
    READ, so the log rows removed are exactly those replayed), the indexes and keys built once (plain builds:
-   only the replay writes to the new table), VACUUM ANALYZE, the log replayed again, then one verification in
+   only the replay writes to the new table), ANALYZE, the log replayed again, then one verification in
    one snapshot: every row whose key is not in the log equals its cast (count and hash of both sides).
 4. The swap, in the online strategy's one short transaction under the locks: the last replay, renames of the
    tables and their indexes, sequences OWNED BY moved, replica identity; the plan's foreign keys and views are
@@ -264,7 +264,7 @@ class CopyMethod:
     def _copy_prepare(self, conn, key, cols, stop):
         name = qualified(*key)
         steps = (("copy", self._copy_rows), ("replay", self._copy_drain), ("indexes", self._copy_indexes),
-                 ("vacuum", self._copy_vacuum), ("replay again", self._copy_drain), ("verify", self._copy_verify))
+                 ("analyze", self._copy_analyze), ("replay again", self._copy_drain), ("verify", self._copy_verify))
         for what, step in steps:
             if stop.is_set():
                 return
@@ -418,15 +418,13 @@ class CopyMethod:
                         n["new"], sql.Identifier(new_name)))
             self.txn("create index {0} on the copy of {1}".format(new_name, qualified(*key)), build, conn=conn)
 
-    def _copy_vacuum(self, conn, key, cols):
+    def _copy_analyze(self, conn, key, cols):
+        """ANALYZE, not VACUUM (ANALYZE): a fresh copy has no dead rows but the replays' (a few per written key); what
+        waits for autovacuum is the visibility map (index-only scans of the new table read the heap until then), the
+        hint bits and the freezing."""
         n = self._copy_names(key)
-        conn.commit()
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql.SQL("VACUUM (ANALYZE) {0}").format(n["new"]))
-        finally:
-            conn.autocommit = False
+        self.txn("analyze the copy of " + qualified(*key), lambda cur: cur.execute(
+            sql.SQL("ANALYZE {0}").format(n["new"])), conn=conn)
 
     def _copy_verify(self, conn, key, cols):
         """In one snapshot: the rows whose key is not in the log, cast, equal the new table's (count and hash)."""
