@@ -24,6 +24,7 @@ from ansible.module_utils.pgsafe_typechange_copy_run import CopyMethod
 from ansible.module_utils.pgsafe_typechange_backfill import (TID_RANGE_SCAN_VERSION, Backfill, clone_connection,
                                                              heap_shape, leaf_relations)
 from ansible.module_utils.pgsafe_typechange_copy import copy_table_name
+from ansible.module_utils.pgsafe_typechange_orphans import quarantine_set
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, varchar_limit
 from ansible.module_utils.pgsafe_typechange_sql import (TRIGGER_NAME, _ident, _type_sql, add_fks_not_valid, drop_fks,
                                                         drop_views, online_check_name, recreate_views,
@@ -117,9 +118,13 @@ class OnlineStrategy(CopyMethod):
                          lambda cur, key=key, cols=cols: self._shadow(cur, key, cols))
                 self.journal("online:shadow", "completed", qualified(*key))
             self._copy_start_drainer(copies, by_table)
-            self._prepare_tables(by_table)
+            # the orphan scan on the first session done with its tables, while the others still prepare theirs;
+            # orphans written after it are found by the VALIDATE after the swap (rescan_and_quarantine)
+            self._orphans_seen = False
+            self._prepare_tables(by_table, then=self._scan_orphans)
             self.journal("online:backfill", "completed", ",".join(qualified(*k) for k in by_table))
-            self.txn("quarantine orphans", self.quarantine)
+            if self._orphans_seen:  # moved only now: a change failing while the tables were prepared moved nothing
+                self.txn("quarantine orphans", self.quarantine)
             self._wait_for_vacuums([(key[0], copy_table_name(key[1])) for key in copies])
             swap_facts = {k: self.txn("read indexes and sequences of " + qualified(*k),
                                       lambda cur, k=k: self._copy_read_swap_facts(cur, k)) for k in copies}
@@ -227,14 +232,29 @@ class OnlineStrategy(CopyMethod):
         cur.execute(sql.SQL("CREATE TRIGGER {0} BEFORE INSERT OR UPDATE ON {1} FOR EACH ROW{2} EXECUTE FUNCTION {3}()")
                     .format(sql.Identifier(TRIGGER_NAME), tbl, when, fname))
 
-    def _prepare_tables(self, by_table):
+    def _scan_orphans(self, conn):
+        """The orphan scan, on a session done with its tables: with orphan_policy fail, orphans fail the change as
+        before (nothing moved); orphans to quarantine are only noted, and moved by a scan of their own once every
+        table is prepared."""
+        started = time.monotonic()
+        if self.orphan_policy != "quarantine":
+            self.txn("look for orphans", self.quarantine, conn=conn)
+        else:
+            self._orphans_seen = bool(self.txn("look for orphans", lambda cur: quarantine_set(cur, self.plan),
+                                               conn=conn))
+        self._took("orphan scan", started)
+
+    def _prepare_tables(self, by_table, then=None):
         """Backfill, verification, shadow indexes and NOT NULL check of every table: side by side, each table on a
-        session of its own (at most MAX_SESSIONS), the DDL phases one at a time; the first failure stops all."""
+        session of its own (at most MAX_SESSIONS), the DDL phases one at a time; the first failure stops all.
+        ``then(conn)``: one more job after the tables (the orphan scan), taken by the first free session."""
         todo = queue.Queue()
         for item in by_table.items():
             todo.put(item)
+        if then is not None:
+            todo.put((None, then))
         sessions = [self.conn]
-        for _ in range(min(len(by_table), MAX_SESSIONS) - 1):
+        for _ in range(min(len(by_table) + (then is not None), MAX_SESSIONS) - 1):
             try:
                 sessions.append(clone_connection(self.conn))
             except Exception as exc:  # noqa: BLE001 - slower, not less safe: the tables one after the other
@@ -250,7 +270,10 @@ class OnlineStrategy(CopyMethod):
                 except queue.Empty:
                     return
                 try:
-                    self._prepare_table(conn, key, cols, stop, ddl)
+                    if key is None:
+                        cols(conn)
+                    else:
+                        self._prepare_table(conn, key, cols, stop, ddl)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                     errors.append(exc)
                     stop.set()

@@ -59,8 +59,8 @@ def copy_db(pg_server):
 
 def _args(server, db, **extra):
     return dict(server.module_params(db), run_id=extra.pop("run_id", "copyswap"), changes=CHANGES, foreign_keys=FKS,
-                orphan_policy="fail", strategy=extra.pop("strategy", "online"), retries=5, backoff_seconds=0.05,
-                lock_timeout="2s", guard_override="test on a throwaway database", **extra)
+                orphan_policy=extra.pop("orphan_policy", "fail"), strategy=extra.pop("strategy", "online"), retries=5,
+                backoff_seconds=0.05, lock_timeout="2s", guard_override="test on a throwaway database", **extra)
 
 
 def _content(server, db):
@@ -306,3 +306,71 @@ def test_a_write_that_bypasses_the_log_fails_the_verification_before_the_swap(pg
     assert column_types(pg_server, db, PARENT)["id"] == "text"
     assert pg_server.execute(db, f'SELECT status FROM "{PARENT}" WHERE id = %s', (md5_id(11),))[0][0] == "sneaked"
     assert _leftovers(pg_server, db) == []
+
+
+def _drop_child_fk(server, db):
+    """The child's FK dropped: the declared one is new, so orphan rows can exist."""
+    server.execute(db, f'''DO $$ DECLARE c text; BEGIN SELECT conname INTO c FROM pg_constraint
+                           WHERE conrelid = '"{CHILD}"'::regclass AND contype = 'f';
+                           EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', '{CHILD}', c); END $$''')
+
+
+class OrphanWriter(Writer):
+    """Writes one orphan child row as soon as the change logs exist (after the precheck, before the orphan scan)."""
+
+    def _one(self, cur, rng, n):
+        cur.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'copy_log_%'")
+        if cur.fetchone()[0]:
+            cur.execute(f'INSERT INTO "{CHILD}" (export_id, event) VALUES (%s, %s)', (str(uuid.uuid4()), "orphan"))
+            self.stop.set()
+
+
+def test_an_orphan_written_during_the_copy_fails_with_policy_fail_before_the_swap(pg_server, copy_db):
+    db = copy_db
+    _drop_child_fk(pg_server, db)
+    writer = OrphanWriter(pg_server, db)
+    writer.start()
+    result = run_module("pgsafe_column_types", _args(pg_server, db))
+    writer.join()
+    assert writer.errors == [] and writer.stop.is_set()
+    assert result.get("failed") and "orphan_policy is fail" in result["msg"], result.get("msg")
+    assert column_types(pg_server, db, CHILD)["export_id"] == "text"
+    assert column_types(pg_server, db, PARENT)["id"] == "text"
+    assert _leftovers(pg_server, db) == []
+    assert pg_server.execute(db, f"SELECT count(*) FROM \"{CHILD}\" WHERE event = 'orphan'")[0][0] == 1
+
+
+def test_orphans_are_quarantined_after_the_tables_are_prepared_and_one_written_after_the_scan_by_the_validation(
+        pg_server, copy_db):
+    """The orphan scan runs while tables are still prepared; the rows are moved once all are; an orphan written
+    after that move (here by a trigger on the quarantine itself, once) is found by the VALIDATE after the swap."""
+    from ansible.module_utils.pgsafe_connection import connect
+    from ansible.module_utils.pgsafe_meta import ensure_meta_schema
+    db = copy_db
+    _drop_child_fk(pg_server, db)
+    early, late = str(uuid.uuid4()), str(uuid.uuid4())
+    pg_server.execute(db, f'INSERT INTO "{CHILD}" (export_id, event) VALUES (%s, %s)', (early, "orphan"))
+    conn = connect(pg_server.module_params(db))
+    try:
+        with conn.cursor() as cur:
+            ensure_meta_schema(cur)
+        conn.commit()
+    finally:
+        conn.close()
+    pg_server.execute(db, f'''CREATE TABLE cs_late (done bool);
+        CREATE FUNCTION cs_late_orphan() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM cs_late) THEN INSERT INTO cs_late VALUES (true);
+            INSERT INTO "{CHILD}" (export_id, event) VALUES ('{late}', 'late orphan'); END IF; RETURN NULL; END $$;
+        CREATE TRIGGER cs_late AFTER INSERT ON pgsafe.quarantine_row FOR EACH STATEMENT EXECUTE FUNCTION cs_late_orphan()''')
+    result = run_module("pgsafe_column_types", _args(pg_server, db, orphan_policy="quarantine"))
+    assert not result.get("failed"), result.get("msg")
+    assert result["plan"]["methods"][f'"public"."{CHILD}"']["method"] == "copy and swap"
+    assert pg_server.execute(db, "SELECT count(*) FROM cs_late")[0][0] == 1  # the late orphan was written
+    assert any(e.startswith("orphan scan") for e in result["events"]), result["events"]
+    assert any("found rows inserted after the scan" in e for e in result["events"]), result["events"]
+    moved = pg_server.execute(db, "SELECT row_data->>'export_id' FROM pgsafe.quarantine_row WHERE source_table = %s "
+                                  "ORDER BY 1", (CHILD,))
+    assert sorted(r[0] for r in moved) == sorted([early, late])
+    assert pg_server.execute(db, f'SELECT count(*) FROM "{CHILD}" WHERE export_id IN (%s, %s)', (early, late))[0][0] == 0
+    assert column_types(pg_server, db, CHILD)["export_id"] == "uuid"
+    assert pg_server.execute(db, "SELECT count(*) FROM pg_constraint WHERE NOT convalidated")[0][0] == 0
