@@ -80,6 +80,34 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
     """One table's fingerprint; ``hashed_columns`` ({key: names}) limits the row hash to those columns (an
     after-fingerprint compared with a before one: a column added since holds new data, nothing to lose);
     ``where`` (a psycopg2.sql filter on alias ``t``) limits it to a piece of the table (see table_pieces)."""
+    key, entry, _ = _fingerprint_with(cur, schema, table, kind, normalize, uuid_text, hashed_columns, where)
+    return key, entry
+
+
+def fingerprint_table(cur, schema, table, kind, normalize=None, uuid_text="auto", also=()):
+    """``(key, entry, values of also)``: one table's fingerprint entry, exactly as fingerprint() takes it, in the
+    caller's open transaction (its snapshot), the settings pinned for it (SET LOCAL, then put back), and in the
+    SAME scan the aggregates ``also`` over its rows (alias ``t``): one read serving two proofs (the rehearsal's
+    restore test, pgsafe_backup_restore, takes the manifest's hash with it)."""
+    previous = pin_settings(cur)
+    try:
+        return _fingerprint_with(cur, schema, table, kind, normalize_spec(normalize), uuid_text, also=also)
+    finally:
+        restore_settings(cur, previous)
+
+
+def fingerprint_document(taken_at, snapshot_xmin, tables, uuid_text="auto"):
+    """The fingerprint as fingerprint() returns it, of entries ``tables`` ({key: entry}) read in one snapshot."""
+    return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(snapshot_xmin),
+            "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
+            "tables": {key: tables[key] for key in sorted(tables)}}
+
+
+SNAPSHOT_FACTS_SQL = ("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                      "txid_snapshot_xmin(txid_current_snapshot())")
+
+
+def _fingerprint_with(cur, schema, table, kind, normalize, uuid_text, hashed_columns=None, where=None, also=()):
     key = table_key(schema, table)
     all_columns, _ = table_columns(cur, schema, table)
     wanted = (hashed_columns or {}).get(key)
@@ -89,10 +117,10 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
     if unknown:
         raise FingerprintError("normalize for {0} names columns it does not have: {1}".format(key, ", ".join(unknown)))
     try:
-        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind, where))
+        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind, where, also))
     except Exception as exc:  # psycopg2.Error: say which table and why
         raise FingerprintError("cannot fingerprint {0}: {1}".format(key, " ".join(str(exc).split()))) from None
-    rows, total = cur.fetchone()
+    rows, total, *more = cur.fetchone()
     entry = {"rows": int(rows), "hash": fold_hash(total),
              "columns": {c["name"]: c["type"] for c in all_columns},
              "kinds": {c["name"]: column_kind(c) for c in columns}}
@@ -100,7 +128,7 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
         entry["unhashed_columns"] = sorted(c["name"] for c in all_columns if c not in columns)
     if table_normalize:
         entry["normalize"] = dict(table_normalize)
-    return key, entry
+    return key, entry, more
 
 
 def fingerprint_in_transaction(cur, tables=None, normalize=None, uuid_text="auto", exclude_schemas=()):
@@ -211,8 +239,7 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
     lock = threading.Lock()
     try:
         cur = _begin_snapshot_transaction(conn)
-        cur.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-                    "txid_snapshot_xmin(txid_current_snapshot())")
+        cur.execute(SNAPSHOT_FACTS_SQL)
         taken_at, xmin = cur.fetchone()
         targets = resolve_tables(cur, tables, exclude_schemas)
         workers = max(1, min(int(workers or 1), len(targets)))
@@ -240,9 +267,7 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
             result = {}
             for key, entry in run_over_cursors(cursors, items, one):
                 _add_piece(result, key, entry)
-        return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
-                "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
-                "tables": {key: result[key] for key in sorted(result)}}
+        return fingerprint_document(taken_at, xmin, result, uuid_text)
     finally:
         for other in extra:
             try:
