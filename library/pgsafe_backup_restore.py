@@ -155,6 +155,12 @@ fingerprint:
       read with the comparison (I(fingerprint_label)).
   returned: mode database, fingerprint_label given, every table matched
   type: dict
+schema_fingerprint:
+  description:
+    - The restored database's schema fingerprint (pgsafe_snapshot's), read at the start of the comparison, in its
+      snapshot (I(fingerprint_label)).
+  returned: mode database, fingerprint_label given, every table matched
+  type: str
 fingerprint_stored_id:
   description: Id of the fingerprint's row in the target's pgsafe.fingerprint (the existing row when already stored).
   returned: mode database, fingerprint_label given, every table matched, not check mode

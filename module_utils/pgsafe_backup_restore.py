@@ -24,6 +24,7 @@ from ansible.module_utils.pgsafe_fingerprint import list_tables as list_user_tab
 from ansible.module_utils.pgsafe_identifiers import canonical_key, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
 from ansible.module_utils.pgsafe_progress import watching
+from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
 
 def _compare_restored(params, dbname, manifest, keys=None, jobs=2, fingerprint=False):
@@ -51,7 +52,8 @@ def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, 
     fingerprint (pgsafe_fingerprint's, of every user table) of ``dbname``: in the one snapshot the manifest
     is compared in, a table hashed by the manifest's "record" method gives both hashes in ONE scan (same rows,
     same snapshot: ``fingerprint_table(also=...)``); any other table (text method, inheritance children, not
-    in the manifest) is read once per proof, still in that snapshot."""
+    in the manifest) is read once per proof, still in that snapshot. The fingerprint's ``schema_fingerprint``
+    is pgsafe_snapshot's of the same snapshot."""
     conn = connect_or_fail(params, dbname=dbname, read_only=snapshot is None)
     workers = []
     try:
@@ -61,6 +63,8 @@ def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, 
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             cur = conn.cursor()
         with cur:
+            # The schema too, first (the login's own settings, as pgsafe_snapshot reads it), in the same snapshot.
+            schema = schema_fingerprint(take_snapshot(cur)) if fingerprint else None
             pin_settings(cur)
             methods = _methods(entries) if methods is None else methods
             work, facts = _read_jobs(cur, entries, methods, fingerprint)
@@ -76,7 +80,8 @@ def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, 
             for part in run_over_cursors(cursors, work, lambda own, job: _read_one(own, job, methods)):
                 stats.update(part[0])
                 tables.update(part[1])
-            return stats, (fingerprint_document(facts[0], facts[1], tables) if fingerprint else None)
+            return stats, (dict(fingerprint_document(facts[0], facts[1], tables), schema_fingerprint=schema)
+                           if fingerprint else None)
     finally:
         for own in workers:
             own.close()
@@ -184,7 +189,8 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
                           kind="restore")
     if fingerprint:
         problems, fp = _compare_restored(params, target_database, manifest, jobs=jobs, fingerprint=True)
-        return dict(plan, changed=True, problems=problems, fingerprint=fp)
+        return dict(plan, changed=True, problems=problems, schema_fingerprint=fp.pop("schema_fingerprint"),
+                    fingerprint=fp)
     return dict(plan, changed=True, problems=_compare_restored(params, target_database, manifest, jobs=jobs))
 
 
@@ -200,6 +206,7 @@ def restore_database_recorded(params, check_mode=False):
     result["restore_test_recorded"] = result["recorded_as_target_backup"] = False
     if check_mode or result["problems"]:
         result.pop("fingerprint", None)  # of a copy that is not the backup: nothing to stand on
+        result.pop("schema_fingerprint", None)
         return result
     if label:
         # The restored database's data fingerprint, read in the snapshot its tables were just proven equal to the

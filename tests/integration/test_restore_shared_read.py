@@ -5,8 +5,9 @@ in the same scan (pgsafe_backup_restore ``fingerprint_label``).
 What must hold: the fingerprint is exactly the one pgsafe_fingerprint takes of the restored database on its own
 (every table, every entry: counts, hashes, columns, kinds), whatever path each table's read took (one scan for
 both, or one per proof: enum columns hashed by the manifest's text method, an inheritance parent, a partitioned
-table, a table in no manifest); the restore test still reports a table whose content differs from the manifest;
-and a write after the shared read is a difference the run's comparison with that fingerprint reports.
+table, a table in no manifest); the schema fingerprint read with it is pgsafe_snapshot's; the restore test still
+reports a table whose content differs from the manifest; and a write after the shared read is a difference the
+run's comparison with that fingerprint reports.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ansible.module_utils import pgsafe_backup_exec as ex
 from ansible.module_utils import pgsafe_backup_restore as br
 from ansible.module_utils import pgsafe_fingerprint as fpm
 from ansible.module_utils.pgsafe_connection import connect
+from ansible.module_utils.pgsafe_snapshot import live_snapshot, schema_fingerprint
 
 SCHEMA_SQL = """
 CREATE TYPE "Mood" AS ENUM ('sad', 'ok', 'happy');
@@ -62,6 +64,8 @@ def test_restore_comparison_takes_the_same_fingerprint_pgsafe_fingerprint_takes_
                                          "public.child", "public.events"}
         assert shared["tables"] == alone["tables"]
         assert shared["algorithm"] == alone["algorithm"] and shared["settings"] == alone["settings"]
+        # the schema, read in that snapshot too, is the schema pgsafe_snapshot reads (the attested schema_fingerprint)
+        assert result["schema_fingerprint"] == schema_fingerprint(live_snapshot(pg_server.module_params(copy_db)))
     finally:
         pg_server.drop_database(copy_db)
         pg_server.drop_database(source)
