@@ -18,8 +18,8 @@ from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, da
                                                        run_program, server_facts)
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
 from ansible.module_utils.pgsafe_content_hash import manifest_sum_sql, table_stats
-from ansible.module_utils.pgsafe_fingerprint import (SNAPSHOT_FACTS_SQL, fingerprint_document, fingerprint_table,
-                                                     store_once)
+from ansible.module_utils.pgsafe_fingerprint import (SNAPSHOT_FACTS_SQL, add_piece, fingerprint_document,
+                                                     fingerprint_table, piece_filters, store_once)
 from ansible.module_utils.pgsafe_fingerprint import list_tables as list_user_tables
 from ansible.module_utils.pgsafe_identifiers import canonical_key, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
@@ -67,7 +67,7 @@ def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, 
             schema = schema_fingerprint(take_snapshot(cur)) if fingerprint else None
             pin_settings(cur)
             methods = _methods(entries) if methods is None else methods
-            work, facts = _read_jobs(cur, entries, methods, fingerprint)
+            work, facts = _read_jobs(cur, entries, methods, fingerprint, max(1, int(jobs or 1)))
             cursors = [cur]
             jobs = min(int(jobs or 1), len(work))
             if jobs > 1:
@@ -78,8 +78,11 @@ def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, 
                     pin_settings(cursors[-1])
             stats, tables = {}, {}
             for part in run_over_cursors(cursors, work, lambda own, job: _read_one(own, job, methods)):
-                stats.update(part[0])
-                tables.update(part[1])
+                for key, entry in part[0].items():  # a piece's rows and hash add to the table's (sums)
+                    stats[key] = dict(entry, rows=stats[key]["rows"] + entry["rows"], hash=str(
+                        int(stats[key]["hash"]) + int(entry["hash"]))) if key in stats else entry
+                for key, entry in part[1].items():
+                    add_piece(tables, key, entry)
             return stats, (dict(fingerprint_document(facts[0], facts[1], tables), schema_fingerprint=schema)
                            if fingerprint else None)
     finally:
@@ -88,15 +91,19 @@ def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, 
         conn.close()
 
 
-def _read_jobs(cur, entries, methods, fingerprint):
-    """The reads, largest first: ("stats", table) for the manifest, ("fp", table, relkind) for the fingerprint,
-    ("both", table, relkind) where one scan gives both (record method, and the same rows: no inheritance
-    children, which the manifest's scan includes and the fingerprint's ONLY leaves to their own entries)."""
+def _read_jobs(cur, entries, methods, fingerprint, workers):
+    """The reads, largest first: ("stats", table) for the manifest, ("fp", table, relkind, piece) for the
+    fingerprint, ("both", table, relkind, piece) where one scan gives both (record method, and the same rows: no
+    inheritance children, which the manifest's scan includes and the fingerprint's ONLY leaves to their own
+    entries); a large ordinary table's fingerprint reads in pieces over the ``workers`` (piece_filters)."""
     names = [qualified(e["schema"], e["table"]) for e in entries.values()]
-    targets, parents, facts = {}, set(), None
+    targets, parents, facts, block_size = {}, set(), None, 0
     if fingerprint:
         cur.execute(SNAPSHOT_FACTS_SQL)
         facts = cur.fetchone()
+        cur.execute("SELECT current_setting('block_size')::int * "
+                    "(current_setting('server_version_num')::int >= 140000)::int")
+        block_size = cur.fetchone()[0]  # 0: no block ranges before PostgreSQL 14, each table read whole
         targets = {(s, t): kind for s, t, kind in list_user_tables(cur)}
         cur.execute("SELECT DISTINCT n.nspname, c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
                     "ON c.oid = i.inhparent JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace")
@@ -106,25 +113,32 @@ def _read_jobs(cur, entries, methods, fingerprint):
                 (names + [qualified(*t) for t in targets],))
     found = {k: (present, size) for k, present, size in cur.fetchall()}
     jobs = []
+
+    def hashed(how, table, kind):
+        size = found.get(qualified(*table), (False, 0))[1]
+        pieces = piece_filters(size, block_size, workers) if block_size and kind == "r" else [None]
+        return [(-size // len(pieces), (how, table, kind, where)) for where in pieces]
+
     for e in entries.values():
         table = (e["schema"], e["table"])
         if not found.get(qualified(*table), (False,))[0]:
             continue
         kind = targets.pop(table, None)
         if kind and methods.get(table_key(*table)) == "record" and (kind == "p" or table not in parents):
-            jobs.append(("both", table, kind))
+            jobs += hashed("both", table, kind)
         else:
-            jobs += [("stats", table)] + ([("fp", table, kind)] if kind else [])
-    jobs += [("fp", table, kind) for table, kind in targets.items()]
-    jobs.sort(key=lambda job: -found.get(qualified(*job[1]), (False, 0))[1])
-    return jobs, facts
+            jobs += [(-found[qualified(*table)][1], ("stats", table))] + (hashed("fp", table, kind) if kind else [])
+    for table, kind in targets.items():
+        jobs += hashed("fp", table, kind)
+    jobs.sort(key=lambda job: job[0])
+    return [job for _, job in jobs], facts
 
 
 def _read_one(cur, job, methods):
     """({table_key: manifest stats}, {table_key: fingerprint entry}) of one job of _read_jobs."""
     if job[0] == "stats":
         return table_stats(cur, [job[1]], methods), {}
-    key, entry, more = fingerprint_table(cur, job[1][0], job[1][1], job[2],
+    key, entry, more = fingerprint_table(cur, job[1][0], job[1][1], job[2], where=job[3],
                                          also=[manifest_sum_sql("record")] if job[0] == "both" else [])
     if job[0] == "fp":
         return {}, {key: entry}

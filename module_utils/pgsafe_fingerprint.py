@@ -84,14 +84,15 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
     return key, entry
 
 
-def fingerprint_table(cur, schema, table, kind, normalize=None, uuid_text="auto", also=()):
+def fingerprint_table(cur, schema, table, kind, normalize=None, uuid_text="auto", also=(), where=None):
     """``(key, entry, values of also)``: one table's fingerprint entry, exactly as fingerprint() takes it, in the
     caller's open transaction (its snapshot), the settings pinned for it (SET LOCAL, then put back), and in the
     SAME scan the aggregates ``also`` over its rows (alias ``t``): one read serving two proofs (the rehearsal's
-    restore test, pgsafe_backup_restore, takes the manifest's hash with it)."""
+    restore test, pgsafe_backup_restore, takes the manifest's hash with it); ``where``: a piece (piece_filters)."""
     previous = pin_settings(cur)
     try:
-        return _fingerprint_with(cur, schema, table, kind, normalize_spec(normalize), uuid_text, also=also)
+        return _fingerprint_with(cur, schema, table, kind, normalize_spec(normalize), uuid_text, where=where,
+                                 also=also)
     finally:
         restore_settings(cur, previous)
 
@@ -175,6 +176,13 @@ def _piece_filter(first, end):
     return sql.SQL(" AND ").join(parts) if parts else None
 
 
+def piece_filters(size, block_size, workers):
+    """The filters (alias ``t``; None: the whole table) an ordinary table of ``size`` bytes is read in by ``workers``
+    sharing one snapshot: pieces of about SPLIT_BYTES, at most two per worker (block ranges: PostgreSQL 14+)."""
+    pieces = min(2 * workers, size // SPLIT_BYTES) if workers > 1 else 1
+    return [_piece_filter(first, end) for first, end in piece_bounds(size // block_size, pieces)]
+
+
 def table_pieces(cur, targets, workers):
     """Work items ``(target, where)``, largest first: tables of SPLIT_BYTES or more split in block ranges
     when ``workers`` > 1 on PostgreSQL 14+, partitioned tables (sizes unknown, the biggest reads) first."""
@@ -188,15 +196,14 @@ def table_pieces(cur, targets, workers):
     items = []
     for target in targets:
         size = sizes.get((target[0], target[1]), 0)
-        pieces = min(2 * workers, size // SPLIT_BYTES) if workers > 1 and tid_ranges and target[2] == "r" else 1
         rank = (target[2] != "p", -size)
-        items += [(rank, target, _piece_filter(first, end))
-                  for first, end in piece_bounds(size // block_size, pieces)]
+        items += [(rank, target, where)
+                  for where in piece_filters(size, block_size, workers if tid_ranges and target[2] == "r" else 1)]
     items.sort(key=lambda item: item[0])
     return [(target, where) for _, target, where in items]
 
 
-def _add_piece(result, key, entry):
+def add_piece(result, key, entry):
     """Add a piece's rows and hash to the table's entry so far (hashes are additive)."""
     if key in result:
         entry = dict(entry, rows=result[key]["rows"] + entry["rows"], hash=add_hashes(result[key]["hash"],
@@ -266,7 +273,7 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
 
             result = {}
             for key, entry in run_over_cursors(cursors, items, one):
-                _add_piece(result, key, entry)
+                add_piece(result, key, entry)
         return fingerprint_document(taken_at, xmin, result, uuid_text)
     finally:
         for other in extra:

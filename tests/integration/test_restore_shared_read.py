@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from ansible.module_utils import pgsafe_backup_exec as ex
 from ansible.module_utils import pgsafe_backup_restore as br
 from ansible.module_utils import pgsafe_fingerprint as fpm
@@ -49,7 +51,11 @@ def _alone(pg_server, db):
         return fpm.fingerprint(conn, connect=more, workers=2)
 
 
-def test_restore_comparison_takes_the_same_fingerprint_pgsafe_fingerprint_takes_alone(pg_server, tmp_path):
+@pytest.mark.parametrize("split_bytes", [fpm.SPLIT_BYTES, 8192], ids=["whole tables", "tables in block ranges"])
+def test_restore_comparison_takes_the_same_fingerprint_pgsafe_fingerprint_takes_alone(pg_server, tmp_path,
+                                                                                      monkeypatch, split_bytes):
+    # 8192: every table of more than a page is read in pieces by the two workers, whose sums add up
+    monkeypatch.setattr(fpm, "SPLIT_BYTES", split_bytes)
     source, path = _backup(pg_server, tmp_path)
     copy_db = "t_copy_" + source[2:]
     try:
@@ -71,7 +77,8 @@ def test_restore_comparison_takes_the_same_fingerprint_pgsafe_fingerprint_takes_
         pg_server.drop_database(source)
 
 
-def test_shared_read_still_reports_a_restored_table_that_differs_from_the_manifest(pg_server, tmp_path):
+def test_shared_read_still_reports_a_restored_table_that_differs_from_the_manifest(pg_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(fpm, "SPLIT_BYTES", 8192)  # the changed table is read in pieces
     source, path = _backup(pg_server, tmp_path)
     copy_db = "t_copy_" + source[2:]
     try:
