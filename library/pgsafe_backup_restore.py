@@ -89,6 +89,18 @@ options:
     type: list
     elements: path
     default: []
+  fingerprint_label:
+    description:
+      - With I(mode=database), the comparison with the manifest also takes the restored database's data
+        fingerprint (pgsafe_fingerprint's, every user table, its defaults) in the SAME snapshot, a table hashed
+        by the manifest's record method in the same scan, and, when every table matched, stores it in the
+        target's C(pgsafe.fingerprint) under this label and I(fingerprint_run_id). One read serves the restore
+        test and the rehearsal's before fingerprint; empty, no fingerprint.
+    type: str
+    default: ''
+  fingerprint_run_id:
+    description: The run the fingerprint is stored with (I(fingerprint_label)).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -137,6 +149,22 @@ recorded_as_target_backup:
   description: Whether the backup was recorded as the target's own backup (I(record_as_target_backup)).
   returned: mode database
   type: bool
+fingerprint:
+  description:
+    - The restored database's data fingerprint (algorithm, taken_at, snapshot_xmin, settings, uuid_text, tables),
+      read with the comparison (I(fingerprint_label)).
+  returned: mode database, fingerprint_label given, every table matched
+  type: dict
+schema_fingerprint:
+  description:
+    - The restored database's schema fingerprint (pgsafe_snapshot's), read at the start of the comparison, in its
+      snapshot (I(fingerprint_label)).
+  returned: mode database, fingerprint_label given, every table matched
+  type: str
+fingerprint_stored_id:
+  description: Id of the fingerprint's row in the target's pgsafe.fingerprint (the existing row when already stored).
+  returned: mode database, fingerprint_label given, every table matched, not check mode
+  type: int
 queries:
   description: The statements this module's connections ran, in order (pg_dump, pg_restore and psql are not listed).
   returned: always
@@ -164,6 +192,8 @@ def main():
             record_restore_test_in=second_connection_option(),
             record_as_target_backup=dict(type="bool", default=False),
             target_backup_locations=dict(type="list", elements="path", default=[]),
+            fingerprint_label=dict(type="str", default=""),
+            fingerprint_run_id=dict(type="str"),
         ),
         required_if=[("mode", "database", ("target_database",)), ("mode", "objects", ("objects",))],
         supports_check_mode=True,

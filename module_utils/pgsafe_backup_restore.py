@@ -17,15 +17,23 @@ from ansible.module_utils.pgsafe_backup_server import (_sql, connect_or_fail, da
                                                        partitions_of, pin_settings, prepare_schemas, restore_progress,
                                                        run_program, server_facts)
 from ansible.module_utils.pgsafe_connection import describe_target, libpq_environment
-from ansible.module_utils.pgsafe_content_hash import table_stats
+from ansible.module_utils.pgsafe_content_hash import manifest_sum_sql, table_stats
+from ansible.module_utils.pgsafe_fingerprint import (SNAPSHOT_FACTS_SQL, add_piece, fingerprint_document,
+                                                     fingerprint_table, piece_filters, store_once)
+from ansible.module_utils.pgsafe_fingerprint import list_tables as list_user_tables
 from ansible.module_utils.pgsafe_identifiers import canonical_key, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_parallel import export_snapshot, join_snapshot, run_over_cursors
 from ansible.module_utils.pgsafe_progress import watching
+from ansible.module_utils.pgsafe_snapshot import schema_fingerprint, take_snapshot
 
 
-def _compare_restored(params, dbname, manifest, keys=None, jobs=2):
+def _compare_restored(params, dbname, manifest, keys=None, jobs=2, fingerprint=False):
+    """Problems of the restored tables against the manifest; with ``fingerprint``, (problems, the data fingerprint
+    of the restored database taken in the same read)."""
     wanted = {k: v for k, v in manifest["tables"].items() if keys is None or canonical_key(k) in keys}
-    return compare_tables(wanted, restored_stats(params, dbname, wanted, jobs))
+    stats, fp = read_restored(params, dbname, wanted, jobs, fingerprint=fingerprint)
+    problems = compare_tables(wanted, stats)
+    return (problems, fp) if fingerprint else problems
 
 
 def restored_stats(params, dbname, entries, jobs=2, snapshot=None, methods=None):
@@ -36,6 +44,16 @@ def restored_stats(params, dbname, entries, jobs=2, snapshot=None, methods=None)
     ``snapshot``: read in that exported snapshot instead of a new one (the rehearsal's consistency point on
     the source, pgsafe_pgbackrest_copy); ``methods``: {table_key: method} instead of the entries' ({}: each
     table's own, as a backup's manifest takes them)."""
+    return read_restored(params, dbname, entries, jobs, snapshot, methods)[0]
+
+
+def read_restored(params, dbname, entries, jobs=2, snapshot=None, methods=None, fingerprint=False):
+    """``(restored_stats, fingerprint or None)``. With ``fingerprint``, the same read also takes the data
+    fingerprint (pgsafe_fingerprint's, of every user table) of ``dbname``: in the one snapshot the manifest
+    is compared in, a table hashed by the manifest's "record" method gives both hashes in ONE scan (same rows,
+    same snapshot: ``fingerprint_table(also=...)``); any other table (text method, inheritance children, not
+    in the manifest) is read once per proof, still in that snapshot. The fingerprint's ``schema_fingerprint``
+    is pgsafe_snapshot's of the same snapshot."""
     conn = connect_or_fail(params, dbname=dbname, read_only=snapshot is None)
     workers = []
     try:
@@ -45,31 +63,87 @@ def restored_stats(params, dbname, entries, jobs=2, snapshot=None, methods=None)
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             cur = conn.cursor()
         with cur:
+            # The schema too, first (the login's own settings, as pgsafe_snapshot reads it), in the same snapshot.
+            schema = schema_fingerprint(take_snapshot(cur)) if fingerprint else None
             pin_settings(cur)
-            names = [qualified(e["schema"], e["table"]) for e in entries.values()]
-            cur.execute("SELECT k, c.oid IS NOT NULL, coalesce(pg_relation_size(c.oid), 0) "
-                        "FROM unnest(%s::text[]) AS k LEFT JOIN pg_class c ON c.oid = to_regclass(k)", (names,))
-            found = {k: (present, size) for k, present, size in cur.fetchall()}
-            present = sorted(((e["schema"], e["table"]) for e in entries.values()
-                              if found.get(qualified(e["schema"], e["table"]), (False,))[0]),
-                             key=lambda t: -found[qualified(*t)][1])
             methods = _methods(entries) if methods is None else methods
+            work, facts = _read_jobs(cur, entries, methods, fingerprint, max(1, int(jobs or 1)))
             cursors = [cur]
-            jobs = min(int(jobs or 1), len(present))
+            jobs = min(int(jobs or 1), len(work))
             if jobs > 1:
-                snapshot = export_snapshot(cur)
+                exported = export_snapshot(cur)
                 for _ in range(jobs - 1):
                     workers.append(connect_or_fail(params, dbname=dbname))
-                    cursors.append(join_snapshot(workers[-1], snapshot))
+                    cursors.append(join_snapshot(workers[-1], exported))
                     pin_settings(cursors[-1])
-            merged = {}
-            for part in run_over_cursors(cursors, present, lambda own, table: table_stats(own, [table], methods)):
-                merged.update(part)
-            return merged
+            stats, tables = {}, {}
+            for part in run_over_cursors(cursors, work, lambda own, job: _read_one(own, job, methods)):
+                for key, entry in part[0].items():  # a piece's rows and hash add to the table's (sums)
+                    stats[key] = dict(entry, rows=stats[key]["rows"] + entry["rows"], hash=str(
+                        int(stats[key]["hash"]) + int(entry["hash"]))) if key in stats else entry
+                for key, entry in part[1].items():
+                    add_piece(tables, key, entry)
+            return stats, (dict(fingerprint_document(facts[0], facts[1], tables), schema_fingerprint=schema)
+                           if fingerprint else None)
     finally:
         for own in workers:
             own.close()
         conn.close()
+
+
+def _read_jobs(cur, entries, methods, fingerprint, workers):
+    """The reads, largest first: ("stats", table) for the manifest, ("fp", table, relkind, piece) for the
+    fingerprint, ("both", table, relkind, piece) where one scan gives both (record method, and the same rows: no
+    inheritance children, which the manifest's scan includes and the fingerprint's ONLY leaves to their own
+    entries); a large ordinary table's fingerprint reads in pieces over the ``workers`` (piece_filters)."""
+    names = [qualified(e["schema"], e["table"]) for e in entries.values()]
+    targets, parents, facts, block_size = {}, set(), None, 0
+    if fingerprint:
+        cur.execute(SNAPSHOT_FACTS_SQL)
+        facts = cur.fetchone()
+        cur.execute("SELECT current_setting('block_size')::int * "
+                    "(current_setting('server_version_num')::int >= 140000)::int")
+        block_size = cur.fetchone()[0]  # 0: no block ranges before PostgreSQL 14, each table read whole
+        targets = {(s, t): kind for s, t, kind in list_user_tables(cur)}
+        cur.execute("SELECT DISTINCT n.nspname, c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c "
+                    "ON c.oid = i.inhparent JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace")
+        parents = set(cur.fetchall())
+    cur.execute("SELECT k, c.oid IS NOT NULL, coalesce(pg_relation_size(c.oid), 0) "
+                "FROM unnest(%s::text[]) AS k LEFT JOIN pg_class c ON c.oid = to_regclass(k)",
+                (names + [qualified(*t) for t in targets],))
+    found = {k: (present, size) for k, present, size in cur.fetchall()}
+    jobs = []
+
+    def hashed(how, table, kind):
+        size = found.get(qualified(*table), (False, 0))[1]
+        pieces = piece_filters(size, block_size, workers) if block_size and kind == "r" else [None]
+        return [(-size // len(pieces), (how, table, kind, where)) for where in pieces]
+
+    for e in entries.values():
+        table = (e["schema"], e["table"])
+        if not found.get(qualified(*table), (False,))[0]:
+            continue
+        kind = targets.pop(table, None)
+        if kind and methods.get(table_key(*table)) == "record" and (kind == "p" or table not in parents):
+            jobs += hashed("both", table, kind)
+        else:
+            jobs += [(-found[qualified(*table)][1], ("stats", table))] + (hashed("fp", table, kind) if kind else [])
+    for table, kind in targets.items():
+        jobs += hashed("fp", table, kind)
+    jobs.sort(key=lambda job: job[0])
+    return [job for _, job in jobs], facts
+
+
+def _read_one(cur, job, methods):
+    """({table_key: manifest stats}, {table_key: fingerprint entry}) of one job of _read_jobs."""
+    if job[0] == "stats":
+        return table_stats(cur, [job[1]], methods), {}
+    key, entry, more = fingerprint_table(cur, job[1][0], job[1][1], job[2], where=job[3],
+                                         also=[manifest_sum_sql("record")] if job[0] == "both" else [])
+    if job[0] == "fp":
+        return {}, {key: entry}
+    stats = {"schema": job[1][0], "table": job[1][1], "rows": entry["rows"], "hash": more[0], "method": "record"}
+    return {key: stats}, {key: entry}
 
 
 def _methods(entries):
@@ -78,8 +152,10 @@ def _methods(entries):
 
 
 def restore_database(params, backup_dir, target_database, confirm_overwrite="", bin_dir=None, jobs=2,
-                     no_owner=False, check_mode=False):
-    """Restore a whole backup into ``target_database`` (created); an existing one needs the confirmation."""
+                     no_owner=False, check_mode=False, fingerprint=False):
+    """Restore a whole backup into ``target_database`` (created); an existing one needs the confirmation.
+    ``fingerprint``: the comparison's read also takes the restored database's data fingerprint (``fingerprint``
+    in the result), in the snapshot the tables are compared in."""
     manifest, _ = load_manifest(backup_dir)
     problems = verify_files(backup_dir, manifest)
     if problems:
@@ -125,8 +201,11 @@ def restore_database(params, backup_dir, target_database, confirm_overwrite="", 
         raise BackupError("pg_restore into {0} failed: {1}. The partially restored database {0} was left for "
                           "inspection; drop it before retrying".format(target_database, last_lines(result.stderr, 4)),
                           kind="restore")
-    problems = _compare_restored(params, target_database, manifest)
-    return dict(plan, changed=True, problems=problems)
+    if fingerprint:
+        problems, fp = _compare_restored(params, target_database, manifest, jobs=jobs, fingerprint=True)
+        return dict(plan, changed=True, problems=problems, schema_fingerprint=fp.pop("schema_fingerprint"),
+                    fingerprint=fp)
+    return dict(plan, changed=True, problems=_compare_restored(params, target_database, manifest, jobs=jobs))
 
 
 def restore_database_recorded(params, check_mode=False):
@@ -135,11 +214,19 @@ def restore_database_recorded(params, check_mode=False):
     and as the target's own backup (``record_as_target_backup``, the rehearsal's copy)."""
     p = params
     started = time.monotonic()
+    label = p.get("fingerprint_label") or ""
     result = restore_database(p, p["path"], p["target_database"], p["confirm_overwrite"], p["pg_bin_dir"],
-                              p["jobs"], p["no_owner"], check_mode)
+                              p["jobs"], p["no_owner"], check_mode, fingerprint=bool(label))
     result["restore_test_recorded"] = result["recorded_as_target_backup"] = False
     if check_mode or result["problems"]:
+        result.pop("fingerprint", None)  # of a copy that is not the backup: nothing to stand on
+        result.pop("schema_fingerprint", None)
         return result
+    if label:
+        # The restored database's data fingerprint, read in the snapshot its tables were just proven equal to the
+        # manifest in (the same scans): stored as the run's fingerprint ``label`` of the copy.
+        result["fingerprint_stored_id"] = store_once(dict(p, login_db=p["target_database"]), result["fingerprint"],
+                                                     label, p.get("fingerprint_run_id"))[0]
     evidence = {"database": p["target_database"], "server": describe_target(p, p["target_database"]),
                 "tables_compared": result["tables"], "seconds": round(time.monotonic() - started, 3),
                 "how": "whole restore compared with the manifest (pgsafe_backup_restore)"}

@@ -315,12 +315,16 @@ def jsonb_row_hash_sql(jsonb_expr, kinds, table_normalize=None, uuid_text="auto"
 
 
 def table_fingerprint_sql(schema, table, columns, table_normalize=None, uuid_text="auto", relkind="r",
-                          where=None):
-    """``SELECT count(*), sum(row hash)`` over a table (one scan); ``where`` an optional sql.Composable filter."""
+                          where=None, also=()):
+    """``SELECT count(*), sum(row hash)`` over a table (one scan); ``where`` an optional sql.Composable filter;
+    ``also``: more aggregates over the same rows (alias ``t``), selected after those two (one read serving
+    several proofs: the restore test's manifest hash, ``manifest_sum_sql``)."""
     sql = _sql()
     only = sql.SQL("ONLY ") if relkind == "r" else sql.SQL("")
-    query = sql.SQL("SELECT count(*), sum({0}) FROM {1}{2}.{3} AS t").format(
-        live_row_hash_sql(columns, table_normalize, uuid_text), only, sql.Identifier(schema), sql.Identifier(table))
+    extra = sql.SQL("").join(sql.SQL(", {0}").format(item) for item in also)
+    query = sql.SQL("SELECT count(*), sum({0}){1} FROM {2}{3}.{4} AS t").format(
+        live_row_hash_sql(columns, table_normalize, uuid_text), extra, only, sql.Identifier(schema),
+        sql.Identifier(table))
     if where is not None:
         query = sql.SQL("{0} WHERE {1}").format(query, where)
     return query
@@ -434,10 +438,17 @@ def table_content_hash(cur, schema, table, columns=None, where=None, params=None
 # 3x cheaper); "text" hashes the row's text form (any type; relies on the backup's pinned session settings).
 # A type whose hash function hashes an internal id rather than the value (an enum hashes its label's OID, the
 # reg* types the object's OID) is "text": a restore assigns new OIDs, so "record" would differ for equal rows.
-STATS_SQL = {
-    "record": "SELECT count(*), coalesce(sum(hash_record_extended(ROW({alias}.*), 0)), 0)::text FROM {table} AS {alias}",
-    "text": "SELECT count(*), coalesce(sum(hashtextextended(ROW({alias}.*)::text, 0)), 0)::text FROM {table} AS {alias}",
+MANIFEST_SUM = {
+    "record": "coalesce(sum(hash_record_extended(ROW({alias}.*), 0)), 0)::text",
+    "text": "coalesce(sum(hashtextextended(ROW({alias}.*)::text, 0)), 0)::text",
 }
+STATS_SQL = {method: "SELECT count(*), " + total + " FROM {table} AS {alias}" for method, total in MANIFEST_SUM.items()}
+
+
+def manifest_sum_sql(method, alias="t"):
+    """The manifest's content hash aggregate (``method``) over rows of alias ``alias``, to select beside others."""
+    sql = _sql()
+    return sql.SQL(MANIFEST_SUM[method]).format(alias=sql.Identifier(alias))
 
 
 # Does a column of the table have (at any depth: array, domain, range, multirange, composite) a type whose hash is

@@ -80,6 +80,35 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
     """One table's fingerprint; ``hashed_columns`` ({key: names}) limits the row hash to those columns (an
     after-fingerprint compared with a before one: a column added since holds new data, nothing to lose);
     ``where`` (a psycopg2.sql filter on alias ``t``) limits it to a piece of the table (see table_pieces)."""
+    key, entry, _ = _fingerprint_with(cur, schema, table, kind, normalize, uuid_text, hashed_columns, where)
+    return key, entry
+
+
+def fingerprint_table(cur, schema, table, kind, normalize=None, uuid_text="auto", also=(), where=None):
+    """``(key, entry, values of also)``: one table's fingerprint entry, exactly as fingerprint() takes it, in the
+    caller's open transaction (its snapshot), the settings pinned for it (SET LOCAL, then put back), and in the
+    SAME scan the aggregates ``also`` over its rows (alias ``t``): one read serving two proofs (the rehearsal's
+    restore test, pgsafe_backup_restore, takes the manifest's hash with it); ``where``: a piece (piece_filters)."""
+    previous = pin_settings(cur)
+    try:
+        return _fingerprint_with(cur, schema, table, kind, normalize_spec(normalize), uuid_text, where=where,
+                                 also=also)
+    finally:
+        restore_settings(cur, previous)
+
+
+def fingerprint_document(taken_at, snapshot_xmin, tables, uuid_text="auto"):
+    """The fingerprint as fingerprint() returns it, of entries ``tables`` ({key: entry}) read in one snapshot."""
+    return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(snapshot_xmin),
+            "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
+            "tables": {key: tables[key] for key in sorted(tables)}}
+
+
+SNAPSHOT_FACTS_SQL = ("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                      "txid_snapshot_xmin(txid_current_snapshot())")
+
+
+def _fingerprint_with(cur, schema, table, kind, normalize, uuid_text, hashed_columns=None, where=None, also=()):
     key = table_key(schema, table)
     all_columns, _ = table_columns(cur, schema, table)
     wanted = (hashed_columns or {}).get(key)
@@ -89,10 +118,10 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
     if unknown:
         raise FingerprintError("normalize for {0} names columns it does not have: {1}".format(key, ", ".join(unknown)))
     try:
-        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind, where))
+        cur.execute(table_fingerprint_sql(schema, table, columns, table_normalize, uuid_text, kind, where, also))
     except Exception as exc:  # psycopg2.Error: say which table and why
         raise FingerprintError("cannot fingerprint {0}: {1}".format(key, " ".join(str(exc).split()))) from None
-    rows, total = cur.fetchone()
+    rows, total, *more = cur.fetchone()
     entry = {"rows": int(rows), "hash": fold_hash(total),
              "columns": {c["name"]: c["type"] for c in all_columns},
              "kinds": {c["name"]: column_kind(c) for c in columns}}
@@ -100,7 +129,7 @@ def _fingerprint_one(cur, schema, table, kind, normalize, uuid_text, hashed_colu
         entry["unhashed_columns"] = sorted(c["name"] for c in all_columns if c not in columns)
     if table_normalize:
         entry["normalize"] = dict(table_normalize)
-    return key, entry
+    return key, entry, more
 
 
 def fingerprint_in_transaction(cur, tables=None, normalize=None, uuid_text="auto", exclude_schemas=()):
@@ -147,6 +176,13 @@ def _piece_filter(first, end):
     return sql.SQL(" AND ").join(parts) if parts else None
 
 
+def piece_filters(size, block_size, workers):
+    """The filters (alias ``t``; None: the whole table) an ordinary table of ``size`` bytes is read in by ``workers``
+    sharing one snapshot: pieces of about SPLIT_BYTES, at most two per worker (block ranges: PostgreSQL 14+)."""
+    pieces = min(2 * workers, size // SPLIT_BYTES) if workers > 1 else 1
+    return [_piece_filter(first, end) for first, end in piece_bounds(size // block_size, pieces)]
+
+
 def table_pieces(cur, targets, workers):
     """Work items ``(target, where)``, largest first: tables of SPLIT_BYTES or more split in block ranges
     when ``workers`` > 1 on PostgreSQL 14+, partitioned tables (sizes unknown, the biggest reads) first."""
@@ -160,15 +196,14 @@ def table_pieces(cur, targets, workers):
     items = []
     for target in targets:
         size = sizes.get((target[0], target[1]), 0)
-        pieces = min(2 * workers, size // SPLIT_BYTES) if workers > 1 and tid_ranges and target[2] == "r" else 1
         rank = (target[2] != "p", -size)
-        items += [(rank, target, _piece_filter(first, end))
-                  for first, end in piece_bounds(size // block_size, pieces)]
+        items += [(rank, target, where)
+                  for where in piece_filters(size, block_size, workers if tid_ranges and target[2] == "r" else 1)]
     items.sort(key=lambda item: item[0])
     return [(target, where) for _, target, where in items]
 
 
-def _add_piece(result, key, entry):
+def add_piece(result, key, entry):
     """Add a piece's rows and hash to the table's entry so far (hashes are additive)."""
     if key in result:
         entry = dict(entry, rows=result[key]["rows"] + entry["rows"], hash=add_hashes(result[key]["hash"],
@@ -211,8 +246,7 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
     lock = threading.Lock()
     try:
         cur = _begin_snapshot_transaction(conn)
-        cur.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-                    "txid_snapshot_xmin(txid_current_snapshot())")
+        cur.execute(SNAPSHOT_FACTS_SQL)
         taken_at, xmin = cur.fetchone()
         targets = resolve_tables(cur, tables, exclude_schemas)
         workers = max(1, min(int(workers or 1), len(targets)))
@@ -239,10 +273,8 @@ def fingerprint(conn, tables=None, normalize=None, uuid_text="auto", exclude_sch
 
             result = {}
             for key, entry in run_over_cursors(cursors, items, one):
-                _add_piece(result, key, entry)
-        return {"algorithm": ALGORITHM, "taken_at": taken_at, "snapshot_xmin": int(xmin),
-                "settings": dict(PINNED_SETTINGS), "uuid_text": uuid_text,
-                "tables": {key: result[key] for key in sorted(result)}}
+                add_piece(result, key, entry)
+        return fingerprint_document(taken_at, xmin, result, uuid_text)
     finally:
         for other in extra:
             try:

@@ -83,6 +83,12 @@ def test_rehearsal_passes_and_attests_in_prod(scenario):
                             (staging_oid,))
     assert wholes == [(prod_backup, True, True, scenario["prod"])], wholes
     assert "No second dump" in report["sections"]["rehearsal_copy_backup"]["summary"]
+    # The copy's before fingerprint was read with that restore's comparison (one read, two proofs), stored once
+    # for the run, and validation reconciled every table with it.
+    befores = server.execute(scenario["staging"], "SELECT run_id, jsonb_object_keys(tables) FROM pgsafe.fingerprint "
+                                                  "WHERE label = 'before'")
+    assert {run for run, _ in befores} == {report["run_id"]} and len(befores) >= 5, befores
+    assert "read with the restore comparison" in report["sections"]["fingerprint"]["summary"]
 
 
 def test_prod_without_confirmation_changes_nothing(scenario):
