@@ -9,9 +9,10 @@ pgsafe_typechange_copy).
 2. The rows copied by ``INSERT ... SELECT <casts>`` in block ranges (TID range scans), each range a short
    transaction that locks no row of the original: writes go on, and the log holds every key they touch.
 3. The log replayed by key (delete the key's rows in the new table, insert its current rows; in REPEATABLE
-   READ, so the log rows removed are exactly those replayed), the indexes and keys built once (plain builds:
-   only the replay writes to the new table), ANALYZE, the log replayed again, then one verification in
-   one snapshot: every row whose key is not in the log equals its cast (count and hash of both sides).
+   READ, so the log rows removed are exactly those replayed), the keys and indexes built once (plain builds:
+   only the replay writes to the new table), VACUUM ANALYZE, the log replayed again; once the keys are there, one
+   verification in one snapshot, on a session free meanwhile: every row whose key is not in the log equals its
+   cast (count and hash of both sides).
 4. The swap, in the online strategy's one short transaction under the locks: the last replay, renames of the
    tables and their indexes, sequences OWNED BY moved, replica identity; the plan's foreign keys and views are
    dropped and re-created around it as for the shadow-column method.  The old table is dropped once the
@@ -129,10 +130,43 @@ class LogDrainer(threading.Thread):
         return self.error
 
 
+class SideJob:
+    """A job a table's session hands to whichever session is free (``run``), or runs itself when none took it
+    (``finish``, which waits for it otherwise and raises its error)."""
+
+    def __init__(self, work):
+        self.work, self.claim, self.done, self.error, self.result = work, threading.Lock(), threading.Event(), None, None
+
+    def run(self, conn):
+        if not self.claim.acquire(blocking=False):
+            return
+        try:
+            self.result = self.work(conn)
+        except BaseException as exc:  # noqa: BLE001 - raised here and by finish() in the table's session
+            self.error = exc
+            raise
+        finally:
+            self.done.set()
+
+    def finish(self, conn, run_other=None):
+        """Runs queued jobs on ``conn`` (``run_other(conn)``, False when none is left) while this one waits for a
+        session, then this one here if no session took it, else waits for it."""
+        while not self.done.is_set() and run_other is not None and run_other(conn):
+            pass
+        if self.claim.acquire(blocking=False):
+            self.claim.release()
+            self.run(conn)
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 class CopyMethod:
     """Runner's copy-and-swap method (needs the Runner's and OnlineStrategy's plumbing)."""
 
     _drainer = None
+    _side_jobs = None  # the queue of the sessions preparing the tables (OnlineStrategy._prepare_tables)
 
     def _copy_start_drainer(self, copies, by_table):
         """The LogDrainer of this run (none without copied tables or without a further session)."""
@@ -262,26 +296,46 @@ class CopyMethod:
 
     # ------------------------------------------------------------------ 2.-3. copy, replay, indexes, verify
     def _copy_prepare(self, conn, key, cols, stop):
-        name = qualified(*key)
-        steps = (("copy", self._copy_rows), ("replay", self._copy_drain), ("indexes", self._copy_indexes),
-                 ("analyze", self._copy_analyze), ("replay again", self._copy_drain), ("verify", self._copy_verify))
-        for what, step in steps:
-            if stop.is_set():
+        """Copy, replays, indexes, VACUUM ANALYZE and the verification.  The verification needs only the copy done (from
+        then on every row not in the log equals its cast, and each replay keeps it so in one transaction): it runs
+        on a session free meanwhile (SideJob) while this one replays and builds the indexes; else here after them."""
+        for what, step in (("copy", self._copy_rows), ("replay", self._copy_drain),
+                           ("keys", lambda c, k, cl: self._copy_indexes(c, k, cl, keys=True))):
+            if not self._copy_step(conn, key, cols, stop, what, step):
                 return
-            started = time.monotonic()
-            try:
-                step(conn, key, cols)
-            except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
-                problem = value_problem(exc, name, [c["column"] for c in cols])
-                if problem is None:
-                    raise
-                conn.rollback()
-                raise TypeChangeError("{0} before the swap: {1}; fix: {2}. The original table is unchanged; the "
-                                      "copy is dropped".format(what, *problem)) from None
-            self._took("{0} {1}".format(what, name), started)
-            self.journal("online:copy:" + what, "completed", name, conn=conn)
-        if self._drainer is not None:
+        # queued once the keys are attached (ADD CONSTRAINT ... USING INDEX would wait for the verification's lock)
+        verify = SideJob(lambda other: self._copy_step(other, key, cols, stop, "verify", self._copy_verify))
+        put, run_other = self._side_jobs or (None, None)
+        if put is not None:
+            put((None, verify.run))
+        try:
+            for what, step in (("indexes", lambda c, k, cl: self._copy_indexes(c, k, cl, keys=False)),
+                               ("vacuum", self._copy_vacuum), ("replay again", self._copy_drain)):
+                if not self._copy_step(conn, key, cols, stop, what, step):
+                    break
+        except BaseException:
+            verify.claim.acquire(blocking=False)  # not started now: the run fails
+            raise
+        if verify.finish(conn, run_other) and not stop.is_set() and self._drainer is not None:
             self._drainer.ready.append(key)
+
+    def _copy_step(self, conn, key, cols, stop, what, step):
+        """One step of _copy_prepare, timed and journaled; False when the run stops meanwhile."""
+        if stop.is_set():
+            return False
+        name, started = qualified(*key), time.monotonic()
+        try:
+            step(conn, key, cols)
+        except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
+            problem = value_problem(exc, name, [c["column"] for c in cols])
+            if problem is None:
+                raise
+            conn.rollback()
+            raise TypeChangeError("{0} before the swap: {1}; fix: {2}. The original table is unchanged; the "
+                                  "copy is dropped".format(what, *problem)) from None
+        self._took("{0} {1}".format(what, name), started)
+        self.journal("online:copy:" + what, "completed", name, conn=conn)
+        return True
 
     def _copy_rows(self, conn, key, cols):
         n = self._copy_names(key)
@@ -395,11 +449,12 @@ class CopyMethod:
                     (self._copy_names(key)["new"].as_string(cur),))
         return cur.fetchone()[0]
 
-    def _copy_indexes(self, conn, key, cols):
+    def _copy_indexes(self, conn, key, cols, keys):
+        """The indexes of the primary key and unique constraints (``keys``), or the others."""
         n = self._copy_names(key)
         with conn.cursor() as cur:
             cur.execute(INDEXES_SQL, (n["oid"],))
-            indexes = cur.fetchall()
+            indexes = [r for r in cur.fetchall() if bool(r[2]) == keys]
         conn.commit()
         for name, definition, contype, _unique, _replident, quoted, qtable in indexes:
             new_name = derived_name(name, suffix=NEW_SUFFIX)
@@ -418,13 +473,17 @@ class CopyMethod:
                         n["new"], sql.Identifier(new_name)))
             self.txn("create index {0} on the copy of {1}".format(new_name, qualified(*key)), build, conn=conn)
 
-    def _copy_analyze(self, conn, key, cols):
-        """ANALYZE, not VACUUM (ANALYZE): a fresh copy has no dead rows but the replays' (a few per written key); what
-        waits for autovacuum is the visibility map (index-only scans of the new table read the heap until then), the
-        hint bits and the freezing."""
+    def _copy_vacuum(self, conn, key, cols):
+        """VACUUM (ANALYZE), not ANALYZE alone: without it autovacuum comes for the millions of rows inserted (the
+        bench waited 9.8 s for it before the swap) and the visibility map stays empty."""
         n = self._copy_names(key)
-        self.txn("analyze the copy of " + qualified(*key), lambda cur: cur.execute(
-            sql.SQL("ANALYZE {0}").format(n["new"])), conn=conn)
+        conn.commit()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("VACUUM (ANALYZE) {0}").format(n["new"]))
+        finally:
+            conn.autocommit = False
 
     def _copy_verify(self, conn, key, cols):
         """In one snapshot: the rows whose key is not in the log, cast, equal the new table's (count and hash)."""

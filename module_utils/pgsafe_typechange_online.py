@@ -263,26 +263,37 @@ class OnlineStrategy(CopyMethod):
                 break
         stop, ddl, errors = threading.Event(), threading.Lock(), []
 
+        def run_one(conn):
+            """One queued job on ``conn`` (a table, the orphan scan, a verification); False when none is left."""
+            if stop.is_set():
+                return False
+            try:
+                key, cols = todo.get_nowait()
+            except queue.Empty:
+                return False
+            if key is None:
+                cols(conn)
+            else:
+                self._prepare_table(conn, key, cols, stop, ddl)
+            return True
+
         def worker(conn):
-            while not stop.is_set():
-                try:
-                    key, cols = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    if key is None:
-                        cols(conn)
-                    else:
-                        self._prepare_table(conn, key, cols, stop, ddl)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                    errors.append(exc)
-                    stop.set()
+            try:
+                while run_one(conn):
+                    pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                errors.append(exc)
+                stop.set()
         threads = [threading.Thread(target=worker, args=(conn,), name="pgsafe-online-{0}".format(n), daemon=True)
                    for n, conn in enumerate(sessions)]
+        # a table's session hands its verification to a free one, and runs queued jobs while it waits for it
+        # (CopyMethod._copy_prepare)
+        self._side_jobs = (todo.put, run_one)
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        self._side_jobs = None
         for conn in sessions[1:]:
             try:
                 conn.close()

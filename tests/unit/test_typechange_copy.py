@@ -96,3 +96,25 @@ def test_no_primary_key_or_no_facts_keeps_shadow_columns():
 def test_the_old_names_are_unique_per_table_and_fit_in_63_bytes():
     assert old_name("exports", 123) != old_name("exports", 124)
     assert len(old_name("x" * 63, 4294967295).encode()) <= 63
+
+
+def test_a_side_job_taken_by_a_free_session_runs_once_and_its_owner_gets_its_result_and_error():
+    import threading
+
+    from ansible.module_utils.pgsafe_typechange_copy_run import SideJob
+    calls = []
+    job = SideJob(lambda conn: calls.append(conn) or "verified")
+    worker = threading.Thread(target=job.run, args=("free session",))
+    worker.start()
+    worker.join()
+    assert job.finish("own session") == "verified" and calls == ["free session"]  # not run twice
+    lone = SideJob(lambda conn: calls.append(conn) or "here")
+    assert lone.finish("own session") == "here" and calls[-1] == "own session"  # nobody took it: run by its owner
+
+    def fails(conn):
+        raise ValueError("copy differs")
+    bad = SideJob(fails)
+    with pytest.raises(ValueError):
+        bad.run("free session")
+    with pytest.raises(ValueError, match="copy differs"):
+        bad.finish("own session")
