@@ -52,6 +52,9 @@ COPY_START_ROWS = 20000
 REPLAY_ROWS = 20000  # keys replayed per transaction before the swap
 CATCH_UP_ROWS = 500  # backlog small enough for the swap's last replay (all copied tables together)
 CATCH_UP_SECONDS = 60  # replays before the swap at most (writes may outpace them on a saturated server)
+# The verification's digest of a set of rows ``r``: by the columns' own hash functions, or by the rows' text form.
+VERIFY_DIGEST = {"record": "count(*), coalesce(sum(hash_record_extended(r, 0)), 0)",
+                 "text": "count(*), coalesce(sum(hashtextextended(r::text, 0)), 0)"}
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 INDEXES_SQL = """
 SELECT x.relname, pg_get_indexdef(ix.indexrelid), con.contype::text, ix.indisunique, ix.indisreplident,
@@ -486,32 +489,40 @@ class CopyMethod:
             conn.autocommit = False
 
     def _copy_verify(self, conn, key, cols):
-        """In one snapshot: the rows whose key is not in the log, cast, equal the new table's (count and hash)."""
+        """In one snapshot: the rows whose key is not in the log, cast, equal the new table's (count and hash).
+        Rows are hashed by their columns' own hash functions (``hash_record_extended``: no text conversion, about
+        3x cheaper); a table with a column type that has none (json, point, ...) by their text form."""
         n, pk = self._copy_names(key), self.facts[key]["pk"]
         names, exprs = self._copy_columns(key, cols)
-        digest = "count(*), coalesce(sum(hashtextextended(r::text, 0)), 0)"
         old_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
         log_key = sql.SQL(", ").join(sql.SQL("l.{0}").format(sql.Identifier(p)) for p in pk)
         new_key = sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(p)) for p in pk)
         # NOT EXISTS, not NOT IN: an anti-join whatever the size of the log (NOT IN hashes it in work_mem or
         # scans it once per row)
-        old = sql.SQL("SELECT " + digest + " FROM (SELECT ROW({0}) AS r FROM ONLY {1} t WHERE NOT EXISTS "
-                      "(SELECT 1 FROM {4} l WHERE ({3}) = ({2}))) q").format(
-            sql.SQL(", ").join(exprs), n["table"], old_key, log_key, n["log"])
-        new = sql.SQL("SELECT " + digest + " FROM (SELECT ROW({0}) AS r FROM {1} t WHERE NOT EXISTS "
-                      "(SELECT 1 FROM {4} l WHERE ({3}) = ({2}))) q").format(
-            sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(x)) for x in names), n["new"], new_key,
-            sql.SQL(", ").join(self._key_cast(key, cols, "l")), n["log"])
+        old = ("SELECT {digest} FROM (SELECT ROW({0}) AS r FROM ONLY {1} t WHERE NOT EXISTS "
+               "(SELECT 1 FROM {4} l WHERE ({3}) = ({2}))) q", [sql.SQL(", ").join(exprs), n["table"], old_key, log_key,
+                                                             n["log"]])
+        new = ("SELECT {digest} FROM (SELECT ROW({0}) AS r FROM {1} t WHERE NOT EXISTS "
+               "(SELECT 1 FROM {4} l WHERE ({3}) = ({2}))) q",
+               [sql.SQL(", ").join(sql.SQL("t.{0}").format(sql.Identifier(x)) for x in names), n["new"], new_key,
+                sql.SQL(", ").join(self._key_cast(key, cols, "l")), n["log"]])
 
-        def work(cur):
+        def work(cur, digest):
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("SELECT set_config('statement_timeout', '0', true)")
-            cur.execute(old)
-            before = cur.fetchone()
-            cur.execute(new)
-            return before, cur.fetchone()
-        before, after = run_with_retries(conn, work, self.retries, self.backoff, self.backoff_max, self.attempts,
-                                         "verify the copy of " + qualified(*key))
+            out = []
+            for text, parts in (old, new):
+                cur.execute(sql.SQL(text).format(*parts, digest=sql.SQL(digest)))
+                out.append(cur.fetchone())
+            return out
+        what = "verify the copy of " + qualified(*key)
+        try:
+            before, after = run_with_retries(conn, lambda cur: work(cur, VERIFY_DIGEST["record"]), self.retries,
+                                             self.backoff, self.backoff_max, self.attempts, what)
+        except (pg_errors.UndefinedFunction, pg_errors.FeatureNotSupported):  # a column type without a hash function
+            conn.rollback()
+            before, after = run_with_retries(conn, lambda cur: work(cur, VERIFY_DIGEST["text"]), self.retries,
+                                             self.backoff, self.backoff_max, self.attempts, what + " (text form)")
         if tuple(before) != tuple(after):
             raise TypeChangeError("{0}: the copy differs from the original (rows/hash {1} vs {2}) outside the keys "
                                   "still to replay: writes bypass the log trigger (session_replication_role = "

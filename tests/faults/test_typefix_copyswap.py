@@ -374,3 +374,17 @@ def test_orphans_are_quarantined_after_the_tables_are_prepared_and_one_written_a
     assert pg_server.execute(db, f'SELECT count(*) FROM "{CHILD}" WHERE export_id IN (%s, %s)', (early, late))[0][0] == 0
     assert column_types(pg_server, db, CHILD)["export_id"] == "uuid"
     assert pg_server.execute(db, "SELECT count(*) FROM pg_constraint WHERE NOT convalidated")[0][0] == 0
+
+
+def test_a_table_with_a_column_type_without_a_hash_function_is_verified_by_its_text_form(pg_server, copy_db):
+    """The verification hashes rows by their columns' hash functions; json has none: that table's verification falls
+    back to the rows' text form (and still converges), the others keep the cheaper hash."""
+    db = copy_db
+    pg_server.execute(db, f'ALTER TABLE "{PARENT}" ADD COLUMN meta json DEFAULT \'{{"k": 1}}\'')
+    result = run_module("pgsafe_column_types", _args(pg_server, db, batch_size=500))
+    assert not result.get("failed"), result.get("msg")
+    verified = [a["step"] for a in result["attempts"] if a["step"].startswith("verify the copy of")]
+    assert f'verify the copy of "public"."{PARENT}" (text form)' in verified, verified
+    assert f'verify the copy of "public"."{CHILD}"' in verified, verified
+    assert column_types(pg_server, db, PARENT)["id"] == "uuid"
+    assert pg_server.execute(db, f'SELECT count(*), count(meta) FROM "{PARENT}"')[0] == (20000, 20000)
