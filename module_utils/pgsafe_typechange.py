@@ -17,6 +17,7 @@ pgsafe_quarantine.  This file holds the Runner: the plumbing both strategies sha
 from __future__ import annotations
 
 import json
+import threading
 
 from ansible.module_utils.pgsafe_content_hash import EMPTY_HASH, add_hashes
 from ansible.module_utils.pgsafe_identifiers import qualified
@@ -26,7 +27,8 @@ from ansible.module_utils.pgsafe_typechange_orphans import quarantine_rows, quar
 from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError
 from ansible.module_utils.pgsafe_typechange_rewrite import RewriteStrategy
 from ansible.module_utils.pgsafe_typechange_rollback import rollback_sql
-from ansible.module_utils.pgsafe_typechange_sql import table_hash, unit_lock_plan, validate_fk_statements
+from ansible.module_utils.pgsafe_typechange_backfill import clone_connection
+from ansible.module_utils.pgsafe_typechange_sql import table_hash, unit_lock_plan, validate_fk_groups
 
 try:  # psycopg2 is needed for the SQL parts only; the pure parts are importable without it
     from psycopg2 import errors as pg_errors
@@ -34,20 +36,84 @@ except ImportError:  # pragma: no cover
     pg_errors = None
 
 
-def validate_fks(conn, plan, settings_cb, attempts, retries, backoff, backoff_max, on_failure=None):
-    """VALIDATE each FK added NOT VALID (SHARE UPDATE EXCLUSIVE: writes continue)."""
-    done = []
-    for name, stmt in validate_fk_statements(plan):
+MAX_VALIDATION_SESSIONS = 3  # referencing tables validated side by side at most
+
+
+def _validate_group(conn, group, settings_cb, attempts, retries, backoff, backoff_max):
+    """VALIDATE each FK of one group in order on ``conn``: (names done, names that found a violating row)."""
+    done, violated = [], []
+    for name, stmt in group:
         def work(cur, stmt=stmt):
             settings_cb(cur)
             cur.execute(stmt)
         try:
             run_with_retries(conn, work, retries, backoff, backoff_max, attempts, "validate " + name)
+            done.append(name)
         except pg_errors.ForeignKeyViolation:
-            if on_failure is None:
-                raise
-            on_failure(name)
-            run_with_retries(conn, work, retries, backoff, backoff_max, attempts, "validate " + name + " (after rescan)")
+            conn.rollback()
+            violated.append((name, stmt))
+    return done, violated
+
+
+def _sessions_for(conn, groups, connect):
+    """One session per group: the run's own for the first, new ones (at most MAX_VALIDATION_SESSIONS in all) for
+    the others when ``connect`` gives them and ``conn`` has no transaction open (cloning reads its settings)."""
+    sessions = [conn] * len(groups)
+    if connect is None or conn.get_transaction_status() != 0:  # psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        return sessions, []
+    extra = []
+    for n in range(1, min(len(groups), MAX_VALIDATION_SESSIONS)):
+        try:
+            sessions[n] = connect()
+        except Exception:  # noqa: BLE001 - slower, not less safe: the group on the run's own session
+            break
+        extra.append(sessions[n])
+    return sessions, extra
+
+
+def validate_fks(conn, plan, settings_cb, attempts, retries, backoff, backoff_max, on_failure=None, connect=None):
+    """VALIDATE each FK added NOT VALID (SHARE UPDATE EXCLUSIVE: writes continue); the FKs of different referencing
+    tables side by side on sessions of their own when ``connect`` gives them (``validate_fk_groups``).  An FK that
+    finds a violating row (written after the orphan scan) is handed to ``on_failure`` (which sets the rows aside)
+    and validated again on ``conn`` after the others; without ``on_failure`` the change fails there."""
+    groups = validate_fk_groups(plan)
+    sessions, extra = _sessions_for(conn, groups, connect)
+    results, errors = [None] * len(groups), []
+
+    def run(n):
+        try:
+            results[n] = _validate_group(sessions[n], groups[n], settings_cb, attempts, retries, backoff, backoff_max)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(n,), daemon=True, name="pgsafe-validate-{0}".format(n))
+               for n in range(len(groups)) if sessions[n] is not conn]
+    try:
+        for thread in threads:
+            thread.start()
+        for n in range(len(groups)):
+            if sessions[n] is conn:
+                run(n)
+    finally:
+        for thread in threads:
+            thread.join()
+        for session in extra:
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001,S110 - closing a session that died is not a failure of its own
+                pass
+    if errors:
+        raise errors[0]
+    done = [name for names, _violated in results for name in names]
+    for name, stmt in [v for _names, violated in results for v in violated]:
+        if on_failure is None:
+            raise TypeChangeError("VALIDATE of {0} found a row without its parent: set those rows aside or fix them, "
+                                  "then re-run".format(name))
+        on_failure(name)
+
+        def work(cur, stmt=stmt):
+            settings_cb(cur)
+            cur.execute(stmt)
+        run_with_retries(conn, work, retries, backoff, backoff_max, attempts, "validate " + name + " (after rescan)")
         done.append(name)
     return done
 
@@ -132,7 +198,8 @@ class Runner(RewriteStrategy, OnlineStrategy):
 
     def validate(self):
         done = validate_fks(self.conn, self.plan, self.settings, self.attempts, self.retries, self.backoff,
-                            self.backoff_max, on_failure=self.rescan_and_quarantine)
+                            self.backoff_max, on_failure=self.rescan_and_quarantine,
+                            connect=lambda: clone_connection(self.conn))
         for name in done:
             self.journal("fk:validate", "completed", name)
         return done

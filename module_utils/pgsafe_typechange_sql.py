@@ -201,9 +201,19 @@ def validate_fk_steps(plan):
     return out
 
 
-def validate_fk_statements(plan):
-    """(name, statement) of every validation step (``validate_fk_steps`` without the lock levels)."""
-    return [(name, stmt) for name, stmt, _lock in validate_fk_steps(plan)]
+def validate_fk_groups(plan):
+    """The validation steps as groups that can run side by side, each on a session of its own: one group per
+    referencing table (VALIDATE takes SHARE UPDATE EXCLUSIVE on it, which conflicts with itself; on the referenced
+    table only ROW SHARE, which nothing here conflicts with), steps in plan order within a group.  One group when
+    a step attaches an FK to a partitioned parent (its lock conflicts with the others' validations)."""
+    steps = validate_fk_steps(plan)
+    if any(lock == ATTACH_LOCK for _name, _stmt, lock in steps):
+        return [[(name, stmt) for name, stmt, _lock in steps]] if steps else []
+    table_of = {f["name"]: (f["schema"], f["table"]) for f in plan["drop_fks"] + plan["foreign_keys"]}
+    groups = {}
+    for name, stmt, _lock in steps:
+        groups.setdefault(table_of.get(name, name), []).append((name, stmt))
+    return list(groups.values())
 
 
 def drop_fks(cur, plan):

@@ -54,3 +54,28 @@ def test_unique_or_key_index_on_a_changed_column_of_a_partitioned_table_blocks_o
 def test_one_not_null_check_per_table_named_after_its_first_column():
     cols = [{"column": "id"}, {"column": "user_id"}]
     assert table_check_name(cols) == "id_pgsafe_nn"
+
+
+def _fk(name, table, state="not_valid"):
+    return {"name": name, "schema": "public", "table": table, "state": state, "recreate": False, "columns": ["x"],
+            "ref_schema": "public", "ref_table": "p", "ref_columns": ["id"], "on_delete": "NO ACTION",
+            "on_update": "NO ACTION"}
+
+
+def test_fk_validations_are_grouped_by_referencing_table_in_plan_order():
+    from ansible.module_utils.pgsafe_typechange_sql import validate_fk_groups
+    plan = {"drop_fks": [dict(_fk("a_fk", "child-A"), recreate=True)],
+            "foreign_keys": [_fk("b1", "Child_B"), _fk("a2", "child-A"), _fk("b2", "Child_B"),
+                             _fk("done", "c", state="valid")]}
+    groups = validate_fk_groups(plan)
+    assert [[name for name, _stmt in g] for g in groups] == [["a_fk", "a2"], ["b1", "b2"]]
+    assert all("VALIDATE CONSTRAINT" in repr(stmt) for g in groups for _name, stmt in g)
+
+
+def test_fk_validations_stay_in_one_group_when_one_attaches_to_a_partitioned_parent():
+    from ansible.module_utils.pgsafe_typechange_sql import validate_fk_groups
+    plan = {"drop_fks": [], "foreign_keys": [_fk("b1", "b"), _fk("parted_fk", "parted")],
+            "_facts": {"partitions": {("public", "parted"): [("public", "parted_1"), ("public", "parted_2")]}}}
+    groups = validate_fk_groups(plan)
+    assert len(groups) == 1
+    assert [name for name, _stmt in groups[0]] == ["b1", "parted_fk", "parted_fk", "parted_fk"]
