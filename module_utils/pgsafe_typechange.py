@@ -27,7 +27,7 @@ from ansible.module_utils.pgsafe_typechange_orphans import quarantine_rows, quar
 from ansible.module_utils.pgsafe_typechange_parse import TypeChangeError
 from ansible.module_utils.pgsafe_typechange_rewrite import RewriteStrategy
 from ansible.module_utils.pgsafe_typechange_rollback import rollback_sql
-from ansible.module_utils.pgsafe_typechange_backfill import clone_connection
+from ansible.module_utils.pgsafe_typechange_backfill import clone_connection, close_sessions
 from ansible.module_utils.pgsafe_typechange_sql import table_hash, unit_lock_plan, validate_fk_groups
 
 try:  # psycopg2 is needed for the SQL parts only; the pure parts are importable without it
@@ -96,11 +96,7 @@ def validate_fks(conn, plan, settings_cb, attempts, retries, backoff, backoff_ma
     finally:
         for thread in threads:
             thread.join()
-        for session in extra:
-            try:
-                session.close()
-            except Exception:  # noqa: BLE001,S110 - closing a session that died is not a failure of its own
-                pass
+        close_sessions(extra)
     if errors:
         raise errors[0]
     done = [name for names, _violated in results for name in names]

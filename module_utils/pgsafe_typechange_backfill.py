@@ -116,6 +116,15 @@ def clone_connection(conn):
     return other
 
 
+def close_sessions(sessions):
+    """Close the extra sessions of a run; one that died already is not a failure of its own."""
+    for session in sessions:
+        try:
+            session.close()
+        except Exception:  # noqa: BLE001,S110 - closing a session that died is not a failure of its own
+            pass
+
+
 class Backfill:
     """One table's backfill on one connection: batches, each in its own short transaction, sized to the budget.
 

@@ -31,7 +31,7 @@ import time
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified
 from ansible.module_utils.pgsafe_locks import run_with_retries
-from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer, clone_connection, heap_shape
+from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer, clone_connection, close_sessions, heap_shape
 from ansible.module_utils.pgsafe_typechange_copy import (COPY, LOG_TRIGGER, TRUNCATE_TRIGGER, copy_table_name,
                                                          log_function_name, log_table_name, old_name)
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError
@@ -126,10 +126,7 @@ class LogDrainer(threading.Thread):
     def finish(self):
         self.halt.set()
         self.join()
-        try:
-            self.conn.close()
-        except Exception:  # noqa: BLE001,S110 - closing a session that died is not a failure of its own
-            pass
+        close_sessions([self.conn])
         return self.error
 
 

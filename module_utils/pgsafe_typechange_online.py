@@ -22,7 +22,7 @@ from ansible.module_utils.pgsafe_locks import lock_tables, retry_on_lock, run_wi
 from ansible.module_utils.pgsafe_progress import Progress, row_estimate
 from ansible.module_utils.pgsafe_typechange_copy_run import CopyMethod
 from ansible.module_utils.pgsafe_typechange_backfill import (TID_RANGE_SCAN_VERSION, Backfill, clone_connection,
-                                                             heap_shape, leaf_relations)
+                                                             close_sessions, heap_shape, leaf_relations)
 from ansible.module_utils.pgsafe_typechange_copy import copy_table_name
 from ansible.module_utils.pgsafe_typechange_orphans import quarantine_set
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, varchar_limit
@@ -294,11 +294,7 @@ class OnlineStrategy(CopyMethod):
         for thread in threads:
             thread.join()
         self._side_jobs = None
-        for conn in sessions[1:]:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001,S110 - closing a session that died is not a failure of its own
-                pass
+        close_sessions(sessions[1:])
         if errors:
             raise errors[0]
 
