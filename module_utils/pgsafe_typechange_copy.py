@@ -40,6 +40,31 @@ def old_name(name, oid):
     return derived_name(name, suffix="pgsafe_old{0}".format(oid))
 
 
+# The comment the swap puts on the original table (renamed old_name) until it is dropped: a table that still has it
+# was left by a run that stopped after its swap, before its foreign keys validated.
+ORIGINAL_COMMENT = "pgsafe: the original of {0} before the copy and swap of run {1}"
+LEFT_ORIGINALS_SQL = """
+SELECT n.nspname, c.relname, d.description FROM pg_catalog.pg_description d
+  JOIN pg_catalog.pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND d.description LIKE 'pgsafe: the original of %%' ORDER BY 1, 2
+"""
+
+
+def left_originals(cur):
+    """[{schema, table, comment}] of original tables a copy-and-swap run left behind (stopped after its swap)."""
+    cur.execute(LEFT_ORIGINALS_SQL)
+    return [{"schema": r[0], "table": r[1], "comment": r[2]} for r in cur.fetchall()]
+
+
+def left_original_hazards(originals):
+    """One hazard line per original left behind, with what to do (never dropped by pgsafe on its own: it holds the
+    rows as they were before that run's change)."""
+    return ["table {0} is {1}, left because that run stopped after the swap: check the change (validation), then "
+            "drop it: DROP TABLE {0};".format(qualified(o["schema"], o["table"]), o["comment"][len("pgsafe: "):])
+            for o in originals]
+
+
 def log_table_name(oid):
     return "copy_log_{0}".format(oid)
 

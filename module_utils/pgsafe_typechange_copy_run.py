@@ -32,8 +32,8 @@ import time
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified
 from ansible.module_utils.pgsafe_locks import run_with_retries
 from ansible.module_utils.pgsafe_typechange_backfill import BatchSizer, clone_connection, close_sessions, heap_shape
-from ansible.module_utils.pgsafe_typechange_copy import (COPY, LOG_TRIGGER, TRUNCATE_TRIGGER, copy_table_name,
-                                                         log_function_name, log_table_name, old_name)
+from ansible.module_utils.pgsafe_typechange_copy import (COPY, LOG_TRIGGER, ORIGINAL_COMMENT, TRUNCATE_TRIGGER,
+                                                         copy_table_name, log_function_name, log_table_name, old_name)
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError
 from ansible.module_utils.pgsafe_typechange_sql import _ident, _type_sql
 
@@ -544,6 +544,8 @@ class CopyMethod:
         for trigger in (LOG_TRIGGER, TRUNCATE_TRIGGER):
             cur.execute(sql.SQL("DROP TRIGGER {0} ON {1}").format(sql.Identifier(trigger), n["table"]))
         cur.execute(sql.SQL("ALTER TABLE {0} RENAME TO {1}").format(n["table"], sql.Identifier(n["old"])))
+        cur.execute(sql.SQL("COMMENT ON TABLE {0} IS {1}").format(_ident(key[0], n["old"]), sql.Literal(
+            ORIGINAL_COMMENT.format(qualified(*key), self.run_id))))
         for name, _replident in swap_facts["indexes"]:
             cur.execute(sql.SQL("ALTER INDEX {0} RENAME TO {1}").format(
                 _ident(key[0], name), sql.Identifier(old_name(name, n["oid"]))))

@@ -14,7 +14,8 @@ import os
 
 from ansible.module_utils.pgsafe_identifiers import derived_name, qualified, quote_ident, table_key
 from ansible.module_utils.pgsafe_locks import lock_statements
-from ansible.module_utils.pgsafe_typechange_copy import choose_methods, method_statements, method_steps, read_copy_facts
+from ansible.module_utils.pgsafe_typechange_copy import (choose_methods, left_original_hazards, left_originals,
+                                                     method_statements, method_steps, read_copy_facts)
 from ansible.module_utils.pgsafe_typechange_dependents import collations_to_keep, plan_dependents
 from ansible.module_utils.pgsafe_typechange_facts import canonicalise_targets, gather_facts
 from ansible.module_utils.pgsafe_typechange_online import partition_online_blockers
@@ -258,7 +259,8 @@ def build_plan(changes, fks, facts, strategy="auto", threshold=DEFAULT_ONLINE_TH
     a retyped column with its decision per strategy (pgsafe_typechange_dependents).
     """
     tables = facts["tables"]
-    notes = {"blockers": [], "hazards": [], "online_blockers": [], "touched": []}
+    notes = {"blockers": [], "hazards": left_original_hazards(facts.get("left_originals", [])), "online_blockers": [],
+             "touched": []}
     plan_changes = _plan_changes(changes, tables, notes)
     changed_cols = {(c["schema"], c["table"], c["column"]) for c in plan_changes if c["needs_type"]}
     plan_fks = _plan_fks(fks, facts, plan_changes, changed_cols, notes)
@@ -444,6 +446,7 @@ def plan_unit(cur, changes, fks, orphan_policy="fail", strategy="auto", threshol
     facts = gather_facts(cur, changes, fks)
     facts["partitions"] = partition_facts(cur, facts["tables"])
     facts["copy"] = read_copy_facts(cur, facts["tables"])
+    facts["left_originals"] = left_originals(cur)
     plan = build_plan(changes, fks, facts, strategy, threshold, online_method)
     plan["_facts"] = facts
     out = {"plan": plan, "public": public_plan(plan), "fingerprint": plan_fingerprint(plan),

@@ -388,3 +388,27 @@ def test_a_table_with_a_column_type_without_a_hash_function_is_verified_by_its_t
     assert f'verify the copy of "public"."{CHILD}"' in verified, verified
     assert column_types(pg_server, db, PARENT)["id"] == "uuid"
     assert pg_server.execute(db, f'SELECT count(*), count(meta) FROM "{PARENT}"')[0] == (20000, 20000)
+
+
+def test_an_original_left_by_a_run_stopped_after_its_swap_is_named_in_the_next_plan_with_how_to_drop_it(
+        pg_server, copy_db):
+    """The swap comments the original table (renamed) until it is dropped after the FKs validate: a completed run
+    leaves none; one a run left (stopped after the swap) is named in the next plan's hazards with the DROP."""
+    db = copy_db
+    done = run_module("pgsafe_column_types", _args(pg_server, db, run_id="swapped"))
+    assert not done.get("failed"), done.get("msg")
+    assert pg_server.execute(db, "SELECT count(*) FROM pg_description WHERE description LIKE 'pgsafe: the original%'") \
+        == [(0,)]
+    assert pg_server.execute(db, f"""SELECT obj_description('"{PARENT}"'::regclass, 'pg_class')""") == \
+        [("exports of the app",)]
+    # what a run stopped between its swap and the drop leaves (its comment written by the same code path)
+    from ansible.module_utils.pgsafe_typechange_copy import ORIGINAL_COMMENT
+    pg_server.execute(db, 'CREATE TABLE "cs_exports_pgsafe_old1" (id text)')
+    pg_server.execute(db, 'COMMENT ON TABLE "cs_exports_pgsafe_old1" IS %s',
+                      (ORIGINAL_COMMENT.format(f'"public"."{PARENT}"', "stopped-run"),))
+    plan = run_module("pgsafe_column_types", _args(pg_server, db, run_id="next"), check=True)
+    assert not plan.get("failed"), plan.get("msg")
+    hazards = [h for h in plan["hazards"] if "cs_exports_pgsafe_old1" in h]
+    assert hazards and "copy and swap of run stopped-run" in hazards[0], plan["hazards"]
+    assert 'DROP TABLE "public"."cs_exports_pgsafe_old1";' in hazards[0]
+    assert pg_server.execute(db, "SELECT count(*) FROM cs_exports_pgsafe_old1") == [(0,)]  # reported, never dropped
