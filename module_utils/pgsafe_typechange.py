@@ -39,15 +39,20 @@ except ImportError:  # pragma: no cover
 MAX_VALIDATION_SESSIONS = 3  # referencing tables validated side by side at most
 
 
+def _validate_one(conn, stmt, settings_cb, attempts, retries, backoff, backoff_max, what):
+    """One VALIDATE in a transaction of its own (the step's settings, bounded retries on lock timeouts)."""
+    def work(cur):
+        settings_cb(cur)
+        cur.execute(stmt)
+    run_with_retries(conn, work, retries, backoff, backoff_max, attempts, what)
+
+
 def _validate_group(conn, group, settings_cb, attempts, retries, backoff, backoff_max):
     """VALIDATE each FK of one group in order on ``conn``: (names done, names that found a violating row)."""
     done, violated = [], []
     for name, stmt in group:
-        def work(cur, stmt=stmt):
-            settings_cb(cur)
-            cur.execute(stmt)
         try:
-            run_with_retries(conn, work, retries, backoff, backoff_max, attempts, "validate " + name)
+            _validate_one(conn, stmt, settings_cb, attempts, retries, backoff, backoff_max, "validate " + name)
             done.append(name)
         except pg_errors.ForeignKeyViolation:
             conn.rollback()
@@ -105,11 +110,8 @@ def validate_fks(conn, plan, settings_cb, attempts, retries, backoff, backoff_ma
             raise TypeChangeError("VALIDATE of {0} found a row without its parent: set those rows aside or fix them, "
                                   "then re-run".format(name))
         on_failure(name)
-
-        def work(cur, stmt=stmt):
-            settings_cb(cur)
-            cur.execute(stmt)
-        run_with_retries(conn, work, retries, backoff, backoff_max, attempts, "validate " + name + " (after rescan)")
+        _validate_one(conn, stmt, settings_cb, attempts, retries, backoff, backoff_max,
+                      "validate " + name + " (after rescan)")
         done.append(name)
     return done
 
