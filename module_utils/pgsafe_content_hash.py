@@ -28,7 +28,8 @@ int         ``hashint8extended(0, col::int8)`` (int2/4/8)            ``::int8``
 numeric     ``hashtextextended(trim_scale(col)::text)``              ``::numeric``, the same way
 float8/4    ``hashfloat8extended`` / ``hashfloat4extended``          ``::float8`` / ``::float4``
 bool        ``hashint8extended(0, col::int)``                        ``::bool::int``
-timestamptz ``timestamp_hash_extended(col::timestamp)`` (UTC pinned)  ``::timestamptz::timestamp``
+timestamptz ``timestamp_hash_extended(w)``, w its UTC wall time      ``::timestamptz::timestamp``
+            (``col AT TIME ZONE INTERVAL '0'``: no zone lookup)
 timestamp   ``timestamp_hash_extended(col)``                         ``::timestamp``
 jsonb/json  ``hashtextextended(nullif(col::jsonb, 'null')::text)``   ``v``, the same way
 interval    ``hashtextextended(col::text)`` (IntervalStyle pinned)    ``::interval::text``
@@ -183,20 +184,34 @@ def column_order(names):
 def _uuid_or_text(sql, text, uuid_text):
     """A text value as hashed; with ``uuid_text='auto'`` a UUID spelling becomes its canonical spelling.
 
-    No regular expression for the common case: a value that cannot be a spelling (not 32-38 bytes) or is
-    canonical-shaped (36 bytes, lower case, no brace: a UUID spelling of that shape IS the canonical one)
-    is taken as it is; only the rest (upper case, braces, missing hyphens, or text that merely has such a
-    length) is matched against UUID_SPELLING_RE and, when it matches, replaced by ``value::uuid::text``.
-    The regex costs some 50 times the hash: keeping canonical values away from it is most of the speed of
-    a fingerprint of tables keyed by text uuids (v3 sent every one through it).
+    The value is ``value::uuid::text`` when it matches UUID_SPELLING_RE, else the value itself.  The pattern costs
+    some 50 times the hash, so it sees only what cheap exact tests leave open, tried cheapest first and stopping at
+    the first that settles it: not 32-38 bytes long (most text: one ``octet_length`` and one comparison); a first
+    character that cannot start a spelling (``{`` or a hex digit) or a second that cannot follow it (a hex digit),
+    each one subscript of a table of character codes -- text of that length is mostly not hex (``{"key": ...}``,
+    ``sess-...``, e-mail addresses); canonical-shaped (36 bytes, lower case, no brace: a UUID spelling of that shape
+    IS the canonical one).  Only upper-case, braced or hyphen-less spellings and hex-like text reach the pattern.
+    The tests decide nothing the pattern would decide otherwise: the hash is the same (pgsafe-fp-v4); a test holds
+    them to the pattern's answer over spellings and near-spellings.
     """
     c = sql.SQL("({0} COLLATE \"C\")").format(text)
     if uuid_text != "auto":
         return c
-    return sql.SQL("(CASE WHEN octet_length({0}) NOT BETWEEN 32 AND 38 "
-                   "OR (octet_length({0}) = 36 AND NOT starts_with({0}, '{{') AND lower({0}) = {0}) "
+    return sql.SQL("(CASE WHEN octet_length({0}) < 32 OR octet_length({0}) > 38 "
+                   "OR ({2}::bool[])[ascii({0})] IS NOT TRUE OR ({3}::bool[])[ascii(substr({0}, 2, 1))] IS NOT TRUE "
+                   "OR (octet_length({0}) = 36 AND lower({0}) = {0} AND ascii({0}) <> 123) "
                    "OR {0} !~* {1} THEN {0} ELSE (({0})::uuid)::text END) COLLATE \"C\"").format(
-        c, sql.Literal(UUID_SPELLING_RE))
+        c, sql.Literal(UUID_SPELLING_RE), sql.Literal(_SPELLING_FIRST_CODES), sql.Literal(_HEX_CODES))
+
+
+def _code_table(characters):
+    """A boolean array indexed by character code (ascii()), true at ``characters``: one subscript tests a class."""
+    return "[0:127]={" + ",".join("t" if chr(code) in characters else "f" for code in range(128)) + "}"
+
+
+# The characters a UUID spelling can start with, and hex digits (its second character is one).
+_SPELLING_FIRST_CODES = _code_table("{0123456789abcdefABCDEF")
+_HEX_CODES = _code_table("0123456789abcdefABCDEF")
 
 
 # The 64-bit hash (seed 0) of a value of each kind, from the value ``{0}`` of the kind's own type (a live
@@ -212,7 +227,7 @@ LIVE_HASH = {
     "float8": "hashfloat8extended({0}, 0)",
     "float4": "hashfloat4extended({0}, 0)",
     "bool": "hashint8extended(0, ({0})::int::int8)",
-    "timestamptz": "timestamp_hash_extended(({0})::timestamp, 0)",
+    "timestamptz": "timestamp_hash_extended(({0}) AT TIME ZONE INTERVAL '0', 0)",  # UTC wall time, no zone lookup
     "timestamp": "timestamp_hash_extended({0}, 0)",
     "jsonb": "hashtextextended((nullif({0}, 'null'::jsonb))::text COLLATE \"C\", 0)",
     "json": "hashtextextended((nullif(({0})::jsonb, 'null'::jsonb))::text COLLATE \"C\", 0)",

@@ -92,3 +92,53 @@ def test_typed_mapped_rows_hash_equals_the_default_path_and_the_cast_target(pg_s
     finally:
         conn.rollback()
         conn.close()
+
+
+def test_the_uuid_spelling_shortcuts_decide_exactly_what_the_pattern_decides(pg_server):
+    """The text hash sends a value to UUID_SPELLING_RE only when cheap tests cannot settle it (length, first and
+    second character, canonical shape): over spellings and near-spellings of every length around 32-38 bytes (case,
+    braces, hyphens moved or missing, multi-byte characters, a non-hex first or second character), the value hashed
+    is the pattern's own answer (``value::uuid::text`` when it matches, else the value)."""
+    from ansible.module_utils.pgsafe_content_hash import UUID_SPELLING_RE, _sql, _uuid_or_text
+    canonical = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    plain = canonical.replace("-", "")
+    values = {canonical, canonical.upper(), "{" + canonical + "}", "{" + canonical.upper() + "}", plain, plain.upper(),
+              "{" + plain + "}", "A" + canonical[1:], canonical[:-1] + "F", "{" + canonical, canonical + "}",
+              canonical[:8] + canonical[9:], canonical[:23] + canonical[24:], canonical[:7] + "-" + canonical[7:],
+              "g" + canonical[1:], canonical[0] + "g" + canonical[2:], "{g" + canonical[1:] + "}", "-" + canonical[1:],
+              "é" + canonical[2:], canonical[:-2] + "é", "{" + "é" + plain[2:] + "}", " " + canonical[1:], "x" * 36,
+              "{" + "x" * 34 + "}", '{"value": "remembered 50d12c361446"}', "0" * 32, "0" * 33, "F" * 32, "f" * 39,
+              "0" * 31, "", "-" * 36, "{}" + plain[:34], canonical.replace("-", "--", 1)[:36], None}
+    values |= {v[:n] for v in (canonical, "{" + canonical + "}") for n in range(30, 39)}
+    sql = _sql()
+    conn = pg_server.connect("postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT v, {0}, CASE WHEN v ~* {1} THEN v::uuid::text ELSE v END "
+                                "FROM unnest(%s::text[]) AS v").format(
+                _uuid_or_text(sql, sql.SQL("v"), "auto"), sql.Literal(UUID_SPELLING_RE)), (sorted(values, key=str),))
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == len(values)
+    assert [row for row in rows if row[1] != row[2]] == []
+    assert sum(1 for v, hashed, _ in rows if v is not None and hashed != v) >= 8  # the spellings were normalised
+
+
+def test_timestamptz_hashes_as_its_utc_wall_time_whatever_the_session_zone(pg_server):
+    """The live timestamptz hash (``AT TIME ZONE INTERVAL '0'``: no zone lookup per value) equals the hash of its
+    UTC wall time, infinities included, in any session TimeZone."""
+    from ansible.module_utils.pgsafe_content_hash import _sql, typed_value_hash
+    sql = _sql()
+    conn = pg_server.connect("postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TimeZone = 'America/St_Johns'")
+            cur.execute(sql.SQL("SELECT count(*) FILTER (WHERE {0} IS DISTINCT FROM timestamp_hash_extended("
+                                "timezone('UTC', v), 0)), count(*) FROM unnest(ARRAY['2024-03-10 02:30:00-05', "
+                                "'1999-12-31 23:59:59.999999+14', 'infinity', '-infinity', '4713-01-01 00:00:00+00 BC', "
+                                "'294276-12-31 23:59:59+00', NULL]::timestamptz[]) AS v").format(
+                typed_value_hash(sql.SQL("v"), "timestamptz")))
+            assert cur.fetchone() == (0, 7)
+    finally:
+        conn.close()
