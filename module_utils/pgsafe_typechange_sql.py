@@ -186,6 +186,11 @@ ATTACH_LOCK = "SHARE ROW EXCLUSIVE (ACCESS EXCLUSIVE on the referenced table, br
 def validate_fk_steps(plan):
     """(name, statement, lock level) of every FK validation, in order: VALIDATE CONSTRAINT (writes continue);
     for a partitioned table, VALIDATE on each leaf, then the FK added on the parent (attaches them)."""
+    return [(name, stmt, lock) for _table, name, stmt, lock in _validate_fk_steps(plan)]
+
+
+def _validate_fk_steps(plan):
+    """validate_fk_steps with each step's referencing table ``(schema, table)`` first."""
     todo = [(f["schema"], f["table"], f["name"], f) for f in plan["drop_fks"] if f["recreate"]]
     todo += [(f["schema"], f["table"], f["name"], dict(f, recreate=False)) for f in plan["foreign_keys"]
              if f["state"] != "valid"]
@@ -193,11 +198,10 @@ def validate_fk_steps(plan):
     for schema, table, name, fk in todo:
         leaves = _leaves(plan, schema, table)
         for s, t in leaves if leaves is not None else [(schema, table)]:
-            out.append((name, sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(_ident(s, t),
-                                                                                   sql.Identifier(name)),
-                        VALIDATE_LOCK))
+            out.append(((schema, table), name, sql.SQL("ALTER TABLE {0} VALIDATE CONSTRAINT {1}").format(
+                _ident(s, t), sql.Identifier(name)), VALIDATE_LOCK))
         if leaves is not None:
-            out.append((name, _fk_sql(fk, not_valid=False), ATTACH_LOCK))
+            out.append(((schema, table), name, _fk_sql(fk, not_valid=False), ATTACH_LOCK))
     return out
 
 
@@ -206,13 +210,12 @@ def validate_fk_groups(plan):
     referencing table (VALIDATE takes SHARE UPDATE EXCLUSIVE on it, which conflicts with itself; on the referenced
     table only ROW SHARE, which nothing here conflicts with), steps in plan order within a group.  One group when
     a step attaches an FK to a partitioned parent (its lock conflicts with the others' validations)."""
-    steps = validate_fk_steps(plan)
-    if any(lock == ATTACH_LOCK for _name, _stmt, lock in steps):
-        return [[(name, stmt) for name, stmt, _lock in steps]] if steps else []
-    table_of = {f["name"]: (f["schema"], f["table"]) for f in plan["drop_fks"] + plan["foreign_keys"]}
+    steps = _validate_fk_steps(plan)
+    if any(lock == ATTACH_LOCK for _table, _name, _stmt, lock in steps):
+        return [[(name, stmt) for _table, name, stmt, _lock in steps]] if steps else []
     groups = {}
-    for name, stmt, _lock in steps:
-        groups.setdefault(table_of.get(name, name), []).append((name, stmt))
+    for table, name, stmt, _lock in steps:
+        groups.setdefault(table, []).append((name, stmt))
     return list(groups.values())
 
 

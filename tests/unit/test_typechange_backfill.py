@@ -72,6 +72,14 @@ def test_fk_validations_are_grouped_by_referencing_table_in_plan_order():
     assert all("VALIDATE CONSTRAINT" in repr(stmt) for g in groups for _name, stmt in g)
 
 
+def test_fk_validations_of_same_named_constraints_on_different_tables_run_side_by_side():
+    """Constraint names are per table: two FKs named alike on two tables are two groups, each its own table's."""
+    from ansible.module_utils.pgsafe_typechange_sql import validate_fk_groups
+    plan = {"drop_fks": [], "foreign_keys": [_fk("owner_fk", "a"), _fk("owner_fk", "b"), _fk("other", "a")]}
+    groups = validate_fk_groups(plan)
+    assert [[stmt.seq[1].strings for _name, stmt in g] for g in groups] == [[("public", "a")] * 2, [("public", "b")]]
+
+
 def test_fk_validations_stay_in_one_group_when_one_attaches_to_a_partitioned_parent():
     from ansible.module_utils.pgsafe_typechange_sql import validate_fk_groups
     plan = {"drop_fks": [], "foreign_keys": [_fk("b1", "b"), _fk("parted_fk", "parted")],
