@@ -105,8 +105,8 @@ def value_problem(exc, name, columns):
 
 
 class LogDrainer(threading.Thread):
-    """Replays the logs of the copied tables that are ready (copied, indexed, verified) in turn, on a session of its
-    own, until stopped: their backlogs stay small while other tables are prepared and the orphans are scanned."""
+    """Replays the logs of the copied tables that are ready (copied, indexed) in turn, on a session of its own, until
+    stopped: their backlogs stay small while they are verified, other tables are prepared and the orphans scanned."""
 
     def __init__(self, runner, by_table, conn):
         super().__init__(daemon=True, name="pgsafe-copy-drain")
@@ -310,14 +310,21 @@ class CopyMethod:
             put((None, verify.run))
         try:
             for what, step in (("indexes", lambda c, k, cl: self._copy_indexes(c, k, cl, keys=False)),
-                               ("vacuum", self._copy_vacuum), ("replay again", self._copy_drain)):
+                               ("vacuum", self._copy_vacuum)):
                 if not self._copy_step(conn, key, cols, stop, what, step):
                     break
+            else:
+                if self._drainer is not None:
+                    # From here on the drainer replays this table's log, also while the verification reads: it reads
+                    # one snapshot, in which every row not in the log equals its cast whatever replays commit after
+                    # it. (Handed over only now: a CREATE INDEX on the new table would hold the replays' inserts.)
+                    self._drainer.ready.append(key)
+                else:
+                    self._copy_step(conn, key, cols, stop, "replay again", self._copy_drain)
         except BaseException:
             verify.claim.acquire(blocking=False)  # not started now: the run fails
             raise
-        if verify.finish(conn, run_other) and not stop.is_set() and self._drainer is not None:
-            self._drainer.ready.append(key)
+        verify.finish(conn, run_other)
 
     def _copy_step(self, conn, key, cols, stop, what, step):
         """One step of _copy_prepare, timed and journaled; False when the run stops meanwhile."""
