@@ -125,6 +125,8 @@ class OnlineStrategy(CopyMethod):
             self.journal("online:backfill", "completed", ",".join(qualified(*k) for k in by_table))
             if self._orphans_seen:  # moved only now: a change failing while the tables were prepared moved nothing
                 self.txn("quarantine orphans", self.quarantine)
+            for key in copies:  # while the drainer keeps replaying
+                self._copy_vacuum_again(key, by_table[key])
             self._wait_for_vacuums([(key[0], copy_table_name(key[1])) for key in copies])
             swap_facts = {k: self.txn("read indexes and sequences of " + qualified(*k),
                                       lambda cur, k=k: self._copy_read_swap_facts(cur, k)) for k in copies}
