@@ -49,6 +49,19 @@ options:
     description: JSON details stored with the run (merged on finish).
     type: dict
     default: {}
+  journal:
+    description:
+      - With I(state=succeeded) or I(state=failed), read the run's journal first (in the same transaction) and
+        return it as C(journal); when I(details) has a C(report_document), the journal is recorded as its
+        C(journal) (the run_report role closes a run this way, in one module run). Read in check mode too.
+    type: bool
+    default: false
+  release_run_lock:
+    description:
+      - Pid of the run lock's holder process (pgsafe_run_lock's, or pgsafe_preflight's I(run_lock)) to stop
+        once the end is recorded, also when recording it failed; what pgsafe_run_lock I(state=released) does.
+        Nothing is released in check mode.
+    type: int
 """
 
 EXAMPLES = r"""
@@ -68,6 +81,15 @@ run_id:
   description: The run id recorded.
   returned: always
   type: str
+journal:
+  description: The run's journal lines in order (step, object, status, details, rollback_sql, at), with I(journal).
+  returned: with journal
+  type: list
+  elements: dict
+run_lock_released:
+  description: Whether the holder process named by I(release_run_lock) was running and was stopped.
+  returned: with release_run_lock
+  type: bool
 queries:
   description: The statements this module ran, in order (the product schema's DDL when it installs it).
   returned: always
@@ -75,28 +97,25 @@ queries:
   elements: str
 """
 
-try:
-    import psycopg2
-    import psycopg2.errors
-except ImportError:  # pragma: no cover - reported by connect()
-    psycopg2 = None
-
-from ansible.module_utils.pgsafe_journal import finish_run, start_run
-from ansible.module_utils.pgsafe_meta import ensure_meta_schema, meta_schema_installed
+from ansible.module_utils.pgsafe_journal import read_journal, record_end, record_start
+from ansible.module_utils.pgsafe_meta import meta_schema_installed
 from ansible.module_utils.pgsafe_module import PgsafeModule
+from ansible.module_utils.pgsafe_run_lock import release
 
 
-def _install(module, conn, cur):
-    """The product schema, installed or upgraded (True when this call created it); fails naming the grant."""
+def _check(module):
+    """Check mode: nothing written; whether the product schema would be installed (and the journal, if asked)."""
     p = module.params
+    conn = module.connect(read_only=True)
     try:
-        return ensure_meta_schema(cur)
-    except psycopg2.errors.InsufficientPrivilege as exc:
+        with conn.cursor() as cur:
+            installed = meta_schema_installed(cur)
+            rows = read_journal(cur, p["run_id"]) if p["journal"] and installed else []
         conn.rollback()
-        module.fail_json(msg="cannot install the product schema pgsafe in {0}: {1}. Grant CREATE on the "
-                             "database to {2}, or have a DBA run the product schema DDL once "
-                             "(module_utils/pgsafe_meta.py) and give the schema to {2}".format(
-                                 p["login_db"], str(exc).strip(), p["login_user"]))
+    finally:
+        conn.close()
+    extra = {"journal": rows} if p["journal"] else {}
+    module.exit_json(changed=not installed, meta_schema_created=False, run_id=p["run_id"], **extra)
 
 
 def main():
@@ -109,28 +128,30 @@ def main():
             operator=dict(type="str"),
             awx_job_id=dict(type="str"),
             details=dict(type="dict", default={}),
+            journal=dict(type="bool", default=False),
+            release_run_lock=dict(type="int"),
         ),
         required_if=[("state", "started", ("playbook", "environment"))],
         supports_check_mode=True,
     )
     p = module.params
-    conn = module.connect(read_only=module.check_mode)
+    if p["state"] == "started" and (p["journal"] or p["release_run_lock"] is not None):
+        module.fail_json(msg="journal and release_run_lock close a run: use them with state succeeded or failed")
+    if module.check_mode:
+        _check(module)
+    extra = {}
     try:
-        with conn.cursor() as cur:
-            if module.check_mode:
-                installed = meta_schema_installed(cur)
-                conn.rollback()
-                module.exit_json(changed=not installed, meta_schema_created=False, run_id=p["run_id"])
-            created = _install(module, conn, cur)
-            if p["state"] == "started":
-                start_run(cur, p["run_id"], p["playbook"], p["environment"], p["operator"], p["awx_job_id"],
-                          p["details"])
-            else:
-                finish_run(cur, p["run_id"], p["state"], p["details"])
-        conn.commit()
-    finally:
-        conn.close()
-    module.exit_json(changed=True, meta_schema_created=created, run_id=p["run_id"])
+        if p["state"] == "started":
+            created = record_start(module, p["run_id"], p["playbook"], p["environment"], p["operator"],
+                                   p["awx_job_id"], p["details"])
+        else:
+            created, rows = record_end(module, p["run_id"], p["state"], p["details"], with_journal=p["journal"])
+            if rows is not None:
+                extra["journal"] = rows
+    finally:  # also when recording failed: the run is over either way
+        if p["release_run_lock"] is not None:
+            extra["run_lock_released"] = release(p["release_run_lock"])
+    module.exit_json(changed=True, meta_schema_created=created, run_id=p["run_id"], **extra)
 
 
 if __name__ == "__main__":

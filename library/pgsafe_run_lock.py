@@ -76,19 +76,8 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.pgsafe_connection import libpq_params
 from ansible.module_utils.pgsafe_module import PgsafeModule
-from ansible.module_utils.pgsafe_run_lock import RunLockError, acquire, controller_pid, describe_holder, \
-    refusal_message, release
-
-
-def _holder(module):
-    conn = module.connect(read_only=True, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            return describe_holder(cur)
-    finally:
-        conn.close()
+from ansible.module_utils.pgsafe_run_lock import current_holder, release, take
 
 
 def main():
@@ -107,17 +96,8 @@ def main():
         stopped = False if module.check_mode else release(p["holder_pid"])
         module.exit_json(changed=stopped, holder_pid=p["holder_pid"])
     if module.check_mode:
-        module.exit_json(changed=False, holder=_holder(module))
-    controller = controller_pid()
-    try:
-        answer = acquire(libpq_params(p), p["run_id"], controller=controller, max_seconds=p["max_hours"] * 3600)
-    except RunLockError as exc:
-        module.fail_json(msg=str(exc))
-    if not answer["taken"]:
-        holder = _holder(module)
-        module.fail_json(msg=refusal_message(p["login_db"], holder), holder=holder)
-    module.exit_json(changed=False, holder_pid=answer["pid"], backend_pid=answer["backend_pid"],
-                     controller_pid=controller)
+        module.exit_json(changed=False, holder=current_holder(module))
+    module.exit_json(changed=False, **take(module, p["run_id"], p["max_hours"]))
 
 
 if __name__ == "__main__":

@@ -201,6 +201,32 @@ def describe_holder(cur):
     return holder
 
 
+def current_holder(module):
+    """Who holds the run lock on ``module``'s target (a PgsafeModule), read in its own autocommit session."""
+    conn = module.connect(read_only=True, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            return describe_holder(cur)
+    finally:
+        conn.close()
+
+
+def take(module, run_id, max_hours=12):
+    """The run lock on ``module``'s target for ``run_id``: {holder_pid, backend_pid, controller_pid}. Fails the
+    task naming the run that holds it (nothing changed) or why the holder could not take it."""
+    from ansible.module_utils.pgsafe_connection import libpq_params
+
+    controller = controller_pid()
+    try:
+        answer = acquire(libpq_params(module.params), run_id, controller=controller, max_seconds=max_hours * 3600)
+    except RunLockError as exc:
+        module.fail_json(msg=str(exc))
+    if not answer["taken"]:
+        holder = current_holder(module)
+        module.fail_json(msg=refusal_message(module.params["login_db"], holder), holder=holder)
+    return dict(holder_pid=answer["pid"], backend_pid=answer["backend_pid"], controller_pid=controller)
+
+
 def refusal_message(database, holder):
     """What the refused run prints: who holds the database, and what to do."""
     if holder is None:
