@@ -116,15 +116,6 @@ def clone_connection(conn):
     return other
 
 
-def one_process(cur):
-    """``cur``, its transaction's queries now run without parallel workers (SET LOCAL): the online change's orphan
-    scan, which runs beside the application and the preparation of the tables, takes one core, not three, so the
-    application's writes are not starved of CPU (the stall target is about them).  (The copy's verification keeps
-    its workers: without them the online change took 2.4-2.8x the rewrite under the bench's load.)"""
-    cur.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
-    return cur
-
-
 def close_sessions(sessions):
     """Close the extra sessions of a run; one that died already is not a failure of its own."""
     for session in sessions:

@@ -22,7 +22,7 @@ from ansible.module_utils.pgsafe_locks import lock_tables, retry_on_lock, run_wi
 from ansible.module_utils.pgsafe_progress import Progress, row_estimate
 from ansible.module_utils.pgsafe_typechange_copy_run import CopyMethod
 from ansible.module_utils.pgsafe_typechange_backfill import (TID_RANGE_SCAN_VERSION, Backfill, clone_connection,
-                                                             close_sessions, heap_shape, leaf_relations, one_process)
+                                                             close_sessions, heap_shape, leaf_relations)
 from ansible.module_utils.pgsafe_typechange_copy import copy_table_name
 from ansible.module_utils.pgsafe_typechange_orphans import quarantine_set
 from ansible.module_utils.pgsafe_typechange_parse import NEW_SUFFIX, TypeChangeError, varchar_limit
@@ -240,10 +240,10 @@ class OnlineStrategy(CopyMethod):
         table is prepared."""
         started = time.monotonic()
         if self.orphan_policy != "quarantine":
-            self.txn("look for orphans", lambda cur: self.quarantine(one_process(cur)), conn=conn)
+            self.txn("look for orphans", self.quarantine, conn=conn)
         else:
-            self._orphans_seen = bool(self.txn("look for orphans", lambda cur: quarantine_set(one_process(cur),
-                                                                                            self.plan), conn=conn))
+            self._orphans_seen = bool(self.txn("look for orphans", lambda cur: quarantine_set(cur, self.plan),
+                                               conn=conn))
         self._took("orphan scan", started)
 
     def _prepare_tables(self, by_table, then=None):
